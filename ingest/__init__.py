@@ -1,0 +1,1 @@
+"""The outside world -> events: sources, retries, breakers, fallback, snapshots."""

@@ -1,0 +1,128 @@
+"""One error family for everything Tally reports to a user.
+
+Every error carries a message (what went wrong), a hint (what to do about it) and a context
+(where: file, field, row, position, stream ...). The command line prints the three and exits
+with the error's ``exit_code``: 2 for a user or environment error, 1 for an integrity failure.
+Driver errors (SQLAlchemy, psycopg, sqlite3, ccxt) are translated into this family at exactly
+one boundary per adapter, always with ``raise ... from e`` so the cause stays visible in logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+EXIT_OK = 0
+EXIT_INTEGRITY = 1
+EXIT_USAGE = 2
+
+
+class TallyError(Exception):
+    """Base of every error Tally raises on purpose."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
+    default_hint: ClassVar[str] = "see `tally --help`"
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, **context: Any
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.context: Mapping[str, Any] = context
+
+    def __str__(self) -> str:
+        where = ", ".join(f"{k}={v}" for k, v in self.context.items())
+        return f"{self.message} ({where})" if where else self.message
+
+    def render(self) -> str:
+        """Return the message, the context and the hint as a user sees them."""
+        lines = [f"error: {self.message}"]
+        for key, value in self.context.items():
+            lines.append(f"  {key}: {value}")
+        lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class ConfigError(TallyError):
+    default_hint = "fix the named key in the configuration file or the command line"
+
+
+class ConcurrencyError(TallyError):
+    default_hint = "another writer appended to this stream first: re-read it and retry"
+
+    def __init__(self, stream: str, expected: int | None, actual: int) -> None:
+        super().__init__(
+            f"stream {stream!r} is at version {actual}, not the expected {expected}",
+            stream=stream,
+            expected=expected,
+            actual=actual,
+        )
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyConflict(TallyError):
+    default_hint = (
+        "an idempotency key names one request: use a new key for different events"
+    )
+
+
+class ChainIntegrityError(TallyError):
+    exit_code = EXIT_INTEGRITY
+    default_hint = (
+        "the ledger was changed outside Tally: restore it from a backup and compare "
+        "with `tally events --from-position` around the named position"
+    )
+
+    def __init__(self, message: str, *, position: int, kind: str, **context: Any) -> None:
+        super().__init__(message, position=position, kind=kind, **context)
+        self.position = position
+        self.kind = kind
+
+
+class UnknownEventType(TallyError):
+    default_hint = (
+        "this ledger holds an event this version of Tally does not know: upgrade Tally, "
+        "or check where the row came from"
+    )
+
+
+class StoreUnavailable(TallyError):
+    default_hint = "check the database URL (--db or TALLY_DB) and that the server is running"
+
+
+class SchemaOutdated(TallyError):
+    default_hint = "run `tally init` (with the same --db) to create or upgrade the ledger"
+
+
+class DataContractError(TallyError):
+    default_hint = "fix the input data at the named row, or run without strict mode"
+
+
+class ProviderError(TallyError):
+    default_hint = "the data provider failed; retryable errors are retried automatically"
+
+    def __init__(
+        self, message: str, *, error_class: str, retryable: bool, **context: Any
+    ) -> None:
+        super().__init__(message, error_class=error_class, retryable=retryable, **context)
+        self.error_class = error_class
+        self.retryable = retryable
+
+
+class CacheCorruptionError(TallyError):
+    exit_code = EXIT_INTEGRITY
+    default_hint = "delete the named cache file; it is re-fetched on the next run"
+
+
+class BacktestInvariantError(TallyError):
+    exit_code = EXIT_INTEGRITY
+    default_hint = "a backtest broke an accounting invariant: report it with the run id"
+
+
+class InputError(TallyError):
+    """A user input (file, argument, row) that cannot be used as given."""
+
+    default_hint = "fix the named input and run the command again"

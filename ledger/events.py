@@ -1,0 +1,184 @@
+"""The event catalog: every fact Tally records, as frozen, keyword-only, tagged msgspec Structs.
+
+Rules that keep old ledgers readable and hashes stable:
+- names are past tense; a field is never renamed or retyped;
+- a new field is added at the end of its class, with a default;
+- money and quantities are ``Decimal``: ``check_money`` refuses anything else before an
+  event is encoded, so a float never reaches the ledger (the decoder needs no such check:
+  it only ever produces ``Decimal`` for those fields);
+- times are timezone-aware ``datetime`` taken from the injected clock.
+"""
+
+from __future__ import annotations
+
+import typing
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+    """Base of every event; the class name is the stored ``type``."""
+
+    # Filled in for every class of the catalog at import (see the end of this module).
+    _decimal_fields: ClassVar[tuple[str, ...]] = ()
+
+
+def check_money(event: Event) -> None:
+    """Raise ``TypeError`` if a money or quantity field of ``event`` is not a finite Decimal."""
+    for name in event._decimal_fields:
+        value = getattr(event, name)
+        if value.__class__ is Decimal and value.is_finite():
+            continue  # the common case, checked without a call
+        _check_money(type(event).__name__, name, value)
+
+
+def _holds_decimal(hint: Any) -> bool:
+    if hint is Decimal:
+        return True
+    return any(_holds_decimal(arg) for arg in typing.get_args(hint))
+
+
+def _check_money(event: str, field: str, value: Any) -> None:
+    values = value.values() if isinstance(value, dict) else (value,)
+    for item in values:
+        if item is None:
+            continue
+        if not isinstance(item, Decimal):
+            raise TypeError(
+                f"{event}.{field} must be a Decimal, got {type(item).__name__} {item!r}: "
+                "money and quantities are exact in Tally (use Decimal('...'))"
+            )
+        if not item.is_finite():
+            raise ValueError(f"{event}.{field} must be a finite Decimal, got {item}")
+
+
+# --- runs -------------------------------------------------------------------------------
+
+
+class RunStarted(Event):
+    run_id: str
+    mode: str
+    seed: int
+    config: dict[str, Any] = {}
+    config_hash: str = ""
+    code_version: str = ""
+
+
+class RunFinished(Event):
+    run_id: str
+    cycles: int = 0
+    status: str = "completed"
+
+
+# --- market data --------------------------------------------------------------------------
+
+
+class FetchAttempted(Event):
+    source: str
+    endpoint: str
+    symbol: str
+    attempt: int
+
+
+class FetchSucceeded(Event):
+    source: str
+    endpoint: str
+    symbol: str
+    attempt: int
+    latency_ms: int
+
+
+class FetchFailed(Event):
+    source: str
+    endpoint: str
+    symbol: str
+    attempt: int
+    error_class: str
+    retryable: bool
+    message: str
+
+
+class RetryScheduled(Event):
+    source: str
+    endpoint: str
+    symbol: str
+    attempt: int
+    delay_ms: int
+
+
+class StalePriceUsed(Event):
+    symbol: str
+    price: Decimal
+    as_of: datetime
+    age_s: Decimal
+    reason: str
+
+
+class SymbolSkipped(Event):
+    symbol: str
+    reason: str
+
+
+class SnapshotSealed(Event):
+    snapshot_id: str
+    fresh: int
+    stale: int
+    failed: int
+    marks: dict[str, Decimal] = {}
+
+
+# --- money --------------------------------------------------------------------------------
+
+
+class TradeExecuted(Event):
+    account: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    order_id: str
+    trade_id: str
+
+
+class FeeCharged(Event):
+    account: str
+    trade_id: str
+    asset: str
+    amount: Decimal
+
+
+class FundsDeposited(Event):
+    account: str
+    asset: str
+    amount: Decimal
+
+
+AnyEvent = (
+    RunStarted
+    | RunFinished
+    | FetchAttempted
+    | FetchSucceeded
+    | FetchFailed
+    | RetryScheduled
+    | StalePriceUsed
+    | SymbolSkipped
+    | SnapshotSealed
+    | TradeExecuted
+    | FeeCharged
+    | FundsDeposited
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls for cls in typing.get_args(AnyEvent)
+}
+
+for _cls in EVENT_TYPES.values():
+    _hints = typing.get_type_hints(_cls)
+    _cls._decimal_fields = tuple(
+        name for name in _cls.__struct_fields__ if _holds_decimal(_hints[name])
+    )

@@ -1,0 +1,75 @@
+"""Configuration: YAML files checked by pydantic models. Unknown keys are refused and every
+limit carries its unit in its name; an error names the file, the key path and the value."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ledger.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+DB_ENV = "TALLY_DB"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Strict):
+    url: str = "sqlite:///tally.db"
+    durable: bool = True
+
+
+class Settings(_Strict):
+    store: StoreSettings = StoreSettings()
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load and check a configuration file (the embedded default when ``path`` is None)."""
+    source = path or DEFAULT_CONFIG
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read the configuration file: {e.strerror}",
+            hint="pass an existing YAML file with --config",
+            file=str(source),
+        ) from e
+    try:
+        raw: Any = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = {"line": mark.line + 1, "column": mark.column + 1} if mark else {}
+        raise ConfigError(
+            f"the configuration file is not valid YAML: {getattr(e, 'problem', e)}",
+            hint="fix the YAML syntax at the named line",
+            file=str(source),
+            **where,
+        ) from e
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "the configuration file must hold a mapping of keys",
+            file=str(source),
+        )
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"invalid configuration value at {key}: {first['msg']}",
+            hint="fix or remove the key; see config/default.yaml for every key and its unit",
+            file=str(source),
+            key=key,
+            value=repr(first.get("input"))[:80],
+        ) from e
+
+
+def resolve_db_url(cli_value: str | None, settings: Settings) -> str:
+    """Pick the ledger URL: --db, then $TALLY_DB, then the configuration file."""
+    return cli_value or os.environ.get(DB_ENV) or settings.store.url

@@ -1,0 +1,75 @@
+"""What the event store needs from a database, and how a URL picks the backend."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ledger.errors import ConfigError
+
+URL_HINT = (
+    "use sqlite:///path/to/ledger.db or postgresql+psycopg://user:password@host:5432/dbname"
+)
+
+
+class Backend(Protocol):
+    name: str
+    display_url: str
+
+    def engine(self, *, create: bool) -> Engine:
+        """Return an engine; ``create`` allows creating a missing database file."""
+        ...
+
+    def write(self, engine: Engine) -> AbstractContextManager[Connection]:
+        """Open a transaction that holds the ledger's append lock until it ends."""
+        ...
+
+    def insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert full rows (``schema.ROW_COLUMNS`` order) inside the write transaction."""
+        ...
+
+    def guard(self) -> AbstractContextManager[None]:
+        """Translate driver errors raised inside into the Tally error family."""
+        ...
+
+    def sql(self, statement: str) -> str:
+        """Return ``statement`` (written with ``?`` parameters) in the driver's style."""
+        ...
+
+
+def parse_url(raw: str) -> URL:
+    """Parse and normalise a database URL, refusing anything Tally cannot use."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as e:
+        raise ConfigError(
+            f"not a database URL: {raw!r}", hint=URL_HINT, url=raw
+        ) from e
+    driver = url.drivername
+    if driver in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg3"):
+        return url.set(drivername="postgresql+psycopg")
+    if driver in ("sqlite", "sqlite+pysqlite"):
+        if not url.database or url.database == ":memory:":
+            raise ConfigError(
+                "a SQLite ledger needs a file path", hint=URL_HINT, url=raw
+            )
+        return url.set(drivername="sqlite")
+    raise ConfigError(
+        f"unsupported database URL scheme {driver!r}", hint=URL_HINT, url=raw
+    )
+
+
+def open_backend(raw_url: str, *, durable: bool = True) -> Backend:
+    """Return the backend for a database URL."""
+    url = parse_url(raw_url)
+    if url.drivername == "sqlite":
+        from ledger.store.sqlite import SqliteBackend
+
+        return SqliteBackend(url, durable=durable)
+    from ledger.store.postgres import PostgresBackend
+
+    return PostgresBackend(url)

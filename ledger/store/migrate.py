@@ -1,0 +1,77 @@
+"""Create or upgrade a ledger's schema with alembic; check a schema before using it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, inspect
+
+from ledger.errors import SchemaOutdated, StoreUnavailable
+from ledger.store.backend import Backend
+from ledger.store.schema import SCHEMA_REVISION
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+_OUR_TABLES = {"alembic_version", "events", "idempotency_keys"}
+
+
+def current_revision(conn: Connection, display_url: str) -> str | None:
+    """Return the ledger's schema revision, None for an empty database.
+
+    Refuses a database that holds other tables but no Tally schema: Tally never writes
+    into somebody else's database.
+    """
+    tables = set(inspect(conn).get_table_names())
+    if "alembic_version" not in tables:
+        foreign = sorted(tables - _OUR_TABLES)
+        if foreign:
+            raise StoreUnavailable(
+                f"{display_url} is not a Tally ledger: it holds other tables "
+                f"({', '.join(foreign[:5])})",
+                hint="point --db at a new file or an empty database",
+                url=display_url,
+            )
+        return None
+    value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return None if value is None else str(value)
+
+
+def check_schema(conn: Connection, display_url: str) -> None:
+    """Raise ``SchemaOutdated`` unless the ledger is at the revision this code needs."""
+    revision = current_revision(conn, display_url)
+    if revision == SCHEMA_REVISION:
+        return
+    if revision is None:
+        raise SchemaOutdated(
+            f"no Tally ledger has been initialised at {display_url}", url=display_url
+        )
+    raise SchemaOutdated(
+        f"the ledger's schema is at revision {revision}, this Tally needs {SCHEMA_REVISION}",
+        hint="run `tally init` to upgrade it (if the ledger is newer, upgrade Tally instead)",
+        url=display_url,
+    )
+
+
+def upgrade(backend: Backend) -> tuple[str | None, str]:
+    """Upgrade the ledger to the head revision; return (revision before, revision after)."""
+    engine = backend.engine(create=True)
+    try:
+        with backend.guard(), engine.begin() as conn:
+            before = current_revision(conn, backend.display_url)
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+            except CommandError as e:
+                raise SchemaOutdated(
+                    f"cannot upgrade the ledger from revision {before}: {e}",
+                    hint="this ledger was written by a newer Tally: upgrade Tally",
+                    url=backend.display_url,
+                ) from e
+            after = current_revision(conn, backend.display_url)
+    finally:
+        engine.dispose()
+    return before, after or SCHEMA_REVISION

@@ -1,0 +1,1 @@
+"""Events -> state, as pure folds: portfolio, errors, breakers, health, validation."""

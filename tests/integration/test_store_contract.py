@@ -1,0 +1,222 @@
+"""The event store contract: runs unchanged against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from ledger import events
+from ledger.clock import SimulatedClock
+from ledger.codec import GENESIS_HASH, chain_hash
+from ledger.errors import ConcurrencyError, IdempotencyConflict, InputError
+from ledger.store import EventStore
+
+pytestmark = pytest.mark.smoke
+
+
+def deposit(amount: str, asset: str = "USDT") -> events.FundsDeposited:
+    return events.FundsDeposited(account="main", asset=asset, amount=Decimal(amount))
+
+
+def trade(trade_id: str) -> events.TradeExecuted:
+    return events.TradeExecuted(
+        account="main",
+        symbol="BTC/USDT",
+        side="buy",
+        qty=Decimal("0.12346"),
+        price=Decimal("100000.00"),
+        order_id="o-" + trade_id,
+        trade_id=trade_id,
+    )
+
+
+def test_empty_ledger_has_head_zero_and_genesis_hash(store: EventStore) -> None:
+    assert store.head() == 0
+    assert store.head_hash() == GENESIS_HASH
+    assert store.stream_version("portfolio/main") == 0
+    assert list(store.read_all()) == []
+    assert store.verify().events == 0
+
+
+def test_append_returns_gapless_positions_and_versions(store: EventStore) -> None:
+    assert store.append("portfolio/main", [deposit("10000")], expected_version=0) == [1]
+    assert store.append("symbol/BTC", [trade("t1"), trade("t2")], expected_version=0) == [2, 3]
+    assert store.append("portfolio/main", [deposit("5")], expected_version=1) == [4]
+    assert store.head() == 4
+    assert store.stream_version("portfolio/main") == 2
+    assert store.stream_version("symbol/BTC") == 2
+    recorded = list(store.read("portfolio/main"))
+    assert [r.version for r in recorded] == [1, 2]
+    assert [r.position for r in recorded] == [1, 4]
+    assert recorded[0].event == deposit("10000")
+
+
+def test_recorded_event_carries_the_whole_envelope(
+    store: EventStore, clock: SimulatedClock
+) -> None:
+    store.append(
+        "portfolio/main",
+        [deposit("1")],
+        expected_version=0,
+        run_id="run-1",
+        causation_id="cause-1",
+        correlation_id="corr-1",
+        idempotency_key="key-1",
+    )
+    (recorded,) = store.read_all()
+    assert recorded.position == 1
+    assert recorded.stream == "portfolio/main"
+    assert recorded.version == 1
+    assert recorded.type == "FundsDeposited"
+    assert recorded.recorded_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert (recorded.run_id, recorded.causation_id, recorded.correlation_id) == (
+        "run-1",
+        "cause-1",
+        "corr-1",
+    )
+    assert recorded.idempotency_key == "key-1"
+    assert recorded.prev_hash == GENESIS_HASH
+    assert len(recorded.hash) == 32
+    assert recorded.hash == store.head_hash()
+
+
+def test_money_round_trips_exactly(store: EventStore) -> None:
+    amounts = ["0.1", "0.2", "0.30000000000000000001", "-5", "1E+3", "1.000"]
+    store.append("portfolio/main", [deposit(a) for a in amounts], expected_version=0)
+    got = [r.event.amount for r in store.read("portfolio/main")]  # type: ignore[union-attr]
+    assert [str(a) for a in got] == [str(Decimal(a)) for a in amounts]
+    assert sum(got[:2], Decimal(0)) == Decimal("0.3")
+
+
+def test_wrong_expected_version_raises_and_writes_nothing(store: EventStore) -> None:
+    store.append("portfolio/main", [deposit("1")], expected_version=0)
+    with pytest.raises(ConcurrencyError) as caught:
+        store.append("portfolio/main", [deposit("2"), deposit("3")], expected_version=0)
+    assert caught.value.stream == "portfolio/main"
+    assert (caught.value.expected, caught.value.actual) == (0, 1)
+    assert "portfolio/main" in str(caught.value)
+    assert store.head() == 1
+
+
+def test_expected_version_none_skips_the_check(store: EventStore) -> None:
+    store.append("s", [deposit("1")], expected_version=None)
+    store.append("s", [deposit("2")], expected_version=None)
+    assert store.stream_version("s") == 2
+
+
+def test_idempotent_retry_returns_the_original_positions(store: EventStore) -> None:
+    first = store.append("s", [deposit("1"), deposit("2")], expected_version=0,
+                         idempotency_key="k")
+    store.append("other", [deposit("9")], expected_version=0)
+    again = store.append("s", [deposit("1"), deposit("2")], expected_version=0,
+                         idempotency_key="k")
+    assert again == first == [1, 2]
+    assert store.head() == 3
+    assert store.stream_version("s") == 2
+
+
+def test_idempotency_key_with_other_events_conflicts(store: EventStore) -> None:
+    store.append("s", [deposit("1")], expected_version=0, idempotency_key="k")
+    for stream, batch in (("s", [deposit("2")]), ("t", [deposit("1")]),
+                          ("s", [deposit("1"), deposit("1")])):
+        with pytest.raises(IdempotencyConflict):
+            store.append(stream, batch, expected_version=None, idempotency_key="k")
+    assert store.head() == 1
+
+
+def test_read_all_ranges_are_inclusive(store: EventStore) -> None:
+    store.append("s", [deposit(str(i)) for i in range(10)], expected_version=0)
+    assert [r.position for r in store.read_all(3, 5)] == [3, 4, 5]
+    assert [r.position for r in store.read_all(9)] == [9, 10]
+    assert list(store.read_all(11)) == []
+    assert [r.version for r in store.read("s", from_version=8)] == [8, 9, 10]
+
+
+def test_read_all_links_match_the_chain(store: EventStore) -> None:
+    store.append("a", [deposit("1"), deposit("2")], expected_version=0)
+    store.append("b", [trade("t")], expected_version=0)
+    recorded = list(store.read_all())
+    for before, after in zip(recorded, recorded[1:], strict=False):
+        assert after.prev_hash == before.hash
+    assert recorded[-1].hash == store.head_hash()
+    middle = list(store.read_all(2))
+    assert middle[0].prev_hash == recorded[0].hash
+
+
+def test_read_all_streams_across_pages(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ledger.store.event_store as module
+
+    monkeypatch.setattr(module, "PAGE_ROWS", 7)
+    store.append("s", [deposit(str(i)) for i in range(30)], expected_version=0)
+    assert [r.position for r in store.read_all()] == list(range(1, 31))
+    assert [r.version for r in store.read("s")] == list(range(1, 31))
+    assert [r.position for r in store.query(limit=10)] == list(range(1, 11))
+    assert store.verify().events == 30
+
+
+def test_hashes_chain_from_genesis(store: EventStore) -> None:
+    store.append("s", [deposit("1"), deposit("2")], expected_version=0)
+    rows = list(store.raw_records())
+    prev = GENESIS_HASH
+    for _position, record, stored in rows:
+        assert chain_hash(prev, record) == stored
+        prev = stored
+
+
+def test_query_filters_by_stream_type_and_position(store: EventStore) -> None:
+    store.append("portfolio/main", [deposit("1"), trade("t1")], expected_version=0)
+    store.append("symbol/BTC", [trade("t2")], expected_version=0)
+    assert [r.position for r in store.query(stream="portfolio/main")] == [1, 2]
+    assert [r.position for r in store.query(types=["TradeExecuted"])] == [2, 3]
+    assert [r.position for r in store.query(types=["TradeExecuted"], from_position=3)] == [3]
+    assert [r.position for r in store.query(to_position=1)] == [1]
+
+
+def test_stats_counts_by_type_and_stream(store: EventStore) -> None:
+    store.append("portfolio/main", [deposit("1"), trade("t1")], expected_version=0)
+    store.append("symbol/BTC", [trade("t2")], expected_version=0)
+    stats = store.stats()
+    assert stats.events == 3
+    assert stats.head_position == 3
+    assert stats.by_type == {"FundsDeposited": 1, "TradeExecuted": 2}
+    assert stats.by_stream == {"portfolio/main": 2, "symbol/BTC": 1}
+    assert stats.head_hash == store.head_hash().hex()
+
+
+def test_empty_append_is_a_no_op(store: EventStore) -> None:
+    assert store.append("s", [], expected_version=0) == []
+    assert store.head() == 0
+
+
+@pytest.mark.parametrize("stream", ["", "x" * 201])
+def test_bad_stream_name_is_refused(store: EventStore, stream: str) -> None:
+    with pytest.raises(InputError):
+        store.append(stream, [deposit("1")], expected_version=0)
+    assert store.head() == 0
+
+
+def test_float_money_is_refused_before_anything_is_written(store: EventStore) -> None:
+    bad = events.FundsDeposited(account="main", asset="USDT", amount=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Decimal"):
+        store.append("s", [deposit("1"), bad], expected_version=0)
+    assert store.head() == 0
+
+
+def test_same_events_and_clock_give_the_same_hashes(ledger_url: str, tmp_path: object) -> None:
+    from ledger import open_store
+
+    def run(url: str) -> bytes:
+        clock = SimulatedClock(datetime(2026, 1, 1, tzinfo=UTC))
+        with open_store(url, clock=clock) as s:
+            s.append("portfolio/main", [deposit("10000")], expected_version=0, run_id="r")
+            s.append("symbol/BTC", [trade("t1")], expected_version=0, run_id="r")
+            return s.head_hash()
+
+    first = run(ledger_url)
+    from ledger import init_store
+
+    other = f"sqlite:///{tmp_path}/other.db"
+    init_store(other)
+    assert run(other) == first
