@@ -60,7 +60,7 @@ def _check_money(event: str, field: str, value: Any) -> None:
 # --- runs -------------------------------------------------------------------------------
 
 
-class RunStarted(Event):
+class RunStarted(Event, kw_only=True):
     run_id: str
     mode: str
     seed: int
@@ -69,7 +69,7 @@ class RunStarted(Event):
     code_version: str = ""
 
 
-class RunFinished(Event):
+class RunFinished(Event, kw_only=True):
     run_id: str
     cycles: int = 0
     status: str = "completed"
@@ -78,14 +78,14 @@ class RunFinished(Event):
 # --- market data --------------------------------------------------------------------------
 
 
-class FetchAttempted(Event):
+class FetchAttempted(Event, kw_only=True):
     source: str
     endpoint: str
     symbol: str
     attempt: int
 
 
-class FetchSucceeded(Event):
+class FetchSucceeded(Event, kw_only=True):
     source: str
     endpoint: str
     symbol: str
@@ -93,7 +93,7 @@ class FetchSucceeded(Event):
     latency_ms: int
 
 
-class FetchFailed(Event):
+class FetchFailed(Event, kw_only=True):
     source: str
     endpoint: str
     symbol: str
@@ -103,7 +103,7 @@ class FetchFailed(Event):
     message: str
 
 
-class RetryScheduled(Event):
+class RetryScheduled(Event, kw_only=True):
     source: str
     endpoint: str
     symbol: str
@@ -111,7 +111,7 @@ class RetryScheduled(Event):
     delay_ms: int
 
 
-class StalePriceUsed(Event):
+class StalePriceUsed(Event, kw_only=True):
     symbol: str
     price: Decimal
     as_of: datetime
@@ -119,12 +119,12 @@ class StalePriceUsed(Event):
     reason: str
 
 
-class SymbolSkipped(Event):
+class SymbolSkipped(Event, kw_only=True):
     symbol: str
     reason: str
 
 
-class SnapshotSealed(Event):
+class SnapshotSealed(Event, kw_only=True):
     snapshot_id: str
     fresh: int
     stale: int
@@ -135,7 +135,7 @@ class SnapshotSealed(Event):
 # --- money --------------------------------------------------------------------------------
 
 
-class TradeExecuted(Event):
+class TradeExecuted(Event, kw_only=True):
     account: str
     symbol: str
     side: Side
@@ -145,14 +145,14 @@ class TradeExecuted(Event):
     trade_id: str
 
 
-class FeeCharged(Event):
+class FeeCharged(Event, kw_only=True):
     account: str
     trade_id: str
     asset: str
     amount: Decimal
 
 
-class FundsDeposited(Event):
+class FundsDeposited(Event, kw_only=True):
     account: str
     asset: str
     amount: Decimal

@@ -6,7 +6,7 @@ from ledger.clock import Clock
 from ledger.store.backend import open_backend
 from ledger.store.event_store import EventStore
 from ledger.store.migrate import check_schema, upgrade
-from ledger.store.recorded import RecordedEvent, StoreStats
+from ledger.recorded import RecordedEvent, StoreStats
 
 __all__ = ["EventStore", "RecordedEvent", "StoreStats", "init_store", "open_store"]
 

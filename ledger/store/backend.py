@@ -24,6 +24,10 @@ class Backend(Protocol):
         """Return an engine; ``create`` allows creating a missing database file."""
         ...
 
+    def prepare(self, engine: Engine) -> None:
+        """Write persistent database settings; called by init once the database is ours."""
+        ...
+
     def write(self, engine: Engine) -> AbstractContextManager[Connection]:
         """Open a transaction that holds the ledger's append lock until it ends."""
         ...

@@ -58,8 +58,12 @@ def upgrade(backend: Backend) -> tuple[str | None, str]:
     """Upgrade the ledger to the head revision; return (revision before, revision after)."""
     engine = backend.engine(create=True)
     try:
+        with backend.guard():
+            # Check first, read-only: a foreign or corrupt database is refused untouched.
+            with engine.connect() as conn:
+                before = current_revision(conn, backend.display_url)
+            backend.prepare(engine)
         with backend.guard(), engine.begin() as conn:
-            before = current_revision(conn, backend.display_url)
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS_DIR))
             config.attributes["connection"] = conn

@@ -42,6 +42,9 @@ class PostgresBackend:
             max_overflow=4,
         )
 
+    def prepare(self, engine: Engine) -> None:
+        """Nothing to set: PostgreSQL's durability is the server's configuration."""
+
     @contextmanager
     def write(self, engine: Engine) -> Iterator[Connection]:
         with engine.connect() as conn, conn.begin():

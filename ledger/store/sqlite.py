@@ -67,12 +67,6 @@ class SqliteBackend:
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 cursor.execute(f"PRAGMA synchronous = {synchronous}")
-                if create:
-                    # Persistent settings, written into the file: only `tally init` may set
-                    # them (opening a ledger writes nothing). page_size takes effect only on
-                    # a new file, before WAL: larger pages, fewer page writes per batch.
-                    cursor.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")
-                    cursor.execute("PRAGMA journal_mode = WAL")
             finally:
                 cursor.close()
             # Per connection, not persistent: checkpoint the WAL every ~80 MB, not ~8 MB.
@@ -86,6 +80,16 @@ class SqliteBackend:
                 conn.exec_driver_sql("BEGIN")
 
         return engine
+
+    def prepare(self, engine: Engine) -> None:
+        """Write the file's persistent settings; only for a database Tally owns (init)."""
+        with engine.connect() as conn:
+            # Outside any transaction: SQLite refuses to switch to WAL inside one.
+            # page_size takes effect only on a new file, before WAL: larger pages mean fewer
+            # page writes per append batch.
+            raw = conn.connection.driver_connection
+            raw.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")  # type: ignore[union-attr]
+            raw.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
 
     @contextmanager
     def write(self, engine: Engine) -> Iterator[Connection]:

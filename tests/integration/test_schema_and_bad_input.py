@@ -1,0 +1,153 @@
+"""Migrations, and every kind of bad database input: one clear error each, nothing written,
+nothing already stored changed."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+
+from ledger import events, init_store, open_store
+from ledger.errors import SchemaOutdated, StoreUnavailable
+from ledger.store.migrate import MIGRATIONS_DIR
+from ledger.store.schema import SCHEMA_REVISION
+
+pytestmark = pytest.mark.smoke
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_schema_revision_is_alembics_head() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_REVISION]
+
+
+def test_init_is_safe_to_run_twice_and_keeps_events(ledger_url: str) -> None:
+    with open_store(ledger_url) as store:
+        store.append("s", [events.FundsDeposited(account="m", asset="X", amount=Decimal(1))],
+                      expected_version=0)
+        head = store.head_hash()
+    assert init_store(ledger_url) == (SCHEMA_REVISION, SCHEMA_REVISION)
+    with open_store(ledger_url) as store:
+        assert store.head_hash() == head
+        assert store.verify().events == 1
+
+
+def test_open_store_never_creates_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    with pytest.raises(SchemaOutdated) as caught:
+        open_store(f"sqlite:///{path}")
+    assert "tally init" in caught.value.hint
+    assert not path.exists()
+
+
+def test_empty_file_is_uninitialised_and_stays_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(SchemaOutdated, match="no Tally ledger"):
+        open_store(f"sqlite:///{path}")
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.parametrize("content", [b"not a database at all\n", b"SQLite format 3\x00" + b"\xff" * 200])
+def test_corrupted_file_is_refused_and_untouched(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(content)
+    for action in (lambda: open_store(f"sqlite:///{path}"), lambda: init_store(f"sqlite:///{path}")):
+        with pytest.raises(StoreUnavailable) as caught:
+            action()
+        assert str(path) in caught.value.render()
+    assert path.read_bytes() == content
+
+
+def test_a_torn_ledger_file_is_refused(sqlite_url: str) -> None:
+    path = Path(make_url(sqlite_url).database or "")
+    with open_store(sqlite_url) as store:
+        store.append("s", [events.FundsDeposited(account="m", asset="X", amount=Decimal(i))
+                           for i in range(2000)], expected_version=0)
+    data = bytearray(path.read_bytes())
+    data[100:4000] = b"\x00" * 3900  # overwrite the header of the schema page
+    path.write_bytes(bytes(data))
+    with pytest.raises((StoreUnavailable, SchemaOutdated)):
+        with open_store(sqlite_url) as store:
+            store.verify()
+
+
+def test_foreign_sqlite_database_is_refused_by_open_and_init(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('alice')")
+    before = digest(path)
+    with pytest.raises(StoreUnavailable, match="not a Tally ledger"):
+        init_store(f"sqlite:///{path}")
+    with pytest.raises(StoreUnavailable, match="customers"):
+        open_store(f"sqlite:///{path}")
+    assert digest(path) == before
+
+
+def test_outdated_schema_says_to_run_init(sqlite_url: str) -> None:
+    path = make_url(sqlite_url).database or ""
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0000_older'")
+    with pytest.raises(SchemaOutdated, match="0000_older") as caught:
+        open_store(sqlite_url)
+    assert "tally init" in caught.value.hint
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable, match="cannot open") as caught:
+        init_store(f"sqlite:///{tmp_path}/no/such/folder/ledger.db")
+    assert "folder" in caught.value.hint
+
+
+def test_server_that_is_down(unused_port: int) -> None:
+    url = f"postgresql+psycopg://tally:pw@127.0.0.1:{unused_port}/tally"
+    for action in (lambda: open_store(url), lambda: init_store(url)):
+        with pytest.raises(StoreUnavailable, match="cannot reach") as caught:
+            action()
+        assert "pw" not in caught.value.render()  # never print a password
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.postgres
+def test_wrong_password_is_refused_clearly(pg_url: str) -> None:
+    wrong = make_url(pg_url).set(password="definitely-wrong")
+    with pytest.raises(StoreUnavailable, match="refused the login") as caught:
+        open_store(wrong.render_as_string(hide_password=False))
+    assert "password" in caught.value.hint
+    assert "definitely-wrong" not in caught.value.render()
+
+
+@pytest.mark.postgres
+def test_missing_postgres_database_is_named(pg_url: str) -> None:
+    absent = make_url(pg_url).set(database="tally_no_such_db")
+    with pytest.raises(StoreUnavailable, match="does not exist") as caught:
+        open_store(absent.render_as_string(hide_password=False))
+    assert "createdb" in caught.value.hint
+
+
+@pytest.mark.postgres
+def test_uninitialised_postgres_database(pg_empty_url: str) -> None:
+    with pytest.raises(SchemaOutdated):
+        open_store(pg_empty_url)
+    assert init_store(pg_empty_url) == (None, SCHEMA_REVISION)
+    with open_store(pg_empty_url) as store:
+        assert store.head() == 0

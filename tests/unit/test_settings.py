@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import ConfigError
+from ledger.settings import DEFAULT_CONFIG, load_settings, resolve_db_url
+
+pytestmark = pytest.mark.smoke
+
+
+def test_the_embedded_default_loads() -> None:
+    settings = load_settings()
+    assert DEFAULT_CONFIG.exists()
+    assert settings.store.url == "sqlite:///tally.db"
+    assert settings.store.durable is True
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tally.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_names_file_and_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "store:\n  ulr: sqlite:///x.db\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.context["key"] == "store.ulr"
+    assert caught.value.context["file"] == str(path)
+
+
+def test_bad_value_names_the_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "store:\n  durable: sometimes\n"))
+    assert caught.value.context["key"] == "store.durable"
+    assert "sometimes" in caught.value.context["value"]
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "store:\n  url: [\n"))
+    assert caught.value.context["line"] == 3
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml")
+
+
+def test_db_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    monkeypatch.delenv("TALLY_DB", raising=False)
+    assert resolve_db_url(None, settings) == "sqlite:///tally.db"
+    monkeypatch.setenv("TALLY_DB", "sqlite:///env.db")
+    assert resolve_db_url(None, settings) == "sqlite:///env.db"
+    assert resolve_db_url("sqlite:///cli.db", settings) == "sqlite:///cli.db"
