@@ -27,8 +27,13 @@ TEMPLATE_DB = "tally_template"
 _counter = itertools.count()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server")
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Runs before `-m` selects: a test marked slow is never part of the smoke subset, even
+    # when its backend parameter (sqlite) carries the smoke mark.
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.own_markers = [m for m in item.own_markers if m.name != "smoke"]
 
 
 def _pg_admin_url() -> str | None:
@@ -98,7 +103,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.smoke),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 def ledger_url(request: pytest.FixtureRequest) -> str:
     """An initialised ledger on each backend in turn: the contract suite runs on both."""
     if request.param == "sqlite":

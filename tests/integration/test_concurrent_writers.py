@@ -15,8 +15,12 @@ import time
 from collections import defaultdict
 from decimal import Decimal
 
+import pytest
+
 from ledger import events, open_store
 from ledger.store import EventStore
+
+pytestmark = pytest.mark.slow
 
 WRITERS = 4
 BATCHES = 30

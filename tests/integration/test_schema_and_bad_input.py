@@ -18,13 +18,13 @@ from ledger.errors import SchemaOutdated, StoreUnavailable
 from ledger.store.migrate import MIGRATIONS_DIR
 from ledger.store.schema import SCHEMA_REVISION
 
-pytestmark = pytest.mark.smoke
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.smoke
 def test_schema_revision_is_alembics_head() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -42,6 +42,7 @@ def test_init_is_safe_to_run_twice_and_keeps_events(ledger_url: str) -> None:
         assert store.verify().events == 1
 
 
+@pytest.mark.smoke
 def test_open_store_never_creates_a_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     with pytest.raises(SchemaOutdated) as caught:
@@ -50,6 +51,7 @@ def test_open_store_never_creates_a_file(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+@pytest.mark.smoke
 def test_empty_file_is_uninitialised_and_stays_empty(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.write_bytes(b"")
@@ -82,6 +84,7 @@ def test_a_torn_ledger_file_is_refused(sqlite_url: str) -> None:
             store.verify()
 
 
+@pytest.mark.smoke
 def test_foreign_sqlite_database_is_refused_by_open_and_init(tmp_path: Path) -> None:
     path = tmp_path / "foreign.db"
     with sqlite3.connect(path) as conn:
@@ -95,6 +98,7 @@ def test_foreign_sqlite_database_is_refused_by_open_and_init(tmp_path: Path) -> 
     assert digest(path) == before
 
 
+@pytest.mark.smoke
 def test_outdated_schema_says_to_run_init(sqlite_url: str) -> None:
     path = make_url(sqlite_url).database or ""
     with sqlite3.connect(path) as conn:
@@ -110,6 +114,7 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert "folder" in caught.value.hint
 
 
+@pytest.mark.smoke
 def test_server_that_is_down(unused_port: int) -> None:
     url = f"postgresql+psycopg://tally:pw@127.0.0.1:{unused_port}/tally"
     for action in (lambda: open_store(url), lambda: init_store(url)):

@@ -13,7 +13,6 @@ from ledger.codec import GENESIS_HASH, chain_hash
 from ledger.errors import ConcurrencyError, IdempotencyConflict, InputError
 from ledger.store import EventStore
 
-pytestmark = pytest.mark.smoke
 
 
 def deposit(amount: str, asset: str = "USDT") -> events.FundsDeposited:

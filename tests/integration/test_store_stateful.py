@@ -15,6 +15,8 @@ from ledger import events, open_store
 from ledger.errors import ConcurrencyError, IdempotencyConflict
 from ledger.store import EventStore
 
+pytestmark = pytest.mark.slow
+
 _examples = itertools.count()
 amounts = st.decimals(min_value=-10**6, max_value=10**6, places=4, allow_nan=False)
 
