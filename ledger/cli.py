@@ -27,7 +27,7 @@ from ledger.store import EventStore, init_store, open_store
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is a TallyError like every other user mistake."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise InputError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     # overwrite the main parser's value, hence the separate names merged in main().
     parser.add_argument("--db", dest="main_db", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--config", dest="main_config", type=Path, help=argparse.SUPPRESS)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--db", metavar="URL", help="ledger URL (default: $TALLY_DB, then the config file)"
     )

@@ -41,7 +41,8 @@ def encode_event(event: events.Event) -> bytes:
 def decode_event(payload: bytes) -> events.AnyEvent:
     """Decode canonical event bytes."""
     try:
-        return _event_decoder.decode(payload)
+        event: events.AnyEvent = _event_decoder.decode(payload)
+        return event
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise UnknownEventType(f"cannot decode the event: {e}") from e
 

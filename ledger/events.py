@@ -60,7 +60,7 @@ def _check_money(event: str, field: str, value: Any) -> None:
 # --- runs -------------------------------------------------------------------------------
 
 
-class RunStarted(Event, kw_only=True):
+class RunStarted(Event, frozen=True, kw_only=True):
     run_id: str
     mode: str
     seed: int
@@ -69,7 +69,7 @@ class RunStarted(Event, kw_only=True):
     code_version: str = ""
 
 
-class RunFinished(Event, kw_only=True):
+class RunFinished(Event, frozen=True, kw_only=True):
     run_id: str
     cycles: int = 0
     status: str = "completed"
@@ -78,14 +78,14 @@ class RunFinished(Event, kw_only=True):
 # --- market data --------------------------------------------------------------------------
 
 
-class FetchAttempted(Event, kw_only=True):
+class FetchAttempted(Event, frozen=True, kw_only=True):
     source: str
     endpoint: str
     symbol: str
     attempt: int
 
 
-class FetchSucceeded(Event, kw_only=True):
+class FetchSucceeded(Event, frozen=True, kw_only=True):
     source: str
     endpoint: str
     symbol: str
@@ -93,7 +93,7 @@ class FetchSucceeded(Event, kw_only=True):
     latency_ms: int
 
 
-class FetchFailed(Event, kw_only=True):
+class FetchFailed(Event, frozen=True, kw_only=True):
     source: str
     endpoint: str
     symbol: str
@@ -103,7 +103,7 @@ class FetchFailed(Event, kw_only=True):
     message: str
 
 
-class RetryScheduled(Event, kw_only=True):
+class RetryScheduled(Event, frozen=True, kw_only=True):
     source: str
     endpoint: str
     symbol: str
@@ -111,7 +111,7 @@ class RetryScheduled(Event, kw_only=True):
     delay_ms: int
 
 
-class StalePriceUsed(Event, kw_only=True):
+class StalePriceUsed(Event, frozen=True, kw_only=True):
     symbol: str
     price: Decimal
     as_of: datetime
@@ -119,12 +119,12 @@ class StalePriceUsed(Event, kw_only=True):
     reason: str
 
 
-class SymbolSkipped(Event, kw_only=True):
+class SymbolSkipped(Event, frozen=True, kw_only=True):
     symbol: str
     reason: str
 
 
-class SnapshotSealed(Event, kw_only=True):
+class SnapshotSealed(Event, frozen=True, kw_only=True):
     snapshot_id: str
     fresh: int
     stale: int
@@ -135,7 +135,7 @@ class SnapshotSealed(Event, kw_only=True):
 # --- money --------------------------------------------------------------------------------
 
 
-class TradeExecuted(Event, kw_only=True):
+class TradeExecuted(Event, frozen=True, kw_only=True):
     account: str
     symbol: str
     side: Side
@@ -145,14 +145,14 @@ class TradeExecuted(Event, kw_only=True):
     trade_id: str
 
 
-class FeeCharged(Event, kw_only=True):
+class FeeCharged(Event, frozen=True, kw_only=True):
     account: str
     trade_id: str
     asset: str
     amount: Decimal
 
 
-class FundsDeposited(Event, kw_only=True):
+class FundsDeposited(Event, frozen=True, kw_only=True):
     account: str
     asset: str
     amount: Decimal

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ledger.clock import Clock
+from ledger.recorded import RecordedEvent, StoreStats
 from ledger.store.backend import open_backend
 from ledger.store.event_store import EventStore
 from ledger.store.migrate import check_schema, upgrade
-from ledger.recorded import RecordedEvent, StoreStats
 
 __all__ = ["EventStore", "RecordedEvent", "StoreStats", "init_store", "open_store"]
 

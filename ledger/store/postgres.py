@@ -10,8 +10,8 @@ sees the new head and positions are gapless and in commit order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine

@@ -93,8 +93,8 @@ class SqliteBackend:
 
     @contextmanager
     def write(self, engine: Engine) -> Iterator[Connection]:
-        with engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE_OPTION: True})
+        with engine.connect() as plain:
+            conn = plain.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 

@@ -16,12 +16,20 @@ from ledger import events, open_store
 BIN = Path(sys.executable).parent / "tally"
 
 
-def tally(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def tally(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "ledger.cli"]
     environment = {k: v for k, v in os.environ.items() if k != "TALLY_DB"}
     environment.update(env or {})
     result = subprocess.run(
-        [*command, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60
+        [*command, *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert "Traceback" not in result.stderr, result.stderr
     return result
@@ -104,7 +112,9 @@ def test_one_byte_changed_on_disk_fails_verify_at_that_position(tmp_path: Path) 
         (("--config", "missing.yaml", "stats"), "cannot read the configuration file"),
     ],
 )
-def test_user_mistakes_exit_2_with_a_hint(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
+def test_user_mistakes_exit_2_with_a_hint(
+    tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
     tally("init", cwd=tmp_path)
     result = tally(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr

@@ -19,7 +19,6 @@ from ledger.store.migrate import MIGRATIONS_DIR
 from ledger.store.schema import SCHEMA_REVISION
 
 
-
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -60,7 +59,9 @@ def test_empty_file_is_uninitialised_and_stays_empty(tmp_path: Path) -> None:
     assert path.read_bytes() == b""
 
 
-@pytest.mark.parametrize("content", [b"not a database at all\n", b"SQLite format 3\x00" + b"\xff" * 200])
+@pytest.mark.parametrize(
+    "content", [b"not a database at all\n", b"SQLite format 3\x00" + b"\xff" * 200]
+)
 def test_corrupted_file_is_refused_and_untouched(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "corrupt.db"
     path.write_bytes(content)
@@ -79,9 +80,8 @@ def test_a_torn_ledger_file_is_refused(sqlite_url: str) -> None:
     data = bytearray(path.read_bytes())
     data[100:4000] = b"\x00" * 3900  # overwrite the header of the schema page
     path.write_bytes(bytes(data))
-    with pytest.raises((StoreUnavailable, SchemaOutdated)):
-        with open_store(sqlite_url) as store:
-            store.verify()
+    with pytest.raises((StoreUnavailable, SchemaOutdated)), open_store(sqlite_url) as store:
+        store.verify()
 
 
 @pytest.mark.smoke

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -12,7 +13,6 @@ from ledger.clock import SimulatedClock
 from ledger.codec import GENESIS_HASH, chain_hash
 from ledger.errors import ConcurrencyError, IdempotencyConflict, InputError
 from ledger.store import EventStore
-
 
 
 def deposit(amount: str, asset: str = "USDT") -> events.FundsDeposited:
@@ -137,7 +137,7 @@ def test_read_all_links_match_the_chain(store: EventStore) -> None:
     store.append("a", [deposit("1"), deposit("2")], expected_version=0)
     store.append("b", [trade("t")], expected_version=0)
     recorded = list(store.read_all())
-    for before, after in zip(recorded, recorded[1:], strict=False):
+    for before, after in itertools.pairwise(recorded):
         assert after.prev_hash == before.hash
     assert recorded[-1].hash == store.head_hash()
     middle = list(store.read_all(2))
