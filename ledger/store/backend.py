@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -28,11 +28,14 @@ class Backend(Protocol):
         """Write persistent database settings; called by init once the database is ours."""
         ...
 
-    def write(self, engine: Engine) -> AbstractContextManager[Connection]:
-        """Open a transaction that holds the ledger's append lock until it ends."""
+    def write(self, engine: Engine) -> AbstractContextManager[Any]:
+        """Open a transaction holding the ledger's append lock; yield its DBAPI cursor.
+
+        The transaction commits when the block ends and rolls back if it raises.
+        """
         ...
 
-    def insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    def insert_rows(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
         """Insert full rows (``schema.ROW_COLUMNS`` order) inside the write transaction."""
         ...
 

@@ -57,6 +57,11 @@ class EventStore:
         q = backend.sql
         self._q_idem = q("SELECT first_position, count, digest FROM idempotency_keys WHERE key = ?")
         self._q_version = q("SELECT MAX(version) FROM events WHERE stream = ?")
+        # The stream's version and the chain head in one round trip (no row: empty ledger).
+        self._q_version_and_head = q(
+            "SELECT (SELECT MAX(version) FROM events WHERE stream = ?), "
+            "position, record, prev_hash, hash FROM events ORDER BY position DESC LIMIT 1"
+        )
         self._q_head = q(
             "SELECT position, record, prev_hash, hash FROM events ORDER BY position DESC LIMIT 1"
         )
@@ -126,21 +131,26 @@ class EventStore:
         digest = _batch_digest(stream, events) if idempotency_key is not None else b""
         recorded_at = self.clock.now().astimezone(UTC)
         recorded_at_us = to_micros(recorded_at)
-        with self.backend.guard(), self.backend.write(self.engine) as conn:
+        with self.backend.guard(), self.backend.write(self.engine) as cursor:
+            # Plain DBAPI calls inside the transaction SQLAlchemy manages: a single-event
+            # append costs ~4 statements, and SQLAlchemy's per-statement overhead was most
+            # of its time.
             if idempotency_key is not None:
-                seen = conn.exec_driver_sql(self._q_idem, (idempotency_key,)).first()
+                cursor.execute(self._q_idem, (idempotency_key,))
+                seen = cursor.fetchone()
                 if seen is not None:
                     return _replay_idempotent(idempotency_key, seen, len(events), digest)
-            current = conn.exec_driver_sql(self._q_version, (stream,)).scalar() or 0
+            cursor.execute(self._q_version_and_head, (stream,))
+            head = cursor.fetchone()
+            current = (head[0] or 0) if head is not None else 0
             if expected_version is not None and expected_version != current:
                 raise ConcurrencyError(stream, expected_version, current)
-            head = conn.exec_driver_sql(self._q_head).first()
             if head is None:
                 position, prev = 0, GENESIS_HASH
             else:
                 # The paired check: never chain new rows onto a head that was tampered with.
-                position, prev = head[0], bytes(head[3])
-                check_self(position, bytes(head[1]), bytes(head[2]), prev)
+                position, prev = head[1], bytes(head[4])
+                check_self(position, bytes(head[2]), bytes(head[3]), prev)
             rows = []
             version = current
             for event in events:
@@ -171,12 +181,10 @@ class EventStore:
                     )
                 )
                 prev = digest_row
-            self.backend.insert_rows(conn, rows)
+            self.backend.insert_rows(cursor, rows)
             first = rows[0][0]
             if idempotency_key is not None:
-                conn.exec_driver_sql(
-                    self._q_insert_key, (idempotency_key, first, len(rows), digest)
-                )
+                cursor.execute(self._q_insert_key, (idempotency_key, first, len(rows), digest))
         return list(range(first, first + len(rows)))
 
     # --- reading ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -46,14 +46,17 @@ class PostgresBackend:
         """Nothing to set: PostgreSQL's durability is the server's configuration."""
 
     @contextmanager
-    def write(self, engine: Engine) -> Iterator[Connection]:
+    def write(self, engine: Engine) -> Iterator[psycopg.Cursor[Any]]:
         with engine.connect() as conn, conn.begin():
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
-            yield conn
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+                yield cursor
+            finally:
+                cursor.close()
 
-    def insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    def insert_rows(self, cursor: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
         # COPY is PostgreSQL's bulk path: one stream instead of a statement per row.
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(f"COPY events ({ROW_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)

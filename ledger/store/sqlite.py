@@ -74,10 +74,11 @@ class SqliteBackend:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
+            raw = conn.connection.driver_connection
             if conn.get_execution_options().get(_WRITE_OPTION):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
             else:
-                conn.exec_driver_sql("BEGIN")
+                raw.execute("BEGIN")  # type: ignore[union-attr]
 
         return engine
 
@@ -92,18 +93,22 @@ class SqliteBackend:
             raw.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
 
     @contextmanager
-    def write(self, engine: Engine) -> Iterator[Connection]:
+    def write(self, engine: Engine) -> Iterator[sqlite3.Cursor]:
         with engine.connect() as plain:
             conn = plain.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
-                yield conn
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
 
-    def insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    def insert_rows(self, cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> None:
         # Multi-row VALUES statements: ~10% faster than executemany.
         for start in range(0, len(rows), INSERT_CHUNK_ROWS):
             chunk = rows[start : start + INSERT_CHUNK_ROWS]
             params = tuple(value for row in chunk for value in row)
-            conn.exec_driver_sql(self._insert_sql(len(chunk)), params)
+            cursor.execute(self._insert_sql(len(chunk)), params)
 
     def _insert_sql(self, count: int) -> str:
         sql = self._insert_cache.get(count)
