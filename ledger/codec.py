@@ -31,6 +31,10 @@ _encoder = msgspec.json.Encoder(decimal_format="string", order="deterministic")
 _event_decoder = msgspec.json.Decoder(events.AnyEvent)
 _record_decoder = msgspec.json.Decoder(RecordedEvent)
 
+# The replay hot path decodes with this directly and falls back to ``decode_record`` only to
+# explain a failure; raises msgspec.ValidationError / msgspec.DecodeError.
+decode_record_unchecked = _record_decoder.decode
+
 
 def encode_event(event: events.Event) -> bytes:
     """Return the canonical bytes of ``event``; refuse floats where money belongs."""

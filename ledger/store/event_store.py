@@ -28,9 +28,9 @@ from ledger.clock import Clock, SystemClock, to_micros
 from ledger.codec import (
     DOMAIN_TAG,
     GENESIS_HASH,
-    _record_decoder,
     chain_hash,
     decode_record,
+    decode_record_unchecked,
     encode_event,
     encode_record,
 )
@@ -129,9 +129,10 @@ class EventStore:
         if not events:
             return []
         digest = _batch_digest(stream, events) if idempotency_key is not None else b""
-        recorded_at = self.clock.now().astimezone(UTC)
-        recorded_at_us = to_micros(recorded_at)
         with self.backend.guard(), self.backend.write(self.engine) as cursor:
+            # Read the clock under the append lock: on one machine, times follow positions.
+            recorded_at = self.clock.now().astimezone(UTC)
+            recorded_at_us = to_micros(recorded_at)
             # Plain DBAPI calls inside the transaction SQLAlchemy manages: a single-event
             # append costs ~4 statements, and SQLAlchemy's per-statement overhead was most
             # of its time.
@@ -230,7 +231,7 @@ class EventStore:
         # The hot loop of every replay: the common case is checked inline, and the verifier
         # runs only to explain a break. Same checks as ChainVerifier.check.
         prev, expected = verifier.prev_hash, verifier.first_position
-        decode, tag = _record_decoder.decode, DOMAIN_TAG
+        decode, tag = decode_record_unchecked, DOMAIN_TAG
         for rows in self._pages(self._q_page, from_position, to_position):
             for position, record, stored_hash in rows:
                 if verify and (
