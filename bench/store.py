@@ -285,6 +285,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, action="append", default=None)
     parser.add_argument("--pg", default=os.environ.get("TALLY_TEST_PG_URL"),
                         help="admin URL of a PostgreSQL server (creates bench databases)")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append",
+                        default=None, help="run only this backend (repeatable)")
     parser.add_argument("--read", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.read:
@@ -296,10 +298,13 @@ def main() -> None:
     print(f"{'backend':<9} {'system':<15} {'batch':>5} {'events':>9} {'append/s':>10} "
           f"{'vs tally':>8} {'read/s':>10} {'vs tally':>8} {'read RSS MB':>12}")
     try:
-        for size in sizes:
+        backends = args.backend or ["sqlite", "postgres"]
+        for size in sizes if "sqlite" in backends else []:
             total = args.small_events if size == 1 else args.events
             rows += run_sqlite(workdir, total, size)
-        if args.pg:
+        if "postgres" not in backends:
+            pass
+        elif args.pg:
             for size in [s for s in sizes if s > 1]:
                 rows += run_postgres(args.pg, args.events, size)
         else:

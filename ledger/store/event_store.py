@@ -44,7 +44,7 @@ PAGE_ROWS = 10_000
 STREAM_LENGTH_MAX = 200
 KEY_LENGTH_MAX = 200
 ENVELOPE_ID_LENGTH_MAX = 100
-_NO_UPPER = 2**62
+_NO_UPPER = 2**62  # "no limit" for counts
 
 
 class EventStore:
@@ -77,8 +77,8 @@ class EventStore:
             "ORDER BY position LIMIT ?"
         )
         self._q_stream_page = q(
-            "SELECT position, record, prev_hash, hash, version FROM events "
-            "WHERE stream = ? AND version > ? ORDER BY version LIMIT ?"
+            "SELECT position, record, prev_hash, hash FROM events "
+            "WHERE stream = ? AND version > ? AND version <= ? ORDER BY version"
         )
         self._q_hash_at = q("SELECT hash FROM events WHERE position = ?")
         self._q_prev_hash_at = q("SELECT prev_hash FROM events WHERE position = ?")
@@ -211,13 +211,14 @@ class EventStore:
     def read(self, stream: str, from_version: int = 0) -> Iterator[RecordedEvent]:
         """Yield the events of ``stream`` with version >= ``from_version``, checking hashes."""
         last = max(from_version, 1) - 1
-        while True:
-            rows = self._fetch(self._q_stream_page, (stream, last, PAGE_ROWS))
-            for position, record, prev_hash, stored_hash, _version in rows:
+        upper = self.stream_version(stream)
+        while last < upper:  # bounded version ranges, for the reason given in _pages
+            stop = min(last + PAGE_ROWS, upper)
+            for position, record, prev_hash, stored_hash in self._fetch(
+                self._q_stream_page, (stream, last, stop)
+            ):
                 yield _checked_row(position, record, prev_hash, stored_hash, stream, ())
-            if len(rows) < PAGE_ROWS:
-                return
-            last = rows[-1][4]
+            last = stop
 
     def read_all(
         self, from_position: int = 1, to_position: int | None = None, *, verify: bool = True
@@ -285,17 +286,16 @@ class EventStore:
             f"WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
         )
         remaining = limit if limit is not None else _NO_UPPER
+        head = self.head()
+        upper = head if to_position is None else min(to_position, head)
         last = max(from_position, 1) - 1
-        upper = to_position if to_position is not None else _NO_UPPER
-        while remaining > 0:
-            page = min(PAGE_ROWS, remaining)
-            rows = self._fetch(statement, (last, upper, *params, page))
+        while remaining > 0 and last < upper:  # bounded ranges, as in _pages
+            stop = min(last + PAGE_ROWS, upper)
+            rows = self._fetch(statement, (last, stop, *params, min(PAGE_ROWS, remaining)))
             for position, record, prev_hash, stored_hash in rows:
                 yield _checked_row(position, record, prev_hash, stored_hash, stream, types)
             remaining -= len(rows)
-            if len(rows) < page:
-                return
-            last = rows[-1][0]
+            last = stop
 
     def verify(
         self,
@@ -354,16 +354,23 @@ class EventStore:
     def _pages(
         self, statement: str, from_position: int, to_position: int | None
     ) -> Iterator[list[Row]]:
-        """Yield pages of rows by keyset pagination: each page is one short query."""
+        """Yield rows page by page, each page one short query over a bounded position range.
+
+        Bounded ranges rather than ``position > last ... LIMIT n``: on a table whose
+        statistics are stale (right after a bulk load) PostgreSQL plans the open-ended form
+        as "scan everything after last, then sort", once per page, which makes a full read
+        quadratic. A bounded range costs one page whatever the plan. Positions are gapless,
+        so a range never holds more than a page. The read ends at the head it started with.
+        """
+        head = self.head()
+        upper = head if to_position is None else min(to_position, head)
         last = max(from_position, 1) - 1
-        upper = to_position if to_position is not None else _NO_UPPER
         while last < upper:
-            rows = self._fetch(statement, (last, upper, PAGE_ROWS))
+            stop = min(last + PAGE_ROWS, upper)
+            rows = self._fetch(statement, (last, stop, PAGE_ROWS))
             if rows:
                 yield rows
-            if len(rows) < PAGE_ROWS:
-                return
-            last = rows[-1][0]
+            last = stop
 
     def _verifier(self, from_position: int) -> ChainVerifier:
         first = max(from_position, 1)
