@@ -59,11 +59,11 @@ def batches(total: int, size: int) -> list[range]:
 # --- tally ------------------------------------------------------------------------------
 
 
-def tally_append(url: str, total: int, size: int) -> float:
+def tally_append(url: str, total: int, size: int, durable: bool = True) -> float:
     init_store(url)
     prepared = [[small_event(i) for i in chunk] for chunk in batches(total, size)]
     versions = [0] * STREAMS
-    with open_store(url) as store:
+    with open_store(url, durable=durable) as store:
         started = time.perf_counter()
         for k, chunk in enumerate(prepared):
             stream = k % STREAMS
@@ -83,7 +83,7 @@ def tally_read(url: str) -> int:
 # --- raw sqlite3 ------------------------------------------------------------------------
 
 
-def raw_append(path: str, total: int, size: int) -> float:
+def raw_append(path: str, total: int, size: int, durable: bool = True) -> float:
     init_store(f"sqlite:///{path}")  # the same table, indexes and pragmas as tally's
     now = datetime(2026, 1, 1, tzinfo=UTC)
     rows = []
@@ -97,7 +97,7 @@ def raw_append(path: str, total: int, size: int) -> float:
         prev = digest
     conn = sqlite3.connect(path, isolation_level=None)
     # The same per-connection settings tally's connections use.
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
     conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
     sql = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     started = time.perf_counter()
@@ -230,6 +230,7 @@ def es_application_read(target: str, backend: str) -> int:
 
 # --- harness ----------------------------------------------------------------------------
 
+SYSTEMS = ("tally", "raw", "es-recorder", "es-application")
 READERS: dict[str, Callable[..., int]] = {
     "tally": tally_read,
     "raw": raw_read,
@@ -287,11 +288,19 @@ def main() -> None:
                         help="admin URL of a PostgreSQL server (creates bench databases)")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append",
                         default=None, help="run only this backend (repeatable)")
+    parser.add_argument("--system", action="append", default=None,
+                        choices=["tally", "raw", "es-recorder", "es-application"],
+                        help="run only this system (repeatable)")
+    parser.add_argument("--synchronous", choices=["full", "normal"], default="full",
+                        help="SQLite durability for tally and raw (the eventsourcing peers "
+                             "always use their own default, FULL)")
     parser.add_argument("--read", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.read:
         reader_main(args.read[0], args.read[1:])
         return
+    durable = args.synchronous == "full"
+    systems = tuple(args.system or SYSTEMS)
     sizes = args.batch or [1, 100, 1000]
     workdir = Path(tempfile.mkdtemp(prefix="tally-bench-"))
     rows: list[dict[str, Any]] = []
@@ -301,28 +310,30 @@ def main() -> None:
         backends = args.backend or ["sqlite", "postgres"]
         for size in sizes if "sqlite" in backends else []:
             total = args.small_events if size == 1 else args.events
-            rows += run_sqlite(workdir, total, size)
+            rows += run_sqlite(workdir, total, size, systems, durable)
         if "postgres" not in backends:
             pass
         elif args.pg:
             for size in [s for s in sizes if s > 1]:
-                rows += run_postgres(args.pg, args.events, size)
+                rows += run_postgres(args.pg, args.events, size, systems)
         else:
             print("(no PostgreSQL: pass --pg URL or set TALLY_TEST_PG_URL for that column)")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    summarise(rows)
+    summarise(rows, durable)
 
 
-def run_sqlite(workdir: Path, total: int, size: int) -> list[dict[str, Any]]:
+def run_sqlite(
+    workdir: Path, total: int, size: int, systems: tuple[str, ...], durable: bool
+) -> list[dict[str, Any]]:
     results = []
-    for system in ("tally", "raw", "es-recorder", "es-application"):
+    for system in systems:
         path = str(workdir / f"{system}-{size}.db")
         if system == "tally":
-            append = tally_append(f"sqlite:///{path}", total, size)
+            append = tally_append(f"sqlite:///{path}", total, size, durable)
             read_args = [f"sqlite:///{path}"]
         elif system == "raw":
-            append = raw_append(path, total, size)
+            append = raw_append(path, total, size, durable)
             read_args = [path]
         elif system == "es-recorder":
             append = es_recorder_append(path, "sqlite", total, size)
@@ -339,9 +350,11 @@ def run_sqlite(workdir: Path, total: int, size: int) -> list[dict[str, Any]]:
     return results
 
 
-def run_postgres(admin: str, total: int, size: int) -> list[dict[str, Any]]:
+def run_postgres(
+    admin: str, total: int, size: int, systems: tuple[str, ...]
+) -> list[dict[str, Any]]:
     results = []
-    for system in ("tally", "es-recorder"):
+    for system in [s for s in systems if s in ("tally", "es-recorder")]:
         url = pg_database(admin, f"tally_bench_{system.replace('-', '_')}_{size}")
         if system == "tally":
             append = tally_append(url, total, size)
@@ -368,7 +381,7 @@ def report(backend: str, system: str, size: int, total: int, append: float, read
     return row
 
 
-def summarise(rows: list[dict[str, Any]]) -> None:
+def summarise(rows: list[dict[str, Any]], durable: bool) -> None:
     print("\nratios (tally / peer; >1 means tally is faster):")
     for backend in ("sqlite", "postgres"):
         for size in sorted({r["batch"] for r in rows if r["backend"] == backend}):
@@ -382,7 +395,8 @@ def summarise(rows: list[dict[str, Any]]) -> None:
                      for peer, r in group.items() if peer != "tally"]
             print(f"  {backend} batch {size}: " + "; ".join(parts))
     print("read RSS: peak of the reading process, MB (before the read in brackets)")
-    print(f"sqlite page size {PAGE_SIZE_BYTES} B, synchronous=FULL, WAL; "
+    print(f"sqlite page size {PAGE_SIZE_BYTES} B, synchronous={'FULL' if durable else 'NORMAL'}"
+          ", WAL; "
           f"python {sys.version.split()[0]}")
 
 
