@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,12 +96,20 @@ def pg_empty_url() -> Iterator[str]:
     yield from fresh_pg_database(_require_pg(), template=None)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger file migrated once; each test copies it (alembic per test costs ~25 ms)."""
+    path = tmp_path_factory.mktemp("template") / "ledger.db"
+    init_store(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     """URL of a fresh, initialised SQLite ledger file."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    init_store(url)
-    return url
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(
