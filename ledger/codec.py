@@ -1,7 +1,8 @@
 """Canonical encoding of events and records. Set in stone: every hash depends on it.
 
 An event encodes as compact JSON: the ``type`` tag first, then fields in declaration order,
-``Decimal`` as strings, dict keys sorted, times as RFC 3339 UTC.
+``Decimal`` as strings, dict keys sorted, times as RFC 3339 UTC; fields at their default are
+left out, so a new defaulted field leaves existing encodings unchanged.
 
 A *record* is what one ledger row stores and what its hash covers: the JSON array
 ``[position, stream, version, type, recorded_at, run_id, causation_id, correlation_id,

@@ -21,8 +21,14 @@ import msgspec
 Side = Literal["buy", "sell"]
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
-    """Base of every event; the class name is the stored ``type``."""
+class Event(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, omit_defaults=True
+):
+    """Base of every event; the class name is the stored ``type``.
+
+    Fields left at their default are not encoded: adding a defaulted field to an event
+    never changes the canonical bytes (nor the hashes) of events that do not use it.
+    """
 
     # Filled in for every class of the catalog at import (see the end of this module).
     _decimal_fields: ClassVar[tuple[str, ...]] = ()
@@ -101,6 +107,7 @@ class FetchFailed(Event, frozen=True, kw_only=True):
     error_class: str
     retryable: bool
     message: str
+    latency_ms: int = 0
 
 
 class RetryScheduled(Event, frozen=True, kw_only=True):
@@ -109,6 +116,14 @@ class RetryScheduled(Event, frozen=True, kw_only=True):
     symbol: str
     attempt: int
     delay_ms: int
+    retry_after_ms: int | None = None
+
+
+class SourceFailedOver(Event, frozen=True, kw_only=True):
+    symbol: str
+    from_source: str
+    to_source: str
+    reason: str
 
 
 class StalePriceUsed(Event, frozen=True, kw_only=True):
@@ -124,12 +139,78 @@ class SymbolSkipped(Event, frozen=True, kw_only=True):
     reason: str
 
 
+class DataRecovered(Event, frozen=True, kw_only=True):
+    symbol: str
+    source: str
+    stale_since: datetime
+    stale_s: Decimal
+
+
+class DataContractViolated(Event, frozen=True, kw_only=True):
+    symbol: str
+    source: str
+    rule: str
+    rows: list[int]
+    values: list[str]
+    strict: bool = False
+
+
+class FeedGapDetected(Event, frozen=True, kw_only=True):
+    feed: str
+    expected: int
+    received: int
+    missing: int
+
+
+class FeedDuplicateDropped(Event, frozen=True, kw_only=True):
+    feed: str
+    sequence: int
+    reason: str = "duplicate"
+
+
+class FeedOutOfOrderReceived(Event, frozen=True, kw_only=True):
+    feed: str
+    sequence: int
+    after: int
+
+
+# --- circuit breakers -----------------------------------------------------------------
+
+
+class CircuitOpened(Event, frozen=True, kw_only=True):
+    breaker: str
+    reason: str
+    consecutive_failures: int
+    window_calls: int
+    window_failures: int
+    open_until: datetime
+
+
+class CircuitHalfOpened(Event, frozen=True, kw_only=True):
+    breaker: str
+    open_s: Decimal
+
+
+class CircuitClosed(Event, frozen=True, kw_only=True):
+    breaker: str
+    trial_successes: int
+
+
+class CallRejected(Event, frozen=True, kw_only=True):
+    breaker: str
+    symbol: str
+    open_until: datetime
+
+
 class SnapshotSealed(Event, frozen=True, kw_only=True):
     snapshot_id: str
     fresh: int
     stale: int
     failed: int
     marks: dict[str, Decimal] = {}
+    cycle: int = 0
+    stale_symbols: list[str] = []
+    failed_symbols: list[str] = []
 
 
 # --- money --------------------------------------------------------------------------------
@@ -165,8 +246,18 @@ AnyEvent = (
     | FetchSucceeded
     | FetchFailed
     | RetryScheduled
+    | SourceFailedOver
     | StalePriceUsed
     | SymbolSkipped
+    | DataRecovered
+    | DataContractViolated
+    | FeedGapDetected
+    | FeedDuplicateDropped
+    | FeedOutOfOrderReceived
+    | CircuitOpened
+    | CircuitHalfOpened
+    | CircuitClosed
+    | CallRejected
     | SnapshotSealed
     | TradeExecuted
     | FeeCharged

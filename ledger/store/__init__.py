@@ -5,10 +5,17 @@ from __future__ import annotations
 from ledger.clock import Clock
 from ledger.recorded import RecordedEvent, StoreStats
 from ledger.store.backend import open_backend
-from ledger.store.event_store import EventStore
+from ledger.store.event_store import EventStore, StreamAppend
 from ledger.store.migrate import check_schema, upgrade
 
-__all__ = ["EventStore", "RecordedEvent", "StoreStats", "init_store", "open_store"]
+__all__ = [
+    "EventStore",
+    "RecordedEvent",
+    "StoreStats",
+    "StreamAppend",
+    "init_store",
+    "open_store",
+]
 
 
 def open_store(url: str, *, clock: Clock | None = None, durable: bool = True) -> EventStore:

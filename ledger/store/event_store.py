@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC
 from hashlib import sha256
-from typing import Any
+from typing import Any, NamedTuple
 
 from msgspec import DecodeError, ValidationError
 from msgspec.structs import force_setattr
@@ -116,7 +116,31 @@ class EventStore:
         original append when the events are the same, and raises ``IdempotencyConflict``
         when they differ.
         """
-        _check_name("stream", stream, STREAM_LENGTH_MAX)
+        (positions,) = self.append_many(
+            [StreamAppend(stream, events, expected_version)],
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
+        return positions
+
+    def append_many(
+        self,
+        batches: Sequence[StreamAppend],
+        *,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> list[list[int]]:
+        """Append to several streams in one transaction; return the positions per batch.
+
+        All or nothing: one stale ``expected_version`` and nothing is written. Batches get
+        consecutive positions in the order given; a stream may appear more than once.
+        """
+        for batch in batches:
+            _check_name("stream", batch.stream, STREAM_LENGTH_MAX)
         for what, value in (
             ("run_id", run_id),
             ("causation_id", causation_id),
@@ -126,9 +150,10 @@ class EventStore:
                 _check_name(what, value, ENVELOPE_ID_LENGTH_MAX)
         if idempotency_key is not None:
             _check_name("idempotency_key", idempotency_key, KEY_LENGTH_MAX)
-        if not events:
-            return []
-        digest = _batch_digest(stream, events) if idempotency_key is not None else b""
+        sizes = [len(batch.events) for batch in batches]
+        if sum(sizes) == 0:
+            return [[] for _ in batches]
+        digest = _batch_digest(batches) if idempotency_key is not None else b""
         with self.backend.guard(), self.backend.write(self.engine) as cursor:
             # Read the clock under the append lock: on one machine, times follow positions.
             recorded_at = self.clock.now().astimezone(UTC)
@@ -140,53 +165,60 @@ class EventStore:
                 cursor.execute(self._q_idem, (idempotency_key,))
                 seen = cursor.fetchone()
                 if seen is not None:
-                    return _replay_idempotent(idempotency_key, seen, len(events), digest)
-            cursor.execute(self._q_version_and_head, (stream,))
+                    first = _replay_idempotent(idempotency_key, seen, sum(sizes), digest)
+                    return _split(first, sizes)
+            cursor.execute(self._q_version_and_head, (batches[0].stream,))
             head = cursor.fetchone()
-            current = (head[0] or 0) if head is not None else 0
-            if expected_version is not None and expected_version != current:
-                raise ConcurrencyError(stream, expected_version, current)
+            versions = {batches[0].stream: (head[0] or 0) if head is not None else 0}
             if head is None:
                 position, prev = 0, GENESIS_HASH
             else:
                 # The paired check: never chain new rows onto a head that was tampered with.
                 position, prev = head[1], bytes(head[4])
                 check_self(position, bytes(head[2]), bytes(head[3]), prev)
+            first = position + 1
             rows = []
-            version = current
-            for event in events:
-                position += 1
-                version += 1
-                record = encode_record(
-                    position,
-                    stream,
-                    version,
-                    recorded_at,
-                    run_id,
-                    causation_id,
-                    correlation_id,
-                    idempotency_key,
-                    event,
-                )
-                digest_row = chain_hash(prev, record)
-                rows.append(
-                    (
+            for batch in batches:
+                stream = batch.stream
+                if stream not in versions:
+                    cursor.execute(self._q_version, (stream,))
+                    versions[stream] = cursor.fetchone()[0] or 0
+                version = versions[stream]
+                if batch.expected_version is not None and batch.expected_version != version:
+                    raise ConcurrencyError(stream, batch.expected_version, version)
+                for event in batch.events:
+                    position += 1
+                    version += 1
+                    record = encode_record(
                         position,
                         stream,
                         version,
-                        type(event).__name__,
-                        recorded_at_us,
-                        record,
-                        prev,
-                        digest_row,
+                        recorded_at,
+                        run_id,
+                        causation_id,
+                        correlation_id,
+                        idempotency_key,
+                        event,
                     )
-                )
-                prev = digest_row
+                    digest_row = chain_hash(prev, record)
+                    rows.append(
+                        (
+                            position,
+                            stream,
+                            version,
+                            type(event).__name__,
+                            recorded_at_us,
+                            record,
+                            prev,
+                            digest_row,
+                        )
+                    )
+                    prev = digest_row
+                versions[stream] = version
             self.backend.insert_rows(cursor, rows)
-            first = rows[0][0]
             if idempotency_key is not None:
                 cursor.execute(self._q_insert_key, (idempotency_key, first, len(rows), digest))
-        return list(range(first, first + len(rows)))
+        return _split(first, sizes)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -423,15 +455,34 @@ def _checked_row(
     return recorded
 
 
-def _batch_digest(stream: str, events: Sequence[Event]) -> bytes:
-    h = sha256(stream.encode())
-    for event in events:
-        payload = encode_event(event)
-        h.update(len(payload).to_bytes(8, "big") + payload)
+class StreamAppend(NamedTuple):
+    """One stream's part of an ``append_many``."""
+
+    stream: str
+    events: Sequence[Event]
+    expected_version: int | None = None
+
+
+def _split(first: int, sizes: list[int]) -> list[list[int]]:
+    out, position = [], first
+    for size in sizes:
+        out.append(list(range(position, position + size)))
+        position += size
+    return out
+
+
+def _batch_digest(batches: Sequence[StreamAppend]) -> bytes:
+    h = sha256()
+    for batch in batches:
+        name = batch.stream.encode()
+        h.update(len(name).to_bytes(4, "big") + name + len(batch.events).to_bytes(8, "big"))
+        for event in batch.events:
+            payload = encode_event(event)
+            h.update(len(payload).to_bytes(8, "big") + payload)
     return h.digest()
 
 
-def _replay_idempotent(key: str, seen: Any, count: int, digest: bytes) -> list[int]:
+def _replay_idempotent(key: str, seen: Any, count: int, digest: bytes) -> int:
     first, seen_count, seen_digest = int(seen[0]), int(seen[1]), bytes(seen[2])
     if seen_count != count or seen_digest != digest:
         raise IdempotencyConflict(
@@ -440,7 +491,7 @@ def _replay_idempotent(key: str, seen: Any, count: int, digest: bytes) -> list[i
             first_position=first,
             original_count=seen_count,
         )
-    return list(range(first, first + seen_count))
+    return first
 
 
 def _check_name(what: str, value: str, length_max: int) -> None:

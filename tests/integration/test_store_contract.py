@@ -219,3 +219,34 @@ def test_same_events_and_clock_give_the_same_hashes(ledger_url: str, tmp_path: o
     other = f"sqlite:///{tmp_path}/other.db"
     init_store(other)
     assert run(other) == first
+
+
+def test_append_many_is_atomic_across_streams(store: EventStore) -> None:
+    from ledger.store import StreamAppend
+
+    store.append("b", [deposit("1")], expected_version=0)
+    with pytest.raises(ConcurrencyError):
+        store.append_many([StreamAppend("a", [deposit("2")], 0),
+                           StreamAppend("b", [deposit("3")], 0)])  # b is at version 1
+    assert store.head() == 1 and store.stream_version("a") == 0
+    positions = store.append_many([
+        StreamAppend("a", [deposit("2"), deposit("3")], 0),
+        StreamAppend("b", [deposit("4")], 1),
+        StreamAppend("a", [deposit("5")], 2),  # the same stream again, after the first part
+        StreamAppend("c", []),
+    ])
+    assert positions == [[2, 3], [4], [5], []]
+    assert [r.version for r in store.read("a")] == [1, 2, 3]
+    assert store.verify().events == 5
+
+
+def test_append_many_idempotent_retry(store: EventStore) -> None:
+    from ledger.store import StreamAppend
+
+    batches = [StreamAppend("a", [deposit("1")], None), StreamAppend("b", [deposit("2")], None)]
+    first = store.append_many(batches, idempotency_key="cycle-1")
+    assert store.append_many(batches, idempotency_key="cycle-1") == first == [[1], [2]]
+    swapped = [StreamAppend("b", [deposit("2")], None), StreamAppend("a", [deposit("1")], None)]
+    with pytest.raises(IdempotencyConflict):
+        store.append_many(swapped, idempotency_key="cycle-1")
+    assert store.head() == 2

@@ -16,7 +16,7 @@ def test_catalog_names_are_unique_and_past_tense() -> None:
     names = [cls.__name__ for cls in typing.get_args(events.AnyEvent)]
     assert len(names) == len(set(names)) == len(events.EVENT_TYPES)
     for name in names:
-        assert name.endswith(("ed", "Used", "Sealed")), name
+        assert name.endswith(("ed", "FailedOver")), name
 
 
 def test_events_are_frozen_and_keyword_only() -> None:
