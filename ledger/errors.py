@@ -105,11 +105,19 @@ class ProviderError(TallyError):
     default_hint = "the data provider failed; retryable errors are retried automatically"
 
     def __init__(
-        self, message: str, *, error_class: str, retryable: bool, **context: Any
+        self,
+        message: str,
+        *,
+        error_class: str,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        **context: Any,
     ) -> None:
         super().__init__(message, error_class=error_class, retryable=retryable, **context)
         self.error_class = error_class
         self.retryable = retryable
+        # A server's Retry-After hint (HTTP 429/503), honoured by the retry policy.
+        self.retry_after_s = retry_after_s
 
 
 class CacheCorruptionError(TallyError):

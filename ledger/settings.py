@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ingest.settings import IngestSettings
 from ledger.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
@@ -27,6 +28,7 @@ class StoreSettings(_Strict):
 
 class Settings(_Strict):
     store: StoreSettings = StoreSettings()
+    ingest: IngestSettings = IngestSettings()
 
 
 def load_settings(path: Path | None = None) -> Settings:
