@@ -7,6 +7,7 @@ its binary expansion, and then rounded to the market's step, explicitly.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
@@ -40,7 +41,7 @@ def to_decimal(value: object) -> Decimal | None:
     if isinstance(value, bool):
         raise TypeError("a boolean is not a number")
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"not a finite number: {value}")
         return Decimal(repr(value))  # shortest round-trip form, not the binary expansion
     try:

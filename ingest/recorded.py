@@ -136,7 +136,9 @@ class RecordedExchangeServer:
         _deep_merge(exchange.options, case.get("options") or {})
         seen: list[tuple[str, str]] = []
 
-        async def capture(url: str, verb: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        async def capture(
+            url: str, verb: str = "GET", headers: Any = None, body: Any = None
+        ) -> Any:
             seen.append((verb.upper(), url))
             return case["httpResponse"]
 

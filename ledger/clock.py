@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -36,6 +37,10 @@ class Clock(Protocol):
         """Wait ``seconds``; a simulated clock advances instead of waiting."""
         ...
 
+    def settle(self, elapsed: timedelta) -> None:
+        """Concurrent work that took ``elapsed`` has finished (moves a simulated clock)."""
+        ...
+
 
 class SystemClock:
     """The real clock, for live and paper runs."""
@@ -46,9 +51,22 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
+    def settle(self, elapsed: timedelta) -> None:
+        """Real time has already passed."""
+
+
+# Time a task has spent sleeping on a simulated clock. Each asyncio task runs in a copy of
+# its parent's context, so concurrent tasks sleep independently, as they would in real time.
+_task_offset: ContextVar[timedelta] = ContextVar("tally_simulated_offset", default=timedelta(0))
+
 
 class SimulatedClock:
-    """A clock that only moves when told to: deterministic, for backtests and tests."""
+    """A clock that only moves when told to: deterministic, for backtests and tests.
+
+    Sleeps take no wall time. A sleeping task sees its own time move on; concurrent tasks
+    do not see each other's sleeps, so N tasks that each sleep 1 s take 1 s, not N s. When
+    they are done, ``settle`` moves the clock on by the longest of them.
+    """
 
     def __init__(self, start: datetime, *, tick: timedelta = timedelta(0)) -> None:
         if start.tzinfo is None:
@@ -58,7 +76,7 @@ class SimulatedClock:
         self._tick = tick
 
     def now(self) -> datetime:
-        current = self._now
+        current = self._now + _task_offset.get()
         self._now += self._tick
         return current
 
@@ -73,6 +91,11 @@ class SimulatedClock:
         self._now = moment
 
     async def sleep(self, seconds: float) -> None:
-        self.advance(timedelta(seconds=seconds))
-        # Yield to the loop as a real sleep would, so concurrent tasks interleave the same way.
+        if seconds < 0:
+            raise ValueError("cannot sleep a negative time")
+        _task_offset.set(_task_offset.get() + timedelta(seconds=seconds))
+        # Yield to the loop as a real sleep would, so concurrent tasks interleave.
         await asyncio.sleep(0)
+
+    def settle(self, elapsed: timedelta) -> None:
+        self.advance(elapsed)

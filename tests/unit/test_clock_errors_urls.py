@@ -31,10 +31,23 @@ def test_simulated_clock_moves_only_when_told() -> None:
         clock.set(START)
 
 
-def test_simulated_sleep_takes_no_wall_time_but_moves_the_clock() -> None:
+def test_concurrent_simulated_sleeps_overlap_and_take_no_wall_time() -> None:
     clock = SimulatedClock(START)
-    asyncio.run(clock.sleep(3600))
-    assert clock.now() == START + timedelta(hours=1)
+
+    async def job(seconds: float) -> timedelta:
+        before = clock.now()
+        await clock.sleep(seconds)
+        await clock.sleep(seconds)
+        return clock.now() - before
+
+    async def cycle() -> list[timedelta]:
+        return list(await asyncio.gather(job(1800), job(30)))
+
+    elapsed = asyncio.run(cycle())
+    assert elapsed == [timedelta(hours=1), timedelta(minutes=1)]
+    assert clock.now() == START  # each task slept on its own time
+    clock.settle(max(elapsed))
+    assert clock.now() == START + timedelta(hours=1)  # one hour, not one hour and a minute
 
 
 def test_naive_times_are_refused() -> None:

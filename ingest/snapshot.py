@@ -1,0 +1,239 @@
+"""One pricing snapshot per cycle: every symbol priced concurrently, none able to abort it.
+
+Per symbol: primary source -> other sources (``SourceFailedOver``) -> last good price, marked
+stale with its time, age and reason (``StalePriceUsed``), refused beyond ``stale_age_s_max``
+-> ``SymbolSkipped``. ``DataRecovered`` when fresh data returns after a stale spell. The
+snapshot is sealed with its fresh / stale / failed counts and the marks every later step of
+the cycle must use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from ingest.breaker import BreakerRegistry
+from ingest.market import Ticker, round_to_step
+from ingest.retry import Failed, Fetched, call_with_retry, symbol_stream
+from ingest.settings import IngestSettings
+from ledger import events
+from ledger.clock import Clock
+from ledger.store import StreamAppend
+
+Status = Literal["fresh", "stale", "failed"]
+
+
+class TickerSource(Protocol):
+    name: str
+
+    async def fetch_ticker(self, symbol: str) -> Ticker: ...
+
+
+@dataclass(frozen=True)
+class LastGood:
+    price: Decimal
+    as_of: datetime
+    source: str
+
+
+@dataclass
+class PriceCache:
+    """The last good price per symbol, and since when each symbol has been stale."""
+
+    last: dict[str, LastGood] = field(default_factory=dict)
+    stale_since: dict[str, datetime] = field(default_factory=dict)
+
+    def apply(self, event: events.Event, recorded_at: datetime) -> None:
+        """Rebuild from the ledger: sealed marks are good prices, stale spells are kept."""
+        match event:
+            case events.SnapshotSealed():
+                for symbol, price in event.marks.items():
+                    if symbol not in event.stale_symbols:
+                        self.last[symbol] = LastGood(price, recorded_at, "ledger")
+                        self.stale_since.pop(symbol, None)
+            case events.StalePriceUsed():
+                self.stale_since.setdefault(event.symbol, recorded_at)
+
+
+@dataclass(frozen=True)
+class Mark:
+    symbol: str
+    status: Status
+    price: Decimal | None
+    source: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot_id: str
+    cycle: int
+    marks: dict[str, Decimal]
+    status: dict[str, Status]
+    events: list[tuple[str, events.Event]]
+
+    @property
+    def fresh(self) -> int:
+        return sum(1 for s in self.status.values() if s == "fresh")
+
+    @property
+    def stale(self) -> int:
+        return sum(1 for s in self.status.values() if s == "stale")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.status.values() if s == "failed")
+
+    def batches(self) -> list[StreamAppend]:
+        """The cycle's events as appends, in the order they happened (one transaction)."""
+        runs: list[tuple[str, list[events.Event]]] = []
+        for stream, event in self.events:
+            if runs and runs[-1][0] == stream:
+                runs[-1][1].append(event)
+            else:
+                runs.append((stream, [event]))
+        return [StreamAppend(stream, batch) for stream, batch in runs]
+
+
+class SnapshotTaker:
+    """Price a list of symbols once per cycle through a chain of sources."""
+
+    def __init__(
+        self,
+        sources: Sequence[TickerSource],
+        *,
+        settings: IngestSettings,
+        clock: Clock,
+        seed: int,
+        breakers: BreakerRegistry | None = None,
+        cache: PriceCache | None = None,
+        price_steps: dict[str, Decimal] | None = None,
+        stream: str = "snapshots/main",
+    ) -> None:
+        if not sources:
+            raise ValueError("a snapshot needs at least one source")
+        self.sources = list(sources)
+        self.settings = settings
+        self.clock = clock
+        self.seed = seed
+        self.breakers = breakers or BreakerRegistry(settings.breaker, clock)
+        self.cache = cache or PriceCache()
+        self.price_steps = price_steps or {}
+        self.stream = stream
+
+    async def take(self, symbols: Sequence[str], cycle: int) -> Snapshot:
+        """Price every symbol, concurrently and bounded; always returns a sealed snapshot."""
+        log: list[tuple[str, events.Event]] = []
+        emit = _appender(log)
+        gate = asyncio.Semaphore(self.settings.fetch_concurrency_max)
+        started = self.clock.now()
+
+        async def one(symbol: str) -> tuple[Mark, timedelta]:
+            async with gate:
+                begun = self.clock.now()
+                try:
+                    mark = await self._price(symbol, cycle, emit)
+                except Exception as e:  # one symbol never aborts the cycle
+                    reason = f"unexpected {type(e).__name__}: {e}"[:300]
+                    emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
+                    mark = Mark(symbol, "failed", None, None, reason)
+                return mark, self.clock.now() - begun
+
+        ordered = sorted(dict.fromkeys(symbols))
+        results = await asyncio.gather(*(one(s) for s in ordered))
+        self.clock.settle(max((elapsed for _, elapsed in results), default=timedelta(0)))
+        marks = {m.symbol: m.price for m, _ in results if m.price is not None}
+        status = {m.symbol: m.status for m, _ in results}
+        snapshot_id = f"{cycle}-{started.strftime('%Y%m%dT%H%M%S%fZ')}"
+        emit(self.stream, events.SnapshotSealed(
+            snapshot_id=snapshot_id,
+            fresh=sum(1 for s in status.values() if s == "fresh"),
+            stale=sum(1 for s in status.values() if s == "stale"),
+            failed=sum(1 for s in status.values() if s == "failed"),
+            marks=marks,
+            cycle=cycle,
+            stale_symbols=[s for s in ordered if status[s] == "stale"],
+            failed_symbols=[s for s in ordered if status[s] == "failed"],
+        ))
+        return Snapshot(snapshot_id, cycle, marks, status, log)
+
+    async def _price(self, symbol: str, cycle: int, emit: _Emit) -> Mark:
+        stream = symbol_stream(symbol)
+        reasons: list[str] = []
+        for index, source in enumerate(self.sources):
+            rng = random.Random(f"{self.seed}:{cycle}:{symbol}:{source.name}")
+            result = await call_with_retry(
+                lambda source=source: source.fetch_ticker(symbol),  # type: ignore[misc]
+                source=source.name, endpoint="ticker", symbol=symbol,
+                policy=self.settings.retry, clock=self.clock, rng=rng, emit=emit,
+                breaker=self.breakers.get(source.name, "ticker"),
+            )
+            if isinstance(result, Fetched):
+                price = self._usable_price(result.value)
+                if price is not None:
+                    return self._fresh(symbol, price, source.name, emit)
+                reasons.append(f"{source.name}: no usable price")
+            elif isinstance(result, Failed):
+                reasons.append(f"{source.name}: {result.error.error_class}")
+            if index + 1 < len(self.sources):
+                emit(stream, events.SourceFailedOver(
+                    symbol=symbol, from_source=source.name,
+                    to_source=self.sources[index + 1].name, reason=reasons[-1]))
+        return self._fallback(symbol, "; ".join(reasons), emit)
+
+    def _usable_price(self, ticker: Ticker) -> Decimal | None:
+        price = ticker.last
+        if price is None and ticker.bid is not None and ticker.ask is not None:
+            price = (ticker.bid + ticker.ask) / 2
+        if price is None or price <= 0:
+            return None
+        step = self.price_steps.get(ticker.symbol)
+        return round_to_step(price, step) if step is not None else price
+
+    def _fresh(self, symbol: str, price: Decimal, source: str, emit: _Emit) -> Mark:
+        now = self.clock.now()
+        since = self.cache.stale_since.pop(symbol, None)
+        if since is not None:
+            emit(symbol_stream(symbol), events.DataRecovered(
+                symbol=symbol, source=source, stale_since=since,
+                stale_s=_seconds(now - since)))
+        self.cache.last[symbol] = LastGood(price, now, source)
+        return Mark(symbol, "fresh", price, source)
+
+    def _fallback(self, symbol: str, reason: str, emit: _Emit) -> Mark:
+        now = self.clock.now()
+        last = self.cache.last.get(symbol)
+        if last is not None:
+            age = now - last.as_of
+            if age.total_seconds() <= self.settings.stale_age_s_max:
+                self.cache.stale_since.setdefault(symbol, now)
+                emit(symbol_stream(symbol), events.StalePriceUsed(
+                    symbol=symbol, price=last.price, as_of=last.as_of, age_s=_seconds(age),
+                    reason=reason))
+                return Mark(symbol, "stale", last.price, last.source, reason)
+            reason = (f"{reason}; last good price is {_seconds(age)} s old, "
+                      f"over stale_age_s_max {self.settings.stale_age_s_max:g}")
+        else:
+            reason = f"{reason}; no last good price"
+        emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
+        return Mark(symbol, "failed", None, None, reason)
+
+
+class _Emit(Protocol):
+    def __call__(self, stream: str, event: events.Event) -> None: ...
+
+
+def _appender(log: list[tuple[str, events.Event]]) -> _Emit:
+    def emit(stream: str, event: events.Event) -> None:
+        log.append((stream, event))
+    return emit
+
+
+def _seconds(delta: timedelta) -> Decimal:
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return Decimal(micros) / Decimal(1_000_000)  # exact: 300 s is "300", 1.5 s is "1.5"
