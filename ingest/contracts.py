@@ -1,0 +1,166 @@
+"""The OHLCV data contract, explicit rounding to the market's steps, and candle gaps.
+
+Every frame that comes in is checked: required columns, a UTC index, sorted, no duplicate
+times, no missing values, positive prices, high >= max(open, close), low <= min(open, close),
+volume >= 0. A violation is a ``DataContractViolated`` event naming the rule, the rows and the
+values; in strict mode it is also a ``DataContractError``. Gaps between candles are reported
+(``FeedGapDetected``), never filled in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+
+from ingest.market import OHLCV_COLUMNS, round_to_step, to_decimal
+from ledger import events
+from ledger.errors import DataContractError, InputError
+
+ROWS_SHOWN_MAX = 10
+Emit = Callable[[str, events.Event], None]
+
+TIMEFRAME_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000,
+                "4h": 14_400_000, "1d": 86_400_000}
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    rows: list[int]
+    values: list[str]
+
+
+def check_ohlcv(frame: pd.DataFrame) -> list[Violation]:
+    """Return every broken rule of the contract (an empty list: the frame is good)."""
+    missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
+    if missing:
+        return [Violation("required_columns", [], missing)]
+    found: list[Violation] = []
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex) or str(index.tz) != "UTC":
+        found.append(Violation("utc_index", [], [str(getattr(index, "tz", index.dtype))]))
+    else:
+        order = index.asi8
+        found += _rows("sorted", [i for i in range(1, len(order)) if order[i] < order[i - 1]],
+                       lambda i: str(index[i]))
+        found += _rows("no_duplicates", [int(i) for i in (index.duplicated()).nonzero()[0]],
+                       lambda i: str(index[i]))
+    cells = {c: list(frame[c]) for c in OHLCV_COLUMNS}
+    nan = [i for i in range(len(frame)) if any(_missing(cells[c][i]) for c in OHLCV_COLUMNS)]
+    found += _rows("no_missing_values", nan, lambda i: str({c: cells[c][i] for c in cells}))
+    good = [i for i in range(len(frame)) if i not in set(nan)]
+    o, h, low, c, v = (cells[k] for k in OHLCV_COLUMNS)
+    found += _rows("positive_prices",
+                   [i for i in good if min(o[i], h[i], low[i], c[i]) <= 0],
+                   lambda i: f"o={o[i]} h={h[i]} l={low[i]} c={c[i]}")
+    found += _rows("high_at_least_open_close", [i for i in good if h[i] < max(o[i], c[i])],
+                   lambda i: f"h={h[i]} o={o[i]} c={c[i]}")
+    found += _rows("low_at_most_open_close", [i for i in good if low[i] > min(o[i], c[i])],
+                   lambda i: f"l={low[i]} o={o[i]} c={c[i]}")
+    found += _rows("volume_not_negative", [i for i in good if v[i] < 0], lambda i: f"v={v[i]}")
+    return found
+
+
+def _missing(value: object) -> bool:
+    if isinstance(value, Decimal):
+        return value.is_nan()
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _rows(rule: str, rows: list[int], show: Callable[[int], str]) -> list[Violation]:
+    if not rows:
+        return []
+    return [Violation(rule, rows, [show(i) for i in rows[:ROWS_SHOWN_MAX]])]
+
+
+def enforce_ohlcv(
+    frame: pd.DataFrame, *, symbol: str, source: str, strict: bool, emit: Emit
+) -> list[Violation]:
+    """Check a frame, record each violation as an event; in strict mode raise on the first."""
+    found = check_ohlcv(frame)
+    for violation in found:
+        emit(f"symbol/{symbol}", events.DataContractViolated(
+            symbol=symbol, source=source, rule=violation.rule, rows=violation.rows[:1000],
+            values=violation.values, strict=strict))
+    if strict and found:
+        first = found[0]
+        raise DataContractError(
+            f"{symbol} from {source} breaks the OHLCV contract: {first.rule}",
+            symbol=symbol, rule=first.rule, rows=first.rows[:ROWS_SHOWN_MAX],
+            values=first.values[:3],
+        )
+    return found
+
+
+def round_ohlcv(frame: pd.DataFrame, price_step: Decimal, volume_step: Decimal | None = None
+                ) -> pd.DataFrame:
+    """Round prices (and volumes) to the market's steps, explicitly, half to even."""
+    steps = {"open": price_step, "high": price_step, "low": price_step, "close": price_step,
+             "volume": volume_step}
+    data = {
+        column: [round_to_step(v, step) if step is not None and isinstance(v, Decimal) else v
+                 for v in frame[column]]
+        for column, step in steps.items()
+    }
+    return pd.DataFrame(data, index=frame.index, columns=list(OHLCV_COLUMNS))
+
+
+def candle_gaps(frame: pd.DataFrame, timeframe: str) -> list[tuple[int, int, int]]:
+    """Return (expected ms, received ms, missing candles) for each gap between candles."""
+    step = TIMEFRAME_MS.get(timeframe)
+    if step is None:
+        raise InputError(f"unknown timeframe {timeframe!r}",
+                         hint=f"use one of {sorted(TIMEFRAME_MS)}")
+    stamps = pd.DatetimeIndex(frame.index).asi8 // 1_000_000  # ns -> ms
+    gaps = []
+    for before, after in itertools.pairwise(stamps):
+        if after - before > step:
+            gaps.append((int(before + step), int(after), int((after - before) // step - 1)))
+    return gaps
+
+
+def report_gaps(frame: pd.DataFrame, *, symbol: str, timeframe: str, emit: Emit) -> int:
+    """Record each candle gap as ``FeedGapDetected``; return the number of missing candles."""
+    missing = 0
+    for expected, received, count in candle_gaps(frame, timeframe):
+        emit(f"symbol/{symbol}", events.FeedGapDetected(
+            feed=f"candles/{symbol}/{timeframe}", expected=expected, received=received,
+            missing=count))
+        missing += count
+    return missing
+
+
+def read_ohlcv_csv(path: Path) -> pd.DataFrame:
+    """Read ``timestamp,open,high,low,close,volume`` (ccxt row order) with exact Decimals.
+
+    The numbers are read as text, so ``0.0027589999999999997`` stays exactly that until it is
+    rounded to the market's step: no binary float ever touches the prices.
+    """
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
+    expected = ["timestamp", *OHLCV_COLUMNS]
+    if list(raw.columns) != expected:
+        raise InputError(
+            f"OHLCV columns must be {','.join(expected)}; found {','.join(raw.columns)}",
+            hint="export candles in ccxt row order with a header line", file=str(path),
+        )
+    data: dict[str, list[Decimal | None]] = {c: [] for c in OHLCV_COLUMNS}
+    stamps: list[int] = []
+    for line, row in enumerate(raw.itertuples(index=False), start=2):
+        try:
+            stamps.append(int(row[0]))
+            for column, text in zip(OHLCV_COLUMNS, row[1:], strict=True):
+                data[column].append(to_decimal(text))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"bad OHLCV row: {e}", hint="fix or remove the row",
+                             file=str(path), line=line) from e
+    index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
+    return pd.DataFrame(data, index=index, columns=list(OHLCV_COLUMNS))

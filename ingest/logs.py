@@ -1,0 +1,66 @@
+"""Structured log lines with the markers operators grep for, rendered from ledger events.
+
+Lines are written from events that were committed (with their positions), so the log and
+the ledger cannot disagree: there is no log line without its event, and no event whose
+line says something else.
+
+    DATA_RETRY  DATA_FAILURE  STALE_PRICING_USED  DATA_SKIP  DATA_RECOVERY
+    SNAPSHOT_<id>_PARTIAL  CIRCUIT_OPEN  CIRCUIT_CLOSED
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from ledger import events
+from ledger.recorded import RecordedEvent
+
+LOGGER = logging.getLogger("tally.ingest")
+
+
+def log_line(recorded: RecordedEvent) -> tuple[int, str] | None:
+    """Return (level, line) for an event operators care about, or None."""
+    e = recorded.event
+    at = f"position={recorded.position}"
+    match e:
+        case events.RetryScheduled():
+            return logging.WARNING, (
+                f"DATA_RETRY symbol={e.symbol} source={e.source} endpoint={e.endpoint} "
+                f"attempt={e.attempt} delay_ms={e.delay_ms} {at}")
+        case events.FetchFailed():
+            return logging.WARNING, (
+                f"DATA_FAILURE symbol={e.symbol} source={e.source} endpoint={e.endpoint} "
+                f"attempt={e.attempt} error={e.error_class} retryable={e.retryable} {at}")
+        case events.StalePriceUsed():
+            return logging.WARNING, (
+                f"STALE_PRICING_USED symbol={e.symbol} price={e.price} "
+                f"as_of={e.as_of.isoformat()} age_s={e.age_s} reason=\"{e.reason}\" {at}")
+        case events.SymbolSkipped():
+            return logging.ERROR, f"DATA_SKIP symbol={e.symbol} reason=\"{e.reason}\" {at}"
+        case events.DataRecovered():
+            return logging.INFO, (
+                f"DATA_RECOVERY symbol={e.symbol} source={e.source} stale_s={e.stale_s} {at}")
+        case events.SnapshotSealed() if e.stale or e.failed:
+            return logging.WARNING, (
+                f"SNAPSHOT_{e.snapshot_id}_PARTIAL fresh={e.fresh} stale={e.stale} "
+                f"failed={e.failed} {at}")
+        case events.CircuitOpened():
+            return logging.ERROR, (
+                f"CIRCUIT_OPEN breaker={e.breaker} reason=\"{e.reason}\" "
+                f"open_until={e.open_until.isoformat()} {at}")
+        case events.CircuitClosed():
+            return logging.INFO, (
+                f"CIRCUIT_CLOSED breaker={e.breaker} trial_successes={e.trial_successes} {at}")
+    return None
+
+
+def log_events(committed: Iterable[RecordedEvent], logger: logging.Logger = LOGGER) -> int:
+    """Log the marker lines of committed events; return how many lines were written."""
+    written = 0
+    for recorded in committed:
+        line = log_line(recorded)
+        if line is not None:
+            logger.log(line[0], line[1])
+            written += 1
+    return written
