@@ -117,7 +117,7 @@ def candle_gaps(frame: pd.DataFrame, timeframe: str) -> list[tuple[int, int, int
     if step is None:
         raise InputError(f"unknown timeframe {timeframe!r}",
                          hint=f"use one of {sorted(TIMEFRAME_MS)}")
-    stamps = pd.DatetimeIndex(frame.index).asi8 // 1_000_000  # ns -> ms
+    stamps = pd.DatetimeIndex(frame.index).as_unit("ms").asi8  # whatever the stored unit
     gaps = []
     for before, after in itertools.pairwise(stamps):
         if after - before > step:

@@ -72,6 +72,10 @@ class SequencedFeed:
         due = sorted(s for s in self._pending if s < older_than)
         if not due:
             return
+        # A run of missing sequences is one gap: declare it whole, even the part of it that
+        # is not yet past the window (the window's edge moves one message at a time).
+        while due[-1] + 1 in self._pending and due[-1] + 1 not in due:
+            due.append(due[-1] + 1)
         self._pending.difference_update(due)
         start = previous = due[0]
         for sequence in [*due[1:], None]:
