@@ -23,12 +23,14 @@ def record_snapshot(
 ) -> list[RecordedEvent]:
     """Append every event of a cycle in one transaction, then log the committed events."""
     key = f"snapshot/{run_id or '-'}/{snapshot.snapshot_id}"
+    head_before = store.head()
     positions = [p for batch in store.append_many(
         snapshot.batches(), run_id=run_id, idempotency_key=key) for p in batch]
     if not positions:
         return []
     committed = list(store.read_all(positions[0], positions[-1]))
-    log_events(committed, logger)
+    if positions[0] > head_before:  # a replayed commit was logged the first time
+        log_events(committed, logger)
     return committed
 
 
