@@ -46,6 +46,7 @@ def split_params(args: list[Any], positional: int) -> tuple[list[Any], dict[str,
     return list(args[:positional]) + [None] * (positional - len(args[:positional])), params
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(("exchange_id", "case"), cases("fetchTicker"))
 def test_recorded_tickers_parse_to_exact_decimals(exchange_id: str, case: dict[str, Any]) -> None:
     (symbol,), params = split_params(case["input"], 1)

@@ -15,7 +15,7 @@ import pytest
 
 from ingest.breaker import HALF_OPEN, OPEN
 from ingest.settings import IngestSettings
-from ingest.simulated import SimulatedFaults, SimulatedSource, Window
+from ingest.simulated import SimulatedFaults, SimulatedSource
 from ingest.snapshot import SnapshotTaker
 from ledger import events, open_store
 from ledger.clock import SimulatedClock
@@ -74,6 +74,7 @@ with open_store(sys.argv[1], clock=clock) as store:
 """
 
 
+@pytest.mark.slow
 def test_an_open_breaker_survives_a_killed_process(ledger_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen([sys.executable, "-c", OUTAGE, ledger_url], env=env,
@@ -103,7 +104,7 @@ def test_an_open_breaker_survives_a_killed_process(ledger_url: str) -> None:
                               breakers=breakers, cache=cache)
         refused = asyncio.run(taker.take(["BTC/USD"], 100))
         assert refused.status == {"BTC/USD": "failed"}
-        assert [type(e).__name__ for _, e in refused.events][0] == "CallRejected"
+        assert type(refused.events[0][1]).__name__ == "CallRejected"
         assert healthy._calls == {}  # refused without touching the source
 
         clock.set(open_until)

@@ -76,6 +76,7 @@ def test_each_rule_names_itself(breakage: object, rule: str) -> None:
     assert rule in [v.rule for v in found]
 
 
+@pytest.mark.smoke
 def test_violations_are_events_and_strict_mode_raises() -> None:
     frame = good_frame().assign(volume=[Decimal(1), Decimal(-1), Decimal(1)])
     log: list[events.Event] = []
@@ -105,6 +106,7 @@ def real_trade_ids() -> list[int]:
         return [int(row["id"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.smoke
 def test_the_real_feed_is_clean() -> None:
     ids = real_trade_ids()
     assert len(ids) == 12_477

@@ -76,6 +76,7 @@ def test_total_failure_without_a_cached_price_skips_the_symbol() -> None:
     assert types(snapshot, "BTC/USD")[-1] == "SymbolSkipped"
 
 
+@pytest.mark.smoke
 def test_all_scenarios_in_one_cycle_seal_one_snapshot() -> None:
     clock = SimulatedClock(T0)
     faults = SimulatedFaults(
@@ -128,6 +129,7 @@ def test_symbols_are_fetched_concurrently_so_a_cycle_costs_one_retry_budget() ->
     assert timedelta(0) < clock.now() - T0 < timedelta(seconds=0.6)
 
 
+@pytest.mark.smoke
 def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
     policy = RetrySettings(backoff_ms_base=100, backoff_ms_cap=1000, backoff_jitter_ratio=0.2)
     rng = random.Random(3)
@@ -152,6 +154,7 @@ def outcome(ok: bool, *, retryable: bool = True) -> events.Event:
                               error_class="RequestTimeout", retryable=retryable, message="m")
 
 
+@pytest.mark.smoke
 def test_breaker_opens_refuses_half_opens_and_closes() -> None:
     clock = SimulatedClock(T0)
     registry = BreakerRegistry(BREAKER, clock)
@@ -184,7 +187,8 @@ def test_failure_rate_opens_the_breaker_only_past_the_minimum_calls() -> None:
     for ok in (False, True, False, True, False):
         breaker.record(outcome(ok), "S", lambda _s, e: sink.append(e))
     assert breaker.state == OPEN  # 3 of 5 failed, at least 4 calls seen
-    assert "3 of the last 5" in [e for e in sink if isinstance(e, events.CircuitOpened)][0].reason
+    opened = next(e for e in sink if isinstance(e, events.CircuitOpened))
+    assert "3 of the last 5" in opened.reason
 
 
 def test_non_retryable_failures_do_not_trip_a_breaker() -> None:
@@ -267,6 +271,7 @@ def test_the_same_seed_gives_the_same_events() -> None:
     assert run() == run()
 
 
+@pytest.mark.smoke
 def test_log_markers_come_from_events() -> None:
     def recorded(event: events.Event) -> RecordedEvent:
         return RecordedEvent(7, "s", 1, type(event).__name__, T0, None, None, None, None,
