@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sqlalchemy import Connection, inspect
@@ -54,6 +55,9 @@ def check_schema(conn: Connection, display_url: str) -> None:
 def upgrade(backend: Backend) -> tuple[str | None, str]:
     """Upgrade the ledger to the head revision; return (revision before, revision after)."""
     # Imported here: alembic costs a third of the CLI's start-up and only `init` needs it.
+    # alembic narrates every plugin it loads at INFO (while importing); `tally init` reports
+    # the outcome itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
     from alembic.util.exc import CommandError
