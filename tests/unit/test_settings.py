@@ -56,3 +56,21 @@ def test_db_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TALLY_DB", "sqlite:///env.db")
     assert resolve_db_url(None, settings) == "sqlite:///env.db"
     assert resolve_db_url("sqlite:///cli.db", settings) == "sqlite:///cli.db"
+
+
+def test_ingest_limits_are_range_checked_with_their_key_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "ingest:\n  retry:\n    fetch_attempts_max: 0\n"))
+    assert caught.value.context["key"] == "ingest.retry.fetch_attempts_max"
+    assert caught.value.context["value"] == "0"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "ingest:\n  breaker:\n    open_seconds: 5\n"))
+    assert caught.value.context["key"] == "ingest.breaker.open_seconds"  # units are in names
+    with pytest.raises(ConfigError, match="backoff_ms_cap must be >= backoff_ms_base"):
+        load_settings(write(tmp_path, "ingest:\n  retry:\n    backoff_ms_base: 500\n"
+                                      "    backoff_ms_cap: 100\n"))
+
+
+def test_the_default_ingest_limits_are_the_seed_systems() -> None:
+    retry = load_settings().ingest.retry
+    assert (retry.fetch_attempts_max, retry.backoff_ms_base, retry.backoff_ms_cap) == (3, 100, 1000)
