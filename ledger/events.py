@@ -239,6 +239,65 @@ class FundsDeposited(Event, frozen=True, kw_only=True):
     amount: Decimal
 
 
+class FundsWithdrawn(Event, frozen=True, kw_only=True):
+    account: str
+    asset: str
+    amount: Decimal
+
+
+class OrderSubmitted(Event, frozen=True, kw_only=True):
+    account: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: Literal["market", "limit"]
+    qty: Decimal
+    price: Decimal | None = None
+
+
+class OrderOutcomeUnknown(Event, frozen=True, kw_only=True):
+    account: str
+    client_order_id: str
+    reason: str
+
+
+class OrderRejected(Event, frozen=True, kw_only=True):
+    account: str
+    client_order_id: str
+    reason: str
+    retryable: bool
+
+
+# --- validation and reconciliation ------------------------------------------------------
+
+
+class ValidationPassed(Event, frozen=True, kw_only=True):
+    account: str
+    cycle: int
+    diff: dict[str, Any]
+
+
+class PortfolioReconciled(Event, frozen=True, kw_only=True):
+    account: str
+    cycle: int
+    diff: dict[str, Any]
+    # Per asset, the correction booked so that the ledger agrees with the reference.
+    adjustments: dict[str, Decimal] = {}
+
+
+class CycleDiscarded(Event, frozen=True, kw_only=True):
+    account: str
+    cycle: int
+    reason: str
+    diff: dict[str, Any]
+
+
+class BalanceObserved(Event, frozen=True, kw_only=True):
+    account: str
+    venue: str
+    balances: dict[str, Decimal]
+
+
 AnyEvent = (
     RunStarted
     | RunFinished
@@ -262,6 +321,14 @@ AnyEvent = (
     | TradeExecuted
     | FeeCharged
     | FundsDeposited
+    | FundsWithdrawn
+    | OrderSubmitted
+    | OrderOutcomeUnknown
+    | OrderRejected
+    | ValidationPassed
+    | PortfolioReconciled
+    | CycleDiscarded
+    | BalanceObserved
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

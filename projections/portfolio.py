@@ -1,0 +1,186 @@
+"""The portfolio: cash, positions, average cost, realized PnL, fees and equity, folded from
+ledger events with exact Decimals.
+
+Every money event becomes double-entry postings that balance to zero per asset (the account
+on one side; the counterparty, the fee collector or the outside world on the other). The
+balance is checked for every event folded, and a failure raises ``BacktestInvariantError``.
+
+``apply`` is a fold step without I/O or clock: it changes the state it is given and returns
+it. Folding a prefix and then the rest gives the state that folding everything gives (a
+property test checks it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from ledger import events
+from ledger.errors import BacktestInvariantError, InputError
+
+if TYPE_CHECKING:
+    from ledger.store import EventStore
+
+ZERO = Decimal(0)
+Posting = tuple[str, str, Decimal]  # (book, asset, amount)
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    base, sep, quote = symbol.partition("/")
+    if not sep or not base or not quote:
+        raise InputError(f"a symbol is BASE/QUOTE, got {symbol!r}", symbol=symbol)
+    return base, quote.split(":")[0]
+
+
+def postings(event: events.Event) -> list[Posting]:
+    """The double-entry postings of a money event (empty for other events)."""
+    match event:
+        case events.FundsDeposited(account=account, asset=asset, amount=amount):
+            return [(account, asset, amount), ("outside", asset, -amount)]
+        case events.FundsWithdrawn(account=account, asset=asset, amount=amount):
+            return [(account, asset, -amount), ("outside", asset, amount)]
+        case events.TradeExecuted(account=account, symbol=symbol, side=side, qty=qty,
+                                  price=price):
+            base, quote = split_symbol(symbol)
+            sign = 1 if side == "buy" else -1
+            cost = qty * price
+            return [(account, base, sign * qty), ("counterparty", base, -sign * qty),
+                    (account, quote, -sign * cost), ("counterparty", quote, sign * cost)]
+        case events.FeeCharged(account=account, asset=asset, amount=amount):
+            return [(account, asset, -amount), ("fees", asset, amount)]
+        case events.PortfolioReconciled(account=account, adjustments=adjustments):
+            return [p for asset, amount in sorted(adjustments.items())
+                    for p in ((account, asset, amount), ("reconciliation", asset, -amount))]
+    return []
+
+
+@dataclass
+class PortfolioState:
+    account: str
+    quote: str | None = None  # the account's valuation asset (the first deposit's, if unset)
+    cash: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    positions: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    average_cost: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    realized_pnl: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    fees_paid: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    position: int = 0  # the last ledger position folded
+
+    def equity(self, marks: dict[str, Decimal]) -> Decimal:
+        """Cash plus positions at ``marks`` ({symbol: price}), in the account's quote asset."""
+        quote = self.quote
+        if quote is None:
+            return ZERO
+        total = ZERO
+        for asset, amount in sorted(self.cash.items()):
+            if amount == 0:
+                continue
+            if asset == quote:
+                total += amount
+                continue
+            held = self._held_through_positions(asset)
+            loose = amount - held
+            if loose != 0:
+                total += loose * _mark(marks, f"{asset}/{quote}")
+        for symbol, qty in sorted(self.positions.items()):
+            if qty != 0:
+                total += qty * _mark(marks, symbol)
+        return total
+
+    def _held_through_positions(self, asset: str) -> Decimal:
+        # Base assets bought through a symbol are valued through that symbol's mark.
+        return sum((qty for symbol, qty in self.positions.items()
+                    if split_symbol(symbol)[0] == asset), ZERO)
+
+    def positions_value(self, marks: dict[str, Decimal]) -> Decimal:
+        return sum((qty * _mark(marks, s) for s, qty in sorted(self.positions.items())
+                    if qty != 0), ZERO)
+
+    def unrealized_pnl(self, marks: dict[str, Decimal]) -> Decimal:
+        return sum(((_mark(marks, s) - self.average_cost[s]) * qty
+                    for s, qty in sorted(self.positions.items()) if qty != 0), ZERO)
+
+
+def _mark(marks: dict[str, Decimal], symbol: str) -> Decimal:
+    price = marks.get(symbol)
+    if price is None:
+        raise InputError(f"no mark for {symbol}: equity needs a price for every holding",
+                         hint="value the portfolio with the cycle's sealed snapshot marks",
+                         symbol=symbol)
+    return price
+
+
+def apply(state: PortfolioState, event: events.Event, position: int = 0) -> PortfolioState:
+    """Fold one event into ``state`` (only this account's money events change it)."""
+    lines = postings(event)
+    if lines:
+        _check_balanced(lines, position)
+        mine = [(asset, amount) for book, asset, amount in lines if book == state.account]
+        if mine:
+            for asset, amount in mine:
+                state.cash[asset] += amount
+            _fold_details(state, event)
+    if position:
+        state.position = position
+    return state
+
+
+def _check_balanced(lines: list[Posting], position: int) -> None:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for _book, asset, amount in lines:
+        totals[asset] += amount
+    unbalanced = {a: t for a, t in totals.items() if t != 0}
+    if unbalanced:
+        raise BacktestInvariantError(
+            f"postings do not balance at position {position}: {unbalanced}",
+            position=position)
+
+
+def _fold_details(state: PortfolioState, event: events.Event) -> None:
+    match event:
+        case events.FundsDeposited(asset=asset) if state.quote is None:
+            state.quote = asset
+        case events.FeeCharged(asset=asset, amount=amount):
+            state.fees_paid[asset] += amount
+        case events.TradeExecuted(symbol=symbol, side=side, qty=qty, price=price):
+            _trade(state, symbol, qty if side == "buy" else -qty, price)
+
+
+def _trade(state: PortfolioState, symbol: str, delta: Decimal, price: Decimal) -> None:
+    """Move a position by ``delta`` at ``price``: average cost on the way in, realized PnL
+    on the way out (a trade that flips the side does both)."""
+    _, quote = split_symbol(symbol)
+    held = state.positions[symbol]
+    if held == 0 or (held > 0) == (delta > 0):
+        new = held + delta
+        state.average_cost[symbol] = (held * state.average_cost[symbol] + delta * price) / new
+        state.positions[symbol] = new
+        return
+    closing = min(abs(delta), abs(held)) * (1 if held > 0 else -1)
+    state.realized_pnl[quote] += closing * (price - state.average_cost[symbol])
+    rest = held + delta
+    state.positions[symbol] = rest
+    if rest == 0:
+        state.average_cost[symbol] = ZERO
+    elif (rest > 0) != (held > 0):  # flipped: the remainder opened at this price
+        state.average_cost[symbol] = price
+
+
+def fold(account: str, history: Iterable[events.Event], *, quote: str | None = None,
+         state: PortfolioState | None = None) -> PortfolioState:
+    """Fold events (without positions) into a portfolio."""
+    state = state or PortfolioState(account=account, quote=quote)
+    for event in history:
+        apply(state, event)
+    return state
+
+
+def rebuild(store: EventStore, account: str = "main", to_position: int | None = None,
+            *, quote: str | None = None) -> PortfolioState:
+    """Rebuild an account's portfolio from the ledger, up to ``to_position``."""
+    state = PortfolioState(account=account, quote=quote)
+    for recorded in store.read_all(to_position=to_position):
+        apply(state, recorded.event, recorded.position)
+    return state
