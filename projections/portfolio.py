@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from ledger import events
 from ledger.errors import BacktestInvariantError, InputError
 
@@ -177,10 +179,37 @@ def fold(account: str, history: Iterable[events.Event], *, quote: str | None = N
     return state
 
 
+# Bump when the fold changes what it computes: older checkpoints are then ignored and the
+# portfolio is rebuilt from the first event.
+CODE_VERSION = "portfolio/1"
+_MONEY_DICTS = ("cash", "positions", "average_cost", "realized_pnl", "fees_paid")
+
+
+def encode_state(state: PortfolioState) -> bytes:
+    return msgspec.json.encode(state, order="deterministic")
+
+
+def decode_state(raw: bytes) -> PortfolioState:
+    state = msgspec.json.decode(raw, type=PortfolioState)
+    for name in _MONEY_DICTS:  # back to defaultdicts, as the fold expects
+        setattr(state, name, defaultdict(Decimal, getattr(state, name)))
+    return state
+
+
 def rebuild(store: EventStore, account: str = "main", to_position: int | None = None,
-            *, quote: str | None = None) -> PortfolioState:
-    """Rebuild an account's portfolio from the ledger, up to ``to_position``."""
-    state = PortfolioState(account=account, quote=quote)
-    for recorded in store.read_all(to_position=to_position):
+            *, quote: str | None = None, checkpoint: bool = True) -> PortfolioState:
+    """Rebuild an account's portfolio from the ledger, up to ``to_position``.
+
+    With ``checkpoint``, start from the last checkpoint this code version made (when it is
+    not past ``to_position``) and fold only the tail; a rebuild to the head saves a new one.
+    """
+    name = f"portfolio/{account}"
+    state, start = PortfolioState(account=account, quote=quote), 1
+    saved = store.load_checkpoint(name, CODE_VERSION) if checkpoint else None
+    if saved is not None and (to_position is None or saved[0] <= to_position):
+        state, start = decode_state(saved[1]), saved[0] + 1
+    for recorded in store.read_all(from_position=start, to_position=to_position):
         apply(state, recorded.event, recorded.position)
+    if checkpoint and to_position is None and state.position >= start:
+        store.save_checkpoint(name, state.position, CODE_VERSION, encode_state(state))
     return state

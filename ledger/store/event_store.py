@@ -34,7 +34,12 @@ from ledger.codec import (
     encode_event,
     encode_record,
 )
-from ledger.errors import ConcurrencyError, IdempotencyConflict, InputError
+from ledger.errors import (
+    CacheCorruptionError,
+    ConcurrencyError,
+    IdempotencyConflict,
+    InputError,
+)
 from ledger.events import Event
 from ledger.recorded import RecordedEvent, StoreStats
 from ledger.store.backend import Backend
@@ -82,6 +87,15 @@ class EventStore:
         )
         self._q_hash_at = q("SELECT hash FROM events WHERE position = ?")
         self._q_prev_hash_at = q("SELECT prev_hash FROM events WHERE position = ?")
+        self._q_delete_checkpoint = q("DELETE FROM checkpoints WHERE name = ?")
+        self._q_insert_checkpoint = q(
+            "INSERT INTO checkpoints (name, position, code_version, state, state_hash, "
+            "chain_hash) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self._q_load_checkpoint = q(
+            "SELECT position, code_version, state, state_hash, chain_hash FROM checkpoints "
+            "WHERE name = ?"
+        )
 
     @property
     def url(self) -> str:
@@ -370,6 +384,44 @@ class EventStore:
             by_type={str(k): int(n) for k, n in by_type},
             by_stream={str(k): int(n) for k, n in by_stream},
         )
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def save_checkpoint(self, name: str, position: int, code_version: str, state: bytes) -> None:
+        """Store a projection's state as of ``position`` (replacing the previous one)."""
+        _check_name("checkpoint name", name, STREAM_LENGTH_MAX)
+        chain = self._hash_at(position)
+        digest = sha256(state).digest()
+        with self.backend.guard(), self.backend.write(self.engine) as cursor:
+            cursor.execute(self._q_delete_checkpoint, (name,))
+            cursor.execute(self._q_insert_checkpoint,
+                           (name, position, code_version, state, digest, chain))
+
+    def load_checkpoint(self, name: str, code_version: str) -> tuple[int, bytes] | None:
+        """Return (position, state) of a checkpoint made by ``code_version``, if usable.
+
+        None when there is none, when another code version made it (its projection changed:
+        rebuild from zero), or when the ledger no longer holds the chain it was made from.
+        A checkpoint whose state does not match its own hash is corruption, not staleness.
+        """
+        rows = self._fetch(self._q_load_checkpoint, (name,))
+        if not rows:
+            return None
+        position, version, state, state_hash, chain = rows[0]
+        state, state_hash, chain = bytes(state), bytes(state_hash), bytes(chain)
+        if sha256(state).digest() != state_hash:
+            raise CacheCorruptionError(
+                f"checkpoint {name!r} does not match its hash", checkpoint=name,
+                hint="delete the checkpoint row; the projection rebuilds from the events")
+        if version != code_version or self._hash_at(position) != chain:
+            return None
+        return int(position), state
+
+    def _hash_at(self, position: int) -> bytes:
+        if position == 0:
+            return GENESIS_HASH
+        rows = self._fetch(self._q_hash_at, (position,))
+        return bytes(rows[0][0]) if rows else b""
 
     # --- internals ----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
 
-SCHEMA_REVISION = "0001_events"
+SCHEMA_REVISION = "0002_checkpoints"
 
 # SQLite only makes INTEGER PRIMARY KEY an alias of the rowid; BIGINT would add an index.
 POSITION_TYPE = BigInteger().with_variant(Integer(), "sqlite")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+from sqlalchemy import text
+
 from ledger import events
+from ledger.errors import CacheCorruptionError
 from ledger.store import EventStore
 from projections import portfolio
 
@@ -33,3 +37,42 @@ def test_rebuild_to_any_position_from_the_ledger(store: EventStore) -> None:
     early = portfolio.rebuild(store, account="main", to_position=1)
     assert early.cash == {"USDT": D("1000")} and not early.positions
     assert portfolio.rebuild(store, account="other").cash == {"USDT": D("5")}
+
+
+def test_a_checkpointed_restart_folds_only_the_tail(store: EventStore,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    store.append("p", [events.FundsDeposited(account="main", asset="USDT", amount=D("100"))],
+                 expected_version=0)
+    first = portfolio.rebuild(store)  # full, and saves a checkpoint at position 1
+    store.append("p", [events.FundsDeposited(account="main", asset="USDT", amount=D(i))
+                       for i in range(1, 6)], expected_version=1)
+    folded: list[int] = []
+    real_apply = portfolio.apply
+
+    def counting(state: portfolio.PortfolioState, event: events.Event,
+                 position: int = 0) -> portfolio.PortfolioState:
+        folded.append(position)
+        return real_apply(state, event, position)
+
+    monkeypatch.setattr(portfolio, "apply", counting)
+    second = portfolio.rebuild(store)
+    assert folded == [2, 3, 4, 5, 6]  # only the tail
+    assert second.cash["USDT"] == first.cash["USDT"] + 15
+    assert second == portfolio.rebuild(store, checkpoint=False)  # same as a full replay
+    folded.clear()
+    monkeypatch.setattr(portfolio, "CODE_VERSION", "portfolio/2")  # the fold changed
+    assert portfolio.rebuild(store) == second
+    assert folded == [1, 2, 3, 4, 5, 6]  # rebuilt from zero
+
+
+def test_a_checkpoint_of_another_chain_is_not_used(store: EventStore) -> None:
+    store.append("p", [events.FundsDeposited(account="main", asset="USDT", amount=D("100"))],
+                 expected_version=0)
+    portfolio.rebuild(store)
+    with store.engine.begin() as conn:  # the checkpoint now claims another chain
+        conn.execute(text("UPDATE checkpoints SET chain_hash = :h"), {"h": b"\x01" * 32})
+    assert store.load_checkpoint("portfolio/main", portfolio.CODE_VERSION) is None
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE checkpoints SET state = :s"), {"s": b"{}"})
+    with pytest.raises(CacheCorruptionError):
+        store.load_checkpoint("portfolio/main", portfolio.CODE_VERSION)

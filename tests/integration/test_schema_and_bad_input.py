@@ -156,3 +156,28 @@ def test_uninitialised_postgres_database(pg_empty_url: str) -> None:
     assert init_store(pg_empty_url) == (None, SCHEMA_REVISION)
     with open_store(pg_empty_url) as store:
         assert store.head() == 0
+
+
+def test_an_older_ledger_is_upgraded_by_init_and_keeps_its_events(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from ledger.store.backend import open_backend
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    backend = open_backend(url)
+    engine = backend.engine(create=True)
+    with engine.begin() as conn:  # a ledger as the first release of the schema left it
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001_events")
+    engine.dispose()
+    with pytest.raises(SchemaOutdated, match="0001_events") as caught:
+        open_store(url)
+    assert "tally init" in caught.value.hint
+    assert init_store(url) == ("0001_events", SCHEMA_REVISION)
+    with open_store(url) as store:
+        store.append("s", [events.FundsDeposited(account="m", asset="X", amount=Decimal(1))],
+                     expected_version=0)
+        assert store.verify().events == 1

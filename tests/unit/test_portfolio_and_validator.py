@@ -136,3 +136,13 @@ def test_folds_balance_and_compose(history: list[events.Event], cut: int) -> Non
         assert decision.outcome == "discarded"  # never commits negative cash
     elif whole.quote is not None and whole.equity(marks) >= 0:
         assert decision.outcome == "passed"
+
+
+@settings(max_examples=100, derandomize=True)
+@given(history=st.lists(money_events, max_size=30), cut=st.integers(0, 30))
+def test_a_checkpointed_state_resumes_to_the_full_replay(history: list[events.Event],
+                                                         cut: int) -> None:
+    saved = portfolio.encode_state(fold("main", history[:cut]))
+    resumed = fold("main", history[cut:], state=portfolio.decode_state(saved))
+    assert resumed == fold("main", history)
+    assert portfolio.encode_state(resumed) == portfolio.encode_state(fold("main", history))
