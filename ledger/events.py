@@ -224,6 +224,7 @@ class TradeExecuted(Event, frozen=True, kw_only=True):
     price: Decimal
     order_id: str
     trade_id: str
+    client_order_id: str = ""
 
 
 class FeeCharged(Event, frozen=True, kw_only=True):
@@ -253,6 +254,7 @@ class OrderSubmitted(Event, frozen=True, kw_only=True):
     order_type: Literal["market", "limit"]
     qty: Decimal
     price: Decimal | None = None
+    nonce: int = 0
 
 
 class OrderOutcomeUnknown(Event, frozen=True, kw_only=True):
