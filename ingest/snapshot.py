@@ -23,7 +23,7 @@ from ingest.retry import Failed, Fetched, call_with_retry, symbol_stream
 from ingest.settings import IngestSettings
 from ledger import events
 from ledger.clock import Clock
-from ledger.store import StreamAppend
+from ledger.store import StreamAppend, group_appends
 
 Status = Literal["fresh", "stale", "failed"]
 
@@ -91,13 +91,7 @@ class Snapshot:
 
     def batches(self) -> list[StreamAppend]:
         """The cycle's events as appends, in the order they happened (one transaction)."""
-        runs: list[tuple[str, list[events.Event]]] = []
-        for stream, event in self.events:
-            if runs and runs[-1][0] == stream:
-                runs[-1][1].append(event)
-            else:
-                runs.append((stream, [event]))
-        return [StreamAppend(stream, batch) for stream, batch in runs]
+        return group_appends(self.events)
 
 
 class SnapshotTaker:

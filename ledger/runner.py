@@ -3,15 +3,23 @@ from what was committed, and rebuild ingest state from the ledger after a restar
 
 from __future__ import annotations
 
+import copy
 import logging
+from decimal import Decimal
+
+import msgspec
 
 from ingest.breaker import BreakerRegistry
 from ingest.logs import LOGGER, log_events
 from ingest.settings import IngestSettings
 from ingest.snapshot import PriceCache, Snapshot
+from ledger import events
 from ledger.clock import Clock
 from ledger.recorded import RecordedEvent
-from ledger.store import EventStore
+from ledger.store import EventStore, group_appends
+from projections import portfolio
+from projections.portfolio import PortfolioState
+from projections.validator import Decision, ValidatorSettings, validate
 
 
 def record_snapshot(
@@ -32,6 +40,50 @@ def record_snapshot(
     if positions[0] > head_before:  # a replayed commit was logged the first time
         log_events(committed, logger)
     return committed
+
+
+def commit_cycle(
+    store: EventStore,
+    *,
+    account: str,
+    cycle: int,
+    run_id: str,
+    staged: list[tuple[str, events.Event]],
+    books: PortfolioState,
+    reference: PortfolioState,
+    marks: dict[str, Decimal],
+    settings: ValidatorSettings,
+    price_steps: dict[str, Decimal] | None = None,
+) -> Decision:
+    """Validate a cycle's staged events and commit them atomically with the outcome.
+
+    ``books`` is the portfolio before the cycle; it is advanced by what was committed.
+    Passed: the staged events and ``ValidationPassed``. Reconciled: the same and
+    ``PortfolioReconciled`` with the adjustments. Discarded: only ``CycleDiscarded``, with
+    the reason, the diff and what was staged, so nothing disappears silently.
+    """
+    candidate = copy.deepcopy(books)
+    for _, event in staged:
+        portfolio.apply(candidate, event)
+    decision = validate(candidate, reference, marks, settings=settings, price_steps=price_steps)
+    diff = decision.diff.as_dict()
+    stream = f"portfolio/{account}"
+    if decision.outcome == "discarded":
+        diff["staged"] = [msgspec.to_builtins(e) for _, e in staged]
+        outcome: list[tuple[str, events.Event]] = [(stream, events.CycleDiscarded(
+            account=account, cycle=cycle, reason=decision.reason, diff=diff))]
+    elif decision.outcome == "reconciled":
+        outcome = [*staged, (stream, events.PortfolioReconciled(
+            account=account, cycle=cycle, diff=diff, adjustments=decision.adjustments))]
+    else:
+        outcome = [*staged, (stream, events.ValidationPassed(
+            account=account, cycle=cycle, diff=diff))]
+    committed = store.append_many(group_appends(outcome), run_id=run_id,
+                                  idempotency_key=f"cycle/{run_id}/{account}/{cycle}")
+    positions = [p for batch in committed for p in batch]
+    for (_, event), position in zip(outcome, positions, strict=True):
+        portfolio.apply(books, event, position)  # a discard moves only the position
+    return decision
 
 
 def restore_ingest_state(

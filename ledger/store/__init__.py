@@ -5,7 +5,7 @@ from __future__ import annotations
 from ledger.clock import Clock
 from ledger.recorded import RecordedEvent, StoreStats
 from ledger.store.backend import open_backend
-from ledger.store.event_store import EventStore, StreamAppend
+from ledger.store.event_store import EventStore, StreamAppend, group_appends
 from ledger.store.migrate import check_schema, upgrade
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "RecordedEvent",
     "StoreStats",
     "StreamAppend",
+    "group_appends",
     "init_store",
     "open_store",
 ]

@@ -515,6 +515,17 @@ class StreamAppend(NamedTuple):
     expected_version: int | None = None
 
 
+def group_appends(items: Sequence[tuple[str, Event]]) -> list[StreamAppend]:
+    """Events in the order they happened, as appends: one per run of the same stream."""
+    runs: list[tuple[str, list[Event]]] = []
+    for stream, event in items:
+        if runs and runs[-1][0] == stream:
+            runs[-1][1].append(event)
+        else:
+            runs.append((stream, [event]))
+    return [StreamAppend(stream, batch) for stream, batch in runs]
+
+
 def _split(first: int, sizes: list[int]) -> list[list[int]]:
     out, position = [], first
     for size in sizes:

@@ -1,0 +1,77 @@
+"""External reconciliation: the ledger's books against what a venue says it holds.
+
+Every asset on either side is listed with the ledger amount, the venue amount, the
+difference and the decision; nothing is dropped, however small.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from projections.portfolio import ZERO, PortfolioState, split_symbol
+from projections.validator import Decision, ValidatorSettings, validate
+
+
+def state_from_balances(account: str, balances: dict[str, Decimal], *, quote: str | None,
+                        symbols: list[str]) -> PortfolioState:
+    """A venue's balances as a portfolio: base assets of known symbols become positions."""
+    state = PortfolioState(account=account, quote=quote)
+    state.cash = defaultdict(Decimal, {a: v for a, v in balances.items() if v != 0})
+    for symbol in symbols:
+        base, _ = split_symbol(symbol)
+        if balances.get(base):
+            state.positions[symbol] = balances[base]
+    return state
+
+
+@dataclass(frozen=True)
+class Row:
+    asset: str
+    ledger: Decimal
+    venue: Decimal
+
+    @property
+    def delta(self) -> Decimal:
+        return self.ledger - self.venue
+
+
+@dataclass(frozen=True)
+class ReconciliationReport:
+    account: str
+    venue: str
+    rows: list[Row]
+    decision: Decision
+
+    def row_decision(self, row: Row) -> str:
+        if row.delta == 0:
+            return "match"
+        if self.decision.outcome == "passed":
+            return "within epsilon"
+        if self.decision.outcome == "reconciled":
+            return "reconciled"
+        return "refused"
+
+    def table(self) -> str:
+        lines = [f"reconciliation of {self.account} against {self.venue}: "
+                 f"{self.decision.outcome} ({self.decision.reason})",
+                 f"{'asset':<8} {'ledger':>22} {'venue':>22} {'delta':>16}  decision"]
+        for row in self.rows:
+            lines.append(f"{row.asset:<8} {row.ledger:>22} {row.venue:>22} "
+                         f"{row.delta:>+16}  {self.row_decision(row)}")
+        lines.append(f"equity delta {self.decision.diff.equity:+} "
+                     f"(epsilon {self.decision.diff.epsilon})")
+        return "\n".join(lines)
+
+
+def reconcile(state: PortfolioState, venue: str, balances: dict[str, Decimal],
+              marks: dict[str, Decimal], *, settings: ValidatorSettings,
+              price_steps: dict[str, Decimal] | None = None) -> ReconciliationReport:
+    """Compare the ledger's portfolio with a venue's balances, asset by asset."""
+    reference = state_from_balances(state.account, balances, quote=state.quote,
+                                    symbols=sorted(state.positions))
+    decision = validate(state, reference, marks, settings=settings, price_steps=price_steps)
+    assets = sorted(set(state.cash) | set(balances))
+    rows = [Row(a, state.cash.get(a, ZERO), balances.get(a, ZERO)) for a in assets]
+    return ReconciliationReport(state.account, venue, rows, decision)
