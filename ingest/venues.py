@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import ccxt
 
-from ingest.market import Balance, round_to_step
+from ingest.market import Balance, round_to_step, to_decimal
+from ingest.provider_errors import provider_error
 
 Side = Literal["buy", "sell"]
 BPS = Decimal(10_000)
@@ -140,3 +141,83 @@ class PaperVenue:
                                        - sign * cost - exact_fee)
         fill = Fill(f"{order_id}-1", qty, price, fee, market.quote)
         return VenueOrder(cid, order_id, "filled", fill)
+
+
+@dataclass(frozen=True)
+class VenueTrade:
+    """A fill as the venue reports it (``fetch_my_trades``)."""
+
+    symbol: str
+    side: Side
+    order_id: str
+    fill: Fill
+
+
+class CcxtVenue:
+    """A `Venue` over a ccxt exchange: orders carry the client order id; ccxt's errors are
+    translated at this boundary."""
+
+    def __init__(self, exchange: Any, name: str | None = None) -> None:
+        from ingest.ccxt_source import CcxtSource
+
+        self.exchange = exchange
+        self.name = name or str(exchange.id)
+        self._source = CcxtSource(exchange, self.name)
+
+    async def submit(self, order: OrderIntent, client_order_id: str) -> VenueOrder:
+        raw = await self._call("order", lambda: self.exchange.create_order(
+            order.symbol, order.order_type, order.side, str(order.qty),
+            None if order.price is None else str(order.price),
+            {"clientOrderId": client_order_id}))
+        return _venue_order(raw, client_order_id)
+
+    async def fetch_order(self, client_order_id: str) -> VenueOrder | None:
+        """Look an order up by its client order id (support for this varies by venue)."""
+        try:
+            raw = await self.exchange.fetch_order(
+                client_order_id, None, {"clientOrderId": client_order_id})
+        except ccxt.OrderNotFound:
+            return None
+        except Exception as e:
+            raise provider_error(e, source=self.name, endpoint="order") from e
+        return _venue_order(raw, client_order_id)
+
+    async def fetch_my_trades(self, symbol: str, since: int | None = None,
+                              limit: int | None = None) -> list[VenueTrade]:
+        rows = await self._call("trades", lambda: self.exchange.fetch_my_trades(
+            symbol, since, limit))
+        return [_venue_trade(row) for row in rows]
+
+    async def fetch_balance(self) -> Balance:
+        return await self._source.fetch_balance()
+
+    async def _call(self, endpoint: str, call: Any) -> Any:
+        try:
+            return await call()
+        except Exception as e:
+            raise provider_error(e, source=self.name, endpoint=endpoint) from e
+
+
+def _venue_order(raw: dict[str, Any], client_order_id: str) -> VenueOrder:
+    status = raw.get("status")
+    order_id = str(raw.get("id"))
+    filled = to_decimal(raw.get("filled")) or Decimal(0)
+    if status in ("canceled", "rejected", "expired") and not filled:
+        return VenueOrder(client_order_id, order_id, "rejected", reason=str(status))
+    if status == "closed" and filled > 0:
+        price = to_decimal(raw.get("average")) or to_decimal(raw.get("price")) or Decimal(0)
+        fee = raw.get("fee") or {}
+        return VenueOrder(client_order_id, order_id, "filled", Fill(
+            f"{order_id}-fill", filled, price, to_decimal(fee.get("cost")) or Decimal(0),
+            str(fee.get("currency") or "")))
+    # Accepted, fill not known yet (a venue that answers with an id only, as kraken does):
+    # the fills arrive through fetch_my_trades.
+    return VenueOrder(client_order_id, order_id, "open")
+
+
+def _venue_trade(row: dict[str, Any]) -> VenueTrade:
+    fee = row.get("fee") or {}
+    fill = Fill(str(row["id"]), to_decimal(row["amount"]) or Decimal(0),
+                to_decimal(row["price"]) or Decimal(0),
+                to_decimal(fee.get("cost")) or Decimal(0), str(fee.get("currency") or ""))
+    return VenueTrade(str(row["symbol"]), row["side"], str(row.get("order")), fill)
