@@ -30,11 +30,21 @@ ZERO = Decimal(0)
 Posting = tuple[str, str, Decimal]  # (book, asset, amount)
 
 
+# The event types that move an account's money: a rebuild reads only these.
+MONEY_TYPES = ("FundsDeposited", "FundsWithdrawn", "TradeExecuted", "FeeCharged",
+               "PortfolioReconciled")
+_SPLIT: dict[str, tuple[str, str]] = {}
+
+
 def split_symbol(symbol: str) -> tuple[str, str]:
+    known = _SPLIT.get(symbol)
+    if known is not None:
+        return known
     base, sep, quote = symbol.partition("/")
     if not sep or not base or not quote:
         raise InputError(f"a symbol is BASE/QUOTE, got {symbol!r}", symbol=symbol)
-    return base, quote.split(":")[0]
+    _SPLIT[symbol] = result = (base, quote.split(":")[0])
+    return result
 
 
 def postings(event: events.Event) -> list[Posting]:
@@ -119,35 +129,33 @@ def apply(state: PortfolioState, event: events.Event, position: int = 0) -> Port
     lines = postings(event)
     if lines:
         _check_balanced(lines, position)
-        mine = [(asset, amount) for book, asset, amount in lines if book == state.account]
-        if mine:
-            for asset, amount in mine:
-                state.cash[asset] += amount
-            _fold_details(state, event)
+        account, cash, touched = state.account, state.cash, False
+        for book, asset, amount in lines:
+            if book == account:
+                cash[asset] += amount
+                touched = True
+        if touched:
+            if type(event) is events.TradeExecuted:
+                _trade(state, event.symbol, event.qty if event.side == "buy" else -event.qty,
+                       event.price)
+            elif type(event) is events.FeeCharged:
+                state.fees_paid[event.asset] += event.amount
+            elif type(event) is events.FundsDeposited and state.quote is None:
+                state.quote = event.asset
     if position:
         state.position = position
     return state
 
 
 def _check_balanced(lines: list[Posting], position: int) -> None:
-    totals: dict[str, Decimal] = defaultdict(Decimal)
+    totals: dict[str, Decimal] = {}
     for _book, asset, amount in lines:
-        totals[asset] += amount
-    unbalanced = {a: t for a, t in totals.items() if t != 0}
-    if unbalanced:
-        raise BacktestInvariantError(
-            f"postings do not balance at position {position}: {unbalanced}",
-            position=position)
-
-
-def _fold_details(state: PortfolioState, event: events.Event) -> None:
-    match event:
-        case events.FundsDeposited(asset=asset) if state.quote is None:
-            state.quote = asset
-        case events.FeeCharged(asset=asset, amount=amount):
-            state.fees_paid[asset] += amount
-        case events.TradeExecuted(symbol=symbol, side=side, qty=qty, price=price):
-            _trade(state, symbol, qty if side == "buy" else -qty, price)
+        totals[asset] = totals.get(asset, ZERO) + amount
+    for total in totals.values():
+        if total:
+            raise BacktestInvariantError(
+                f"postings do not balance at position {position}: {totals}",
+                position=position)
 
 
 def _trade(state: PortfolioState, symbol: str, delta: Decimal, price: Decimal) -> None:
@@ -208,8 +216,12 @@ def rebuild(store: EventStore, account: str = "main", to_position: int | None = 
     saved = store.load_checkpoint(name, CODE_VERSION) if checkpoint else None
     if saved is not None and (to_position is None or saved[0] <= to_position):
         state, start = decode_state(saved[1]), saved[0] + 1
-    for recorded in store.read_all(from_position=start, to_position=to_position):
+    # Only money events change a portfolio: read just those (each row's hash still checked).
+    for recorded in store.query(types=MONEY_TYPES, from_position=start,
+                                to_position=to_position):
         apply(state, recorded.event, recorded.position)
+    last = store.head() if to_position is None else min(to_position, store.head())
+    state.position = max(state.position, last)  # it reflects everything up to here
     if checkpoint and to_position is None and state.position >= start:
         store.save_checkpoint(name, state.position, CODE_VERSION, encode_state(state))
     return state
