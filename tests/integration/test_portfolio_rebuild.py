@@ -76,3 +76,25 @@ def test_a_checkpoint_of_another_chain_is_not_used(store: EventStore) -> None:
         conn.execute(text("UPDATE checkpoints SET state = :s"), {"s": b"{}"})
     with pytest.raises(CacheCorruptionError):
         store.load_checkpoint("portfolio/main", portfolio.CODE_VERSION)
+
+
+def test_equity_per_cycle_is_valued_at_each_snapshot(store: EventStore) -> None:
+    def sealed(cycle: int, price: str) -> events.SnapshotSealed:
+        return events.SnapshotSealed(snapshot_id=str(cycle), fresh=1, stale=0, failed=0,
+                                     marks={"ETH/USDT": D(price)}, cycle=cycle)
+
+    store.append("p", [
+        events.FundsDeposited(account="main", asset="USDT", amount=D("1000")),
+        sealed(0, "100"),
+        events.TradeExecuted(account="main", symbol="ETH/USDT", side="buy", qty=D("2"),
+                             price=D("100"), order_id="o", trade_id="t"),
+        events.FeeCharged(account="main", trade_id="t", asset="USDT", amount=D("0.2")),
+        sealed(1, "110"),
+        sealed(2, "90"),
+    ], expected_version=0)
+    frame = portfolio.equity_frame(store)
+    assert list(frame.columns) == list(portfolio.FRAME_COLUMNS)
+    assert list(frame["cycle"]) == [0, 1, 2]
+    assert list(frame["equity"]) == [D("1000"), D("1019.8"), D("979.8")]
+    assert list(frame["positions_value"]) == [D(0), D("220"), D("180")]
+    assert list(frame["fees"]) == [D(0), D("0.2"), D("0.2")]
