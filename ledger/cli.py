@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from ledger import __version__
-from ledger.errors import EXIT_OK, InputError, TallyError
+from ledger.errors import EXIT_INTEGRITY, EXIT_OK, InputError, TallyError
 from ledger.progress import Progress
 from ledger.recorded import RecordedEvent
 from ledger.settings import Settings, load_settings, resolve_db_url
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", parents=[common], help="counts by type and stream, head")
     stats.add_argument("--json", action="store_true", help="print as JSON")
+
+    rec = sub.add_parser("reconcile", parents=[common],
+                         help="the ledger's books against the latest venue balances")
+    rec.add_argument("--account", default="main")
+    rec.add_argument("--json", action="store_true", help="print as JSON")
     return parser
 
 
@@ -100,6 +105,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _events(store, args)
         if args.command == "stats":
             return _stats(store, args)
+        if args.command == "reconcile":
+            return _reconcile(store, args)
     raise InputError(f"unknown command {args.command!r}")  # pragma: no cover
 
 
@@ -209,6 +216,42 @@ def _stats(store: EventStore, args: argparse.Namespace) -> int:
         for name, count in stats.by_stream.items():
             print(f"  {name:<24} {count:>10,}")
     return EXIT_OK
+
+
+def _reconcile(store: EventStore, args: argparse.Namespace) -> int:
+    from ledger import events
+    from projections import portfolio
+    from projections.reconciliation import reconcile
+    from projections.validator import ValidatorSettings
+
+    observed = None
+    marks: dict[str, Any] = {}
+    for recorded in store.query(types=["BalanceObserved", "SnapshotSealed"]):
+        event = recorded.event
+        if isinstance(event, events.BalanceObserved) and event.account == args.account:
+            observed = event
+        elif isinstance(event, events.SnapshotSealed):
+            marks.update(event.marks)
+    if observed is None:
+        raise InputError(
+            f"no BalanceObserved event for account {args.account!r} in the ledger",
+            hint="record the venue's balances first (a run records them every cycle)",
+            account=args.account,
+        )
+    books = portfolio.rebuild(store, account=args.account)
+    report = reconcile(books, observed.venue, observed.balances, marks,
+                       settings=ValidatorSettings())
+    if args.json:
+        print(json.dumps({
+            "account": report.account, "venue": report.venue,
+            "outcome": report.decision.outcome, "reason": report.decision.reason,
+            "rows": [{"asset": r.asset, "ledger": str(r.ledger), "venue": str(r.venue),
+                      "delta": str(r.delta), "decision": report.row_decision(r)}
+                     for r in report.rows],
+        }))
+    else:
+        print(report.table())
+    return EXIT_INTEGRITY if report.decision.outcome == "discarded" else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

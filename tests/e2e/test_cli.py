@@ -140,3 +140,38 @@ def test_the_same_commands_on_postgres(pg_empty_url: str, tmp_path: Path) -> Non
     assert result.returncode == 0
     assert json.loads(result.stdout)["events"] == 3
     assert "***" in tally("stats", "--db", pg_empty_url, cwd=tmp_path).stdout
+
+
+def test_reconcile_reports_every_asset_and_exits_1_on_a_refused_difference(
+    tmp_path: Path,
+) -> None:
+    assert tally("init", cwd=tmp_path).returncode == 0
+    d = Decimal
+    with open_store(f"sqlite:///{tmp_path / 'tally.db'}") as store:
+        store.append("portfolio/main", [
+            events.FundsDeposited(account="main", asset="USDT", amount=d("100000")),
+            events.TradeExecuted(account="main", symbol="BTC/USDT", side="buy",
+                                 qty=d("0.12346"), price=d("100000.00"), order_id="o1",
+                                 trade_id="t1"),
+            events.FeeCharged(account="main", trade_id="t1", asset="USDT", amount=d("12.35")),
+        ], expected_version=0)
+        store.append("snapshots/main", [events.SnapshotSealed(
+            snapshot_id="1", fresh=1, stale=0, failed=0, marks={"BTC/USDT": d("100000.00")})],
+            expected_version=0)
+        store.append("venue/paper", [events.BalanceObserved(
+            account="main", venue="paper",
+            balances={"USDT": d("87641.50"), "BTC": d("0.12346")})], expected_version=0)
+    result = tally("reconcile", "--json", cwd=tmp_path)
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "reconciled"
+    assert {r["asset"]: r["delta"] for r in report["rows"]} == {"BTC": "0.00000",
+                                                               "USDT": "0.1500000"}
+    with open_store(f"sqlite:///{tmp_path / 'tally.db'}") as store:
+        store.append("venue/paper", [events.BalanceObserved(
+            account="main", venue="paper",
+            balances={"USDT": d("80000"), "BTC": d("0.12346")})], expected_version=1)
+    refused = tally("reconcile", cwd=tmp_path)
+    assert refused.returncode == 1 and "refused" in refused.stdout
+    missing = tally("reconcile", "--account", "nobody", cwd=tmp_path)
+    assert missing.returncode == 2 and "BalanceObserved" in missing.stderr
