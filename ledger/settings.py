@@ -1,5 +1,9 @@
 """Configuration: YAML files checked by pydantic models. Unknown keys are refused and every
-limit carries its unit in its name; an error names the file, the key path and the value."""
+limit carries its unit in its name; an error names the file, the key path and the value.
+
+This module belongs to the shell (with cli and runner): it composes each part's settings
+(``ingest.settings`` among them) into one file, so the core modules never import it.
+"""
 
 from __future__ import annotations
 
