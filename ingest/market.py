@@ -61,20 +61,6 @@ def round_to_step(value: Decimal, step: Decimal) -> Decimal:
     return (units * step).quantize(step)
 
 
-def step_from_precision(precision: object, *, tick_size_mode: bool) -> Decimal:
-    """Return a market's step from a ccxt precision value.
-
-    ccxt gives either a tick size (``0.01``; precisionMode TICK_SIZE) or a number of decimal
-    places (``2``; precisionMode DECIMAL_PLACES).
-    """
-    value = to_decimal(precision)
-    if value is None:
-        raise ValueError("the market has no precision")
-    if tick_size_mode:
-        return value
-    return Decimal(1).scaleb(-int(value))
-
-
 def utc_from_ms(ms: int) -> datetime:
     # Integer arithmetic: a float of seconds can turn .123 into .122999.
     return EPOCH + timedelta(milliseconds=int(ms))

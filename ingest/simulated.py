@@ -16,7 +16,7 @@ from decimal import Decimal
 import ccxt
 import pandas as pd
 
-from ingest.market import OHLCV_COLUMNS, Balance, Ticker, round_to_step
+from ingest.market import OHLCV_COLUMNS, Balance, Ticker, round_to_step, utc_from_ms
 from ledger.clock import Clock
 
 PRICE_STEP = Decimal("0.00000001")
@@ -53,7 +53,12 @@ class SimulatedFaults:
 
 
 class SimulatedSource:
-    """A `Source` with seeded prices and seeded faults, in-process and fast."""
+    """A `Source` with seeded prices and seeded faults, in-process and fast.
+
+    Prices are a random walk of one step per ``interval_s`` from ``start``: the first price
+    asked for costs one step per interval since ``start``, so start the market when the run
+    starts (a start months before the clock means millions of steps).
+    """
 
     def __init__(
         self,
@@ -107,8 +112,7 @@ class SimulatedSource:
         now = await self._enter(symbol, "ohlcv")
         span = timedelta(seconds=self.interval_s)
         count = limit or 100
-        first = now - span * count if since is None else self.start + timedelta(
-            milliseconds=since - int(self.start.timestamp() * 1000))
+        first = now - span * count if since is None else utc_from_ms(since)
         times = [first + span * i for i in range(count)]
         rows = []
         for moment in times:

@@ -220,7 +220,8 @@ def rebuild(store: EventStore, account: str = "main", to_position: int | None = 
     for recorded in store.query(types=MONEY_TYPES, from_position=start,
                                 to_position=to_position):
         apply(state, recorded.event, recorded.position)
-    last = store.head() if to_position is None else min(to_position, store.head())
+    head = store.head()
+    last = head if to_position is None else min(to_position, head)
     state.position = max(state.position, last)  # it reflects everything up to here
     if checkpoint and to_position is None and state.position >= start:
         store.save_checkpoint(name, state.position, CODE_VERSION, encode_state(state))

@@ -299,3 +299,17 @@ def test_log_markers_come_from_events() -> None:
     assert log_line(recorded(events.SnapshotSealed(snapshot_id="1", fresh=3, stale=0,
                                                    failed=0))) is None
     assert log_line(recorded(outcome(False)))[0] == logging.WARNING  # type: ignore[index]
+
+
+def test_simulated_candles_start_at_since_and_keep_the_contract() -> None:
+    from ingest.contracts import check_ohlcv
+
+    clock = SimulatedClock(T0 + timedelta(hours=2))
+    source = SimulatedSource("sim", seed=5, clock=clock, start=T0, interval_s=300)
+    since_ms = int((T0 + timedelta(minutes=30)).timestamp() * 1000)
+    frame = asyncio.run(source.fetch_ohlcv("BTC/USD", "5m", since=since_ms, limit=12))
+    assert len(frame) == 12 and frame.index[0] == T0 + timedelta(minutes=30)
+    assert (frame.index[1] - frame.index[0]) == timedelta(minutes=5)
+    assert frame["open"].iloc[0] == source.price_at("BTC/USD", T0 + timedelta(minutes=30))
+    assert frame["close"].iloc[0] == frame["open"].iloc[1]  # each candle closes the last
+    assert check_ohlcv(frame) == []
