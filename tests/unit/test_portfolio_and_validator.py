@@ -146,3 +146,39 @@ def test_a_checkpointed_state_resumes_to_the_full_replay(history: list[events.Ev
     resumed = fold("main", history[cut:], state=portfolio.decode_state(saved))
     assert resumed == fold("main", history)
     assert portfolio.encode_state(resumed) == portfolio.encode_state(fold("main", history))
+
+
+other_accounts = st.sampled_from(["main", "other"])
+wide_money_events = st.one_of(
+    money_events,
+    st.tuples(other_accounts, amounts).map(lambda t: events.FundsWithdrawn(
+        account=t[0], asset="USDT", amount=t[1] / 10)),
+    st.tuples(other_accounts, amounts).map(lambda t: events.FundsDeposited(
+        account=t[0], asset="ETH", amount=t[1])),
+    st.tuples(other_accounts, amounts).map(lambda t: events.PortfolioReconciled(
+        account=t[0], cycle=1, diff={}, adjustments={"USDT": -t[1] / 1000, "BTC": t[1]})),
+    st.tuples(other_accounts, amounts, amounts).map(lambda t: events.TradeExecuted(
+        account=t[0], symbol="ETH/BTC", side="sell", qty=t[1] / 10, price=t[2] / 1000,
+        order_id="o", trade_id="t")),
+)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(history=st.lists(wide_money_events, max_size=40))
+def test_the_fast_fold_equals_booking_postings_line_by_line(
+        history: list[events.Event]) -> None:
+    fast, reference = PortfolioState(account="main"), PortfolioState(account="main")
+    for position, event in enumerate(history, start=1):
+        portfolio.apply(fast, event, position)
+        portfolio.apply_postings(reference, event, position)  # sums every posting's balance
+    assert fast == reference
+
+
+@pytest.mark.parametrize("bad", [D("NaN"), D("Infinity")])
+def test_an_amount_that_cannot_balance_is_refused_by_both_folds(bad: Decimal) -> None:
+    from ledger.errors import BacktestInvariantError
+
+    for event in (fee(bad), trade("buy", "1", str(bad)), deposit(str(bad))):
+        for step in (portfolio.apply, portfolio.apply_postings):
+            with pytest.raises(BacktestInvariantError, match="do not balance at position 7"):
+                step(PortfolioState(account="main"), event, 7)
