@@ -80,7 +80,7 @@ class SimulatedSource:
         self.interval_s = interval_s
         self.volatility = volatility
         self.balances = balances or {}
-        self._calls: dict[str, int] = defaultdict(int)
+        self._faults = FaultInjector(name, seed=seed, clock=clock, faults=self.faults)
         self._walks: dict[str, list[Decimal]] = {}
 
     def price_at(self, symbol: str, moment: datetime) -> Decimal:
@@ -127,6 +127,24 @@ class SimulatedSource:
         return Balance(free=dict(total), used={k: Decimal(0) for k in total}, total=total)
 
     async def _enter(self, symbol: str, endpoint: str) -> datetime:
+        return await self._faults.enter(symbol, endpoint)
+
+
+class FaultInjector:
+    """Seeded faults for any source: latency, outages, bursts, random failures, bad payloads.
+
+    Whether call number n of (source, endpoint, symbol) fails is a function of the seed
+    alone, so a rerun fails the same calls in the same way.
+    """
+
+    def __init__(self, name: str, *, seed: int, clock: Clock, faults: SimulatedFaults) -> None:
+        self.name = name
+        self.seed = seed
+        self.clock = clock
+        self.faults = faults
+        self._calls: dict[str, int] = defaultdict(int)
+
+    async def enter(self, symbol: str, endpoint: str) -> datetime:
         """Count the call, take the simulated latency, raise the fault due, if any."""
         self._calls[symbol] += 1
         rng = random.Random(f"{self.seed}:{self.name}:{endpoint}:{symbol}:{self._calls[symbol]}")

@@ -7,6 +7,7 @@ Driver errors become Tally errors here and nowhere else (``backend.guard``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC
 from hashlib import sha256
 from typing import Any, NamedTuple
@@ -59,6 +60,7 @@ class EventStore:
         self.backend = backend
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
+        self._unit: Any = None  # the open write cursor of a unit_of_work, if any
         q = backend.sql
         self._q_idem = q("SELECT first_position, count, digest FROM idempotency_keys WHERE key = ?")
         self._q_version = q("SELECT MAX(version) FROM events WHERE stream = ?")
@@ -168,7 +170,7 @@ class EventStore:
         if sum(sizes) == 0:
             return [[] for _ in batches]
         digest = _batch_digest(batches) if idempotency_key is not None else b""
-        with self.backend.guard(), self.backend.write(self.engine) as cursor:
+        with self.backend.guard(), self._writing() as cursor:
             # Read the clock under the append lock: on one machine, times follow positions.
             recorded_at = self.clock.now().astimezone(UTC)
             recorded_at_us = to_micros(recorded_at)
@@ -233,6 +235,33 @@ class EventStore:
             if idempotency_key is not None:
                 cursor.execute(self._q_insert_key, (idempotency_key, first, len(rows), digest))
         return _split(first, sizes)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Hold one write transaction (and the append lock) across several appends.
+
+        The appends inside commit together when the block ends, or not at all if it raises.
+        Each append still reads the clock when it is made, so a simulated run's events keep
+        their own times. A backtest uses this to commit a group of cycles with one durable
+        sync instead of one per cycle; each cycle stays whole either way. Other connections
+        see none of it before the end.
+        """
+        if self._unit is not None:
+            raise RuntimeError("a unit of work is already open on this store")
+        with self.backend.guard(), self.backend.write(self.engine) as cursor:
+            self._unit = cursor
+            try:
+                yield
+            finally:
+                self._unit = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        if self._unit is not None:
+            yield self._unit
+            return
+        with self.backend.write(self.engine) as cursor:
+            yield cursor
 
     # --- reading ------------------------------------------------------------------------
 

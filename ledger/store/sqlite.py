@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from ledger.errors import SchemaOutdated, StoreUnavailable, TallyError
 from ledger.store.schema import ROW_COLUMNS
@@ -59,7 +59,10 @@ class SqliteBackend:
                 uri, uri=True, isolation_level=None, check_same_thread=False
             )
 
-        engine = create_engine("sqlite://", creator=connect)
+        # A real pool: with a creator and a bare "sqlite://" URL SQLAlchemy would pick its
+        # in-memory pool, one connection per thread, so a read inside a unit of work would
+        # land in the writer's open transaction.
+        engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool)
         synchronous = self.synchronous
 
         @event.listens_for(engine, "connect")

@@ -105,7 +105,7 @@ def test_an_open_breaker_survives_a_killed_process(ledger_url: str) -> None:
         refused = asyncio.run(taker.take(["BTC/USD"], 100))
         assert refused.status == {"BTC/USD": "failed"}
         assert type(refused.events[0][1]).__name__ == "CallRejected"
-        assert healthy._calls == {}  # refused without touching the source
+        assert healthy._faults._calls == {}  # refused without touching the source
 
         clock.set(open_until)
         trial = asyncio.run(taker.take(["BTC/USD"], 101))

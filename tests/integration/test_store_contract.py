@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,7 +12,7 @@ from ledger import events
 from ledger.clock import SimulatedClock
 from ledger.codec import GENESIS_HASH, chain_hash
 from ledger.errors import ConcurrencyError, IdempotencyConflict, InputError
-from ledger.store import EventStore
+from ledger.store import EventStore, StreamAppend
 
 
 def deposit(amount: str, asset: str = "USDT") -> events.FundsDeposited:
@@ -250,3 +250,23 @@ def test_append_many_idempotent_retry(store: EventStore) -> None:
     with pytest.raises(IdempotencyConflict):
         store.append_many(swapped, idempotency_key="cycle-1")
     assert store.head() == 2
+
+
+def test_a_unit_of_work_commits_its_appends_together_or_not_at_all(store: EventStore) -> None:
+    clock = SimulatedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    store.clock = clock
+    with store.unit_of_work():
+        store.append("portfolio/main", [deposit("1")], expected_version=0)
+        clock.advance(timedelta(minutes=5))
+        store.append_many([StreamAppend("portfolio/main", [deposit("2")]),
+                           StreamAppend("other", [deposit("3")])], idempotency_key="k")
+    assert store.head() == 3
+    times = [r.recorded_at for r in store.read_all()]
+    assert times[1] - times[0] == timedelta(minutes=5)  # each append read the clock itself
+    with pytest.raises(RuntimeError, match="boom"), store.unit_of_work():
+        store.append("portfolio/main", [deposit("4")], expected_version=2)
+        assert store.stream_version("portfolio/main") == 2  # not visible before the end
+        raise RuntimeError("boom")
+    assert store.head() == 3 and store.verify().events == 3
+    store.append("portfolio/main", [deposit("5")], expected_version=2)
+    assert store.verify().events == 4
