@@ -28,6 +28,28 @@ from ledger.store import StreamAppend, group_appends
 Status = Literal["fresh", "stale", "failed"]
 
 
+class LazyRandom(random.Random):
+    """A seeded RNG that seeds itself on first use: most fetches never retry, and seeding
+    costs more than the fetch of a backtest. Same seed, same draws as ``Random(seed)``."""
+
+    def __init__(self, seed: str) -> None:
+        self._pending: str | None = seed
+        super().__init__(0)
+
+    def _seed_now(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.seed(pending)
+
+    def random(self) -> float:
+        self._seed_now()
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:  # randrange, choice, ... go through here
+        self._seed_now()
+        return super().getrandbits(k)
+
+
 class TickerSource(Protocol):
     name: str
 
@@ -160,7 +182,7 @@ class SnapshotTaker:
         stream = symbol_stream(symbol)
         reasons: list[str] = []
         for index, source in enumerate(self.sources):
-            rng = random.Random(f"{self.seed}:{cycle}:{symbol}:{source.name}")
+            rng = LazyRandom(f"{self.seed}:{cycle}:{symbol}:{source.name}")
             result = await call_with_retry(
                 lambda source=source: source.fetch_ticker(symbol),  # type: ignore[misc]
                 source=source.name, endpoint="ticker", symbol=symbol,

@@ -64,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", parents=[common], help="counts by type and stream, head")
     stats.add_argument("--json", action="store_true", help="print as JSON")
 
+    run = sub.add_parser("run", parents=[common], help="the main job: a trading cycle loop "
+                         "(default: a backtest on generated sample data)")
+    run.add_argument("--data", type=Path, metavar="DIR",
+                     help="folder of OHLCV files BASE_QUOTE-TIMEFRAME.csv|.parquet")
+    run.add_argument("--seed", type=int, help="override run.seed")
+    run.add_argument("--mode", choices=["backtest", "paper", "live"], help="override run.mode")
+    faults = run.add_mutually_exclusive_group()
+    faults.add_argument("--faults", dest="faults", action="store_true", default=None,
+                        help="inject feed faults (default: on for the sample, off for --data)")
+    faults.add_argument("--no-faults", dest="faults", action="store_false")
+    run.add_argument("--live", action="store_true",
+                     help="required for live mode: real orders with keys from the environment")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+
     rec = sub.add_parser("reconcile", parents=[common],
                          help="the ledger's books against the latest venue balances")
     rec.add_argument("--account", default="main")
@@ -98,6 +112,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         print(f"ledger {state}: {_display(url)} (schema {after})")
         return EXIT_OK
+    if args.command == "run":
+        from runs.cli import run_command
+
+        return run_command(args, settings, url)
     with _open(url, settings) as store:
         if args.command == "verify":
             return _verify(store, args)

@@ -73,12 +73,20 @@ class RunStarted(Event, frozen=True, kw_only=True):
     config: dict[str, Any] = {}
     config_hash: str = ""
     code_version: str = ""
+    account: str = ""
+    # Where the run ran (python, platform, package versions): not part of its fingerprint.
+    environment: dict[str, str] = {}
+    # Per input file: name, symbol, rows, sha256; or the generator's parameters.
+    data: dict[str, Any] = {}
 
 
 class RunFinished(Event, frozen=True, kw_only=True):
     run_id: str
     cycles: int = 0
     status: str = "completed"
+    summary: dict[str, Any] = {}
+    # sha256 over the run's events (see runs.context.fingerprint).
+    fingerprint: str = ""
 
 
 # --- market data --------------------------------------------------------------------------
@@ -225,6 +233,7 @@ class TradeExecuted(Event, frozen=True, kw_only=True):
     order_id: str
     trade_id: str
     client_order_id: str = ""
+    executed_at: datetime | None = None  # when the venue filled it, if not when recorded
 
 
 class FeeCharged(Event, frozen=True, kw_only=True):
@@ -294,6 +303,19 @@ class CycleDiscarded(Event, frozen=True, kw_only=True):
     diff: dict[str, Any]
 
 
+class CandleImported(Event, frozen=True, kw_only=True):
+    """A candle brought in from another system's file (``tally import ohlcv``)."""
+
+    symbol: str
+    timeframe: str
+    open_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
 class BalanceObserved(Event, frozen=True, kw_only=True):
     account: str
     venue: str
@@ -303,6 +325,7 @@ class BalanceObserved(Event, frozen=True, kw_only=True):
 AnyEvent = (
     RunStarted
     | RunFinished
+    | CandleImported
     | FetchAttempted
     | FetchSucceeded
     | FetchFailed

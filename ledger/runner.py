@@ -3,8 +3,8 @@ from what was committed, and rebuild ingest state from the ledger after a restar
 
 from __future__ import annotations
 
-import copy
 import logging
+from collections.abc import Sequence
 from decimal import Decimal
 
 import msgspec
@@ -48,21 +48,24 @@ def commit_cycle(
     account: str,
     cycle: int,
     run_id: str,
-    staged: list[tuple[str, events.Event]],
+    staged: Sequence[tuple[str, events.Event]],
     books: PortfolioState,
     reference: PortfolioState,
     marks: dict[str, Decimal],
     settings: ValidatorSettings,
     price_steps: dict[str, Decimal] | None = None,
+    observed: Sequence[tuple[str, events.Event]] = (),
 ) -> Decision:
     """Validate a cycle's staged events and commit them atomically with the outcome.
 
     ``books`` is the portfolio before the cycle; it is advanced by what was committed.
+    ``observed`` are facts of the cycle that hold whatever is decided (fetches, the sealed
+    snapshot, orders sent, balances seen): they are committed first in every outcome.
     Passed: the staged events and ``ValidationPassed``. Reconciled: the same and
     ``PortfolioReconciled`` with the adjustments. Discarded: only ``CycleDiscarded``, with
     the reason, the diff and what was staged, so nothing disappears silently.
     """
-    candidate = copy.deepcopy(books)
+    candidate = books.copy()
     for _, event in staged:
         portfolio.apply(candidate, event)
     decision = validate(candidate, reference, marks, settings=settings, price_steps=price_steps)
@@ -78,9 +81,9 @@ def commit_cycle(
     else:
         outcome = [*staged, (stream, events.ValidationPassed(
             account=account, cycle=cycle, diff=diff))]
-    committed = store.append_many(group_appends(outcome), run_id=run_id,
+    committed = store.append_many(group_appends([*observed, *outcome]), run_id=run_id,
                                   idempotency_key=f"cycle/{run_id}/{account}/{cycle}")
-    positions = [p for batch in committed for p in batch]
+    positions = [p for batch in committed for p in batch][len(observed):]
     for (_, event), position in zip(outcome, positions, strict=True):
         portfolio.apply(books, event, position)  # a discard moves only the position
     return decision

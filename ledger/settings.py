@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ingest.settings import IngestSettings
 from ledger.errors import ConfigError
+from runs.settings import RunSettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 DB_ENV = "TALLY_DB"
@@ -33,6 +34,11 @@ class StoreSettings(_Strict):
 class Settings(_Strict):
     store: StoreSettings = StoreSettings()
     ingest: IngestSettings = IngestSettings()
+    run: RunSettings = RunSettings()
+
+    def run_config(self) -> dict[str, Any]:
+        """What determines a run (not where its ledger lives): recorded in RunStarted."""
+        return self.model_dump(mode="json", include={"ingest", "run"})
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -80,11 +80,27 @@ class PortfolioState:
     fees_paid: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     position: int = 0  # the last ledger position folded
 
+    def copy(self) -> PortfolioState:
+        """An independent copy (Decimals are immutable: copying the dicts is enough)."""
+        return PortfolioState(
+            account=self.account, quote=self.quote,
+            cash=defaultdict(Decimal, self.cash),
+            positions=defaultdict(Decimal, self.positions),
+            average_cost=defaultdict(Decimal, self.average_cost),
+            realized_pnl=defaultdict(Decimal, self.realized_pnl),
+            fees_paid=defaultdict(Decimal, self.fees_paid), position=self.position)
+
     def equity(self, marks: dict[str, Decimal]) -> Decimal:
         """Cash plus positions at ``marks`` ({symbol: price}), in the account's quote asset."""
         quote = self.quote
         if quote is None:
             return ZERO
+        # Base assets bought through a symbol are valued through that symbol's mark.
+        held: dict[str, Decimal] = {}
+        for symbol, qty in self.positions.items():
+            if qty:
+                base = split_symbol(symbol)[0]
+                held[base] = held.get(base, ZERO) + qty
         total = ZERO
         for asset, amount in sorted(self.cash.items()):
             if amount == 0:
@@ -92,19 +108,13 @@ class PortfolioState:
             if asset == quote:
                 total += amount
                 continue
-            held = self._held_through_positions(asset)
-            loose = amount - held
+            loose = amount - held.get(asset, ZERO)
             if loose != 0:
                 total += loose * _mark(marks, f"{asset}/{quote}")
         for symbol, qty in sorted(self.positions.items()):
             if qty != 0:
                 total += qty * _mark(marks, symbol)
         return total
-
-    def _held_through_positions(self, asset: str) -> Decimal:
-        # Base assets bought through a symbol are valued through that symbol's mark.
-        return sum((qty for symbol, qty in self.positions.items()
-                    if split_symbol(symbol)[0] == asset), ZERO)
 
     def positions_value(self, marks: dict[str, Decimal]) -> Decimal:
         return sum((qty * _mark(marks, s) for s, qty in sorted(self.positions.items())

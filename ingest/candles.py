@@ -1,0 +1,234 @@
+"""Candles for backtests: OHLCV files (one per symbol), seeded sample data, and a source that
+serves a candle's close at the simulated time.
+
+A file ``BASE_QUOTE-TIMEFRAME.csv`` (or ``.parquet``) holds the symbol ``BASE/QUOTE``; CSV
+rows are ``timestamp,open,high,low,close,volume`` in ccxt order, timestamps in epoch ms
+(the candle's open). Prices are read as text, so float noise is never parsed as a float.
+Every input is listed in a manifest (name, rows, sha256), which a run records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ingest.contracts import TIMEFRAME_MS, check_ohlcv, read_ohlcv_csv
+from ingest.market import OHLCV_COLUMNS, Ticker, round_to_step, to_decimal, utc_from_ms
+from ingest.simulated import FaultInjector, SimulatedFaults
+from ledger.clock import Clock, to_micros
+from ledger.errors import InputError, ProviderError
+
+FILE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\d+[mhdw])\.(csv|parquet)$")
+SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "ADA/USDT")
+
+
+@dataclass(frozen=True)
+class CandleSet:
+    """Candles per symbol, one timeframe; ``manifest`` describes where they came from."""
+
+    timeframe: str
+    frames: dict[str, pd.DataFrame]  # symbol -> OHLCV frame, index: candle open (UTC)
+    manifest: list[dict[str, Any]]
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self.frames)
+
+    @property
+    def step(self) -> timedelta:
+        return timedelta(milliseconds=TIMEFRAME_MS[self.timeframe])
+
+    def cycle_times(self) -> list[datetime]:
+        """One cycle per candle close, over the union of every symbol's candles."""
+        opens: set[int] = set()
+        for frame in self.frames.values():
+            opens.update(int(v) for v in pd.DatetimeIndex(frame.index).as_unit("ms").asi8)
+        step = TIMEFRAME_MS[self.timeframe]
+        return [utc_from_ms(ms + step) for ms in sorted(opens)]
+
+
+def symbol_of(path: Path) -> tuple[str, str]:
+    """``ADA_BTC-5m.csv`` -> (``ADA/BTC``, ``5m``)."""
+    found = FILE_NAME.match(path.name)
+    if found is None:
+        raise InputError(
+            f"cannot tell the symbol from the file name {path.name!r}",
+            hint="name OHLCV files BASE_QUOTE-TIMEFRAME.csv (or .parquet), e.g. ETH_BTC-5m.csv",
+            file=str(path))
+    base, quote, timeframe, _ = found.groups()
+    if timeframe not in TIMEFRAME_MS:
+        raise InputError(f"unknown timeframe {timeframe!r} in {path.name}",
+                         hint=f"use one of {sorted(TIMEFRAME_MS)}", file=str(path))
+    return f"{base}/{quote}", timeframe
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
+    """Read a parquet OHLCV file; numbers stored as text stay exact, floats go through repr."""
+    try:
+        raw = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises many classes for a bad file
+        raise InputError(f"cannot read parquet file: {e}", file=str(path)) from e
+    if "timestamp" in raw.columns:
+        raw = raw.set_index("timestamp")
+    missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise InputError(f"parquet OHLCV file lacks columns {missing}",
+                         hint="store timestamp,open,high,low,close,volume", file=str(path))
+    index = raw.index
+    if not isinstance(index, pd.DatetimeIndex):
+        index = pd.to_datetime(index.astype("int64"), unit="ms", utc=True)
+    data = {c: [to_decimal(v) for v in raw[c].tolist()] for c in OHLCV_COLUMNS}
+    return pd.DataFrame(data, index=pd.DatetimeIndex(index, name="timestamp"),
+                        columns=list(OHLCV_COLUMNS))
+
+
+def load_candles(folder: Path) -> CandleSet:
+    """Read every OHLCV file of ``folder``; refuse mixed timeframes and broken contracts."""
+    if not folder.is_dir():
+        raise InputError(f"no such data folder: {folder}",
+                         hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv files with --data",
+                         folder=str(folder))
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
+    if not files:
+        raise InputError(f"no .csv or .parquet OHLCV files in {folder}",
+                         hint="one file a symbol, named BASE_QUOTE-TIMEFRAME.csv",
+                         folder=str(folder))
+    frames: dict[str, pd.DataFrame] = {}
+    manifest: list[dict[str, Any]] = []
+    timeframes: set[str] = set()
+    for path in files:
+        symbol, timeframe = symbol_of(path)
+        timeframes.add(timeframe)
+        if symbol in frames:
+            raise InputError(f"two files hold {symbol}", hint="keep one file a symbol",
+                             file=str(path))
+        frame = read_ohlcv_csv(path) if path.suffix == ".csv" else read_ohlcv_parquet(path)
+        violations = check_ohlcv(frame)
+        if violations:
+            first = violations[0]
+            raise InputError(
+                f"{path.name} breaks the OHLCV contract: {first.rule} "
+                f"(data rows {first.rows[:5]}, counted from 0 after the header)",
+                hint="fix or remove those rows", file=str(path), rule=first.rule)
+        frames[symbol] = frame
+        manifest.append({"name": path.name, "symbol": symbol, "rows": len(frame),
+                         "sha256": sha256_file(path)})
+    if len(timeframes) > 1:
+        raise InputError(f"the files mix timeframes {sorted(timeframes)}",
+                         hint="backtest one timeframe at a time", folder=str(folder))
+    return CandleSet(timeframes.pop(), frames, manifest)
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's canonical CSV text (what ``write_candles`` would write)."""
+    return hashlib.sha256(canonical_csv(frame).encode()).hexdigest()
+
+
+def canonical_csv(frame: pd.DataFrame) -> str:
+    stamps = pd.DatetimeIndex(frame.index).as_unit("ms").asi8
+    lines = ["timestamp," + ",".join(OHLCV_COLUMNS)]
+    columns = [frame[c].tolist() for c in OHLCV_COLUMNS]
+    for i, stamp in enumerate(stamps):
+        lines.append(f"{int(stamp)}," + ",".join(str(col[i]) for col in columns))
+    return "\n".join(lines) + "\n"
+
+
+def write_candles(candles: CandleSet, folder: Path) -> list[Path]:
+    """Write one CSV a symbol (``BASE_QUOTE-TF.csv``), e.g. to export the sample data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for symbol in candles.symbols:
+        path = folder / f"{symbol.replace('/', '_')}-{candles.timeframe}.csv"
+        path.write_text(canonical_csv(candles.frames[symbol]), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def generate_sample(*, seed: int, start: datetime, days: int, timeframe: str = "5m",
+                    symbols: tuple[str, ...] = SAMPLE_SYMBOLS,
+                    missing_share: float = 0.003) -> CandleSet:
+    """Seeded candles: a random walk per symbol with a few missing candles, exact Decimals.
+
+    The same arguments give the same candles on every machine (Python's ``random`` with a
+    string seed is stable across platforms and versions).
+    """
+    step_ms = TIMEFRAME_MS[timeframe]
+    count = days * 86_400_000 // step_ms
+    first_ms = to_micros(start) // 1000
+    frames: dict[str, pd.DataFrame] = {}
+    manifest: list[dict[str, Any]] = []
+    price_step = Decimal("0.01")
+    for symbol in sorted(symbols):
+        rng = random.Random(f"tally-sample:{seed}:{symbol}")
+        price = Decimal(rng.randint(50, 60_000))
+        stamps, rows = [], []
+        for i in range(count):
+            change = Decimal(repr(round(rng.gauss(0.0002, 0.004), 6)))
+            close = max(price_step, round_to_step(price * (1 + change), price_step))
+            wiggle = Decimal(repr(round(abs(rng.gauss(0, 0.0015)), 6)))
+            high = round_to_step(max(price, close) * (1 + wiggle), price_step)
+            low = max(price_step, round_to_step(min(price, close) * (1 - wiggle), price_step))
+            volume = Decimal(rng.randint(1, 5_000_000)) / 1000
+            if rng.random() >= missing_share:  # a missing candle is a real feed's habit
+                stamps.append(first_ms + i * step_ms)
+                rows.append((price, high, low, close, volume))
+            price = close
+        index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
+        frame = pd.DataFrame(rows, index=index, columns=list(OHLCV_COLUMNS))
+        frames[symbol] = frame
+        manifest.append({"name": f"{symbol.replace('/', '_')}-{timeframe}.csv (generated)",
+                         "symbol": symbol, "rows": len(frame), "sha256": frame_digest(frame)})
+    return CandleSet(timeframe, frames, manifest)
+
+
+class CandleSource:
+    """A ticker source over candles: at simulated time t, the close of the candle that
+    closed at t. A candle missing from the data is a failed fetch (``CandleMissing``, not
+    retried: asking again cannot make it appear), so it takes the same fallback path as a
+    feed outage. Optional seeded faults come on top."""
+
+    def __init__(self, candles: CandleSet, *, clock: Clock, seed: int, name: str = "candles",
+                 faults: SimulatedFaults | None = None) -> None:
+        self.name = name
+        self.clock = clock
+        self._step_ms = TIMEFRAME_MS[candles.timeframe]
+        self._closes: dict[str, dict[int, Decimal]] = {}
+        for symbol, frame in candles.frames.items():
+            opens = pd.DatetimeIndex(frame.index).as_unit("ms").asi8
+            self._closes[symbol] = {int(ms) + self._step_ms: close
+                                    for ms, close in zip(opens, frame["close"], strict=True)}
+        self._faults = FaultInjector(name, seed=seed, clock=clock, faults=faults) \
+            if faults is not None else None
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        now = await self._faults.enter(symbol, "ticker") if self._faults else self.clock.now()
+        # The cycle's candle: retries inside the cycle move a task's time by seconds, never
+        # past the next close.
+        close_ms = to_micros(now) // 1000 // self._step_ms * self._step_ms
+        closes = self._closes.get(symbol)
+        if closes is None:
+            raise ProviderError(f"{self.name}: no data for {symbol}", error_class="BadSymbol",
+                                retryable=False, source=self.name, endpoint="ticker")
+        price = closes.get(close_ms)
+        if price is None:
+            raise ProviderError(
+                f"{self.name} ticker failed: no candle for {symbol} closing at "
+                f"{utc_from_ms(close_ms).isoformat()}", error_class="CandleMissing",
+                retryable=False, source=self.name, endpoint="ticker", symbol=symbol)
+        return Ticker(symbol=symbol, last=price, bid=None, ask=None, timestamp=now)

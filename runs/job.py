@@ -1,0 +1,266 @@
+"""``tally run`` in backtest mode: inputs -> ``RunStarted`` -> cycles -> ``RunFinished``.
+
+The same configuration, seed and data give the same run id, the same events and the same
+fingerprint, on any ledger and either backend. Running it again into a ledger that already
+holds it finds the finished run and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ingest.candles import CandleSet, CandleSource, generate_sample, load_candles
+from ingest.settings import IngestSettings
+from ingest.simulated import ErrorBurst, SimulatedFaults, Window
+from ingest.venues import MarketSpec, PaperVenue
+from ledger import events
+from ledger.clock import SimulatedClock
+from ledger.errors import InputError
+from ledger.recorded import RecordedEvent
+from ledger.store import EventStore, StreamAppend
+from projections import portfolio
+from projections.portfolio import PortfolioState, split_symbol
+from runs import context
+from runs.engine import CycleLoop
+from runs.settings import FaultSettings, RunSettings
+from runs.strategy import load_strategy
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    account: str
+    mode: str
+    seed: int
+    counts: dict[str, int]
+    equity_start: Decimal
+    equity_end: Decimal
+    quote: str
+    fingerprint: str
+    events: int
+    first_position: int
+    last_position: int
+    already_recorded: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+
+    def render(self) -> str:
+        c = self.counts
+        marks = c["fresh"] + c["stale"] + c["failed"]
+        lines = [
+            f"run {self.run_id} ({self.mode}, seed {self.seed}, account {self.account})"
+            + (" - already in this ledger, nothing new recorded" if self.already_recorded
+               else ""),
+            f"  cycles           {c['cycles']:,}",
+            f"  trades           {c['trades']:,}  (orders rejected {c['orders_rejected']:,})",
+            f"  marks            {marks:,}: fresh {c['fresh']:,}, stale {c['stale']:,}, "
+            f"failed {c['failed']:,}  (retries {c['retries']:,})",
+            f"  validations      passed {c['passed']:,}, reconciled {c['reconciled']:,}, "
+            f"discarded {c['discarded']:,}",
+            f"  equity           {self.equity_start:,.2f} -> {self.equity_end:,.2f} "
+            f"{self.quote}",
+            f"  events           {self.events:,}  (positions {self.first_position:,}.."
+            f"{self.last_position:,})",
+            f"  fingerprint      {self.fingerprint}",
+        ]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    candles: CandleSet
+    data: dict[str, Any]  # what RunStarted records about them
+    faults: bool
+
+
+def prepare_inputs(settings: RunSettings, data_dir: Path | None,
+                   faults: bool | None) -> Inputs:
+    """Load ``data_dir`` or generate the sample; faults default on for the sample only."""
+    if data_dir is None:
+        spec = settings.sample
+        candles = generate_sample(seed=settings.seed, start=spec.start, days=spec.days,
+                                  timeframe=spec.timeframe, symbols=tuple(spec.symbols),
+                                  missing_share=spec.missing_share)
+        data = {"kind": "generated", "sample": msgspec.to_builtins(spec.model_dump()),
+                "files": candles.manifest}
+        return Inputs(candles, data, True if faults is None else faults)
+    candles = load_candles(data_dir)
+    data = {"kind": "files", "folder": str(data_dir.resolve()), "files": candles.manifest}
+    return Inputs(candles, data, False if faults is None else faults)
+
+
+def inputs_from_record(started: events.RunStarted, settings: RunSettings,
+                       data_dir: Path | None) -> Inputs:
+    """Rebuild a recorded run's inputs and check them against its manifest."""
+    data = started.data
+    faults = bool(data.get("faults", False))
+    if data.get("kind") == "generated":
+        fresh = prepare_inputs(settings, None, faults)
+    else:
+        folder = data_dir or Path(str(data.get("folder", "")))
+        fresh = prepare_inputs(settings, folder, faults)
+    recorded = {f["name"]: f for f in data.get("files", [])}
+    for entry in fresh.candles.manifest:
+        before = recorded.get(entry["name"])
+        if before is None or before["sha256"] != entry["sha256"]:
+            raise InputError(
+                f"input {entry['name']} is not the file run {started.run_id} used "
+                f"(sha256 {entry['sha256'][:16]}..., recorded "
+                f"{(before or {}).get('sha256', 'nothing')[:16]}...)",
+                hint="point --data at the original files; a run reproduces only from its "
+                     "own data", file=entry["name"])
+    missing = sorted(set(recorded) - {e["name"] for e in fresh.candles.manifest})
+    if missing:
+        raise InputError(f"inputs of run {started.run_id} are missing: {missing}",
+                         hint="point --data at the folder the run used")
+    return Inputs(fresh.candles, {**data, "files": fresh.candles.manifest}, faults)
+
+
+def market_specs(settings: RunSettings, symbols: list[str]) -> dict[str, MarketSpec]:
+    specs = {}
+    for symbol in symbols:
+        _, quote = split_symbol(symbol)
+        steps = settings.markets.get(symbol) or settings.markets.get(quote)
+        if steps is None:
+            raise InputError(
+                f"no market steps for {symbol}",
+                hint=f"add run.markets.{quote} (or run.markets.{symbol}) with price_step, "
+                     "qty_step and fee_step to the configuration", symbol=symbol)
+        specs[symbol] = MarketSpec(symbol, steps.price_step, steps.qty_step, steps.fee_step,
+                                   steps.maker_bps, steps.taker_bps)
+    return specs
+
+
+def simulated_faults(config: FaultSettings, times: list[datetime]) -> SimulatedFaults:
+    bursts = []
+    for outage in config.outages:
+        if outage.start_cycle >= len(times):
+            continue
+        end = min(outage.start_cycle + outage.cycles, len(times) - 1)
+        window = Window(times[outage.start_cycle], times[end] if end > outage.start_cycle
+                        else times[outage.start_cycle] + (times[1] - times[0]))
+        bursts.append(ErrorBurst(window, outage.error_class, frozenset(outage.symbols)))
+    return SimulatedFaults(latency_ms=config.latency_ms, failure_rate=config.failure_rate,
+                           malformed_rate=config.malformed_rate, bursts=bursts)
+
+
+def find_run(store: EventStore, run_id: str) -> tuple[RecordedEvent | None, RecordedEvent | None]:
+    """The RunStarted and RunFinished records of ``run_id`` (None where absent)."""
+    started = finished = None
+    for recorded in store.query(types=("RunStarted", "RunFinished")):
+        event = recorded.event
+        if getattr(event, "run_id", None) == run_id:
+            if isinstance(event, events.RunStarted):
+                started = recorded
+            else:
+                finished = recorded
+    return started, finished
+
+
+def list_runs(store: EventStore) -> list[RecordedEvent]:
+    return [r for r in store.query(types=("RunStarted",))]
+
+
+def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunSummary:
+    begin, end = started.event, finished.event
+    assert isinstance(begin, events.RunStarted) and isinstance(end, events.RunFinished)
+    s = end.summary
+    return RunSummary(begin.run_id, begin.account, begin.mode, begin.seed, s["counts"],
+                      Decimal(s["equity_start"]), Decimal(s["equity_end"]), s["quote"],
+                      end.fingerprint, s["events"], started.position, finished.position,
+                      already_recorded=True)
+
+
+def run_backtest(
+    store: EventStore,
+    settings: RunSettings,
+    ingest: IngestSettings,
+    *,
+    config: dict[str, Any],
+    data_dir: Path | None = None,
+    faults: bool | None = None,
+    replay_of: events.RunStarted | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Run a backtest into ``store``; ``replay_of`` re-executes a recorded run verbatim."""
+    if replay_of is not None:
+        inputs = inputs_from_record(replay_of, settings, data_dir)
+        started_event = replay_of
+    else:
+        inputs = prepare_inputs(settings, data_dir, faults)
+        digest = context.config_hash(config)
+        data = {**inputs.data, "faults": inputs.faults}
+        run_id = context.run_id_for(digest, settings.seed, data)
+        started_event = events.RunStarted(
+            run_id=run_id, mode="backtest", seed=settings.seed, config=config,
+            config_hash=digest, code_version=context.code_version(),
+            account=f"{settings.account}-{run_id[4:]}", environment=context.environment(),
+            data=data)
+    run_id, account = started_event.run_id, started_event.account
+    if replay_of is None:
+        before, after = find_run(store, run_id)
+        if before is not None and after is not None:
+            return summary_from_ledger(before, after)
+        if before is not None:
+            raise InputError(
+                f"run {run_id} was started in this ledger (position {before.position}) and "
+                "never finished", hint="record it again into a fresh ledger (--db), or change "
+                "the seed (--seed) to record a different run", run_id=run_id)
+
+    candles = inputs.candles
+    symbols = candles.symbols
+    quotes = sorted({split_symbol(s)[1] for s in symbols})
+    if len(quotes) != 1:
+        raise InputError(f"a run trades against one quote asset; the data has {quotes}",
+                         hint="split the files into one folder per quote asset")
+    quote = quotes[0]
+    cash = settings.starting_cash.get(quote)
+    if cash is None:
+        raise InputError(f"no starting cash for {quote}",
+                         hint=f"set run.starting_cash.{quote} in the configuration")
+    markets = market_specs(settings, symbols)
+    times = candles.cycle_times()
+    clock = SimulatedClock(times[0])
+    store.clock = clock
+    source = CandleSource(candles, clock=clock, seed=started_event.seed,
+                          faults=simulated_faults(settings.faults, times)
+                          if inputs.faults else None)
+    venue = PaperVenue(name="paper", markets=markets, balances={quote: cash})
+    deposit = events.FundsDeposited(account=account, asset=quote, amount=cash)
+    positions = store.append_many(
+        [StreamAppend(f"run/{run_id}", [started_event], expected_version=0),
+         StreamAppend(f"portfolio/{account}", [deposit], expected_version=0)],
+        run_id=run_id, idempotency_key=f"run/{run_id}/start")
+    first = positions[0][0]
+    books = PortfolioState(account=account, quote=quote)
+    portfolio.apply(books, deposit, positions[1][0])
+    loop = CycleLoop(
+        store=store, run_id=run_id, account=account, quote=quote, symbols=symbols,
+        markets=markets, sources=[source], venue=venue,
+        strategy=load_strategy(settings.strategy.path, dict(settings.strategy.params)),
+        clock=clock, seed=started_event.seed, ingest=ingest, validator=settings.validator,
+        books=books, commit_cycles=settings.commit_cycles,
+        progress=(lambda done: progress(done, len(times))) if progress else None)
+    asyncio.run(loop.run(times))
+    equity_end = books.equity(loop.marks)
+    # Our own rows, just written: the chain was checked when each batch was appended.
+    forms = (form for _, form in context.run_records(store.raw_records(first), run_id))
+    fingerprint, count = context.fingerprint(forms)
+    summary = {"counts": loop.counts.as_dict(), "equity_start": str(cash),
+               "equity_end": str(equity_end), "quote": quote, "events": count + 1}
+    finished = events.RunFinished(run_id=run_id, cycles=loop.counts.cycles, summary=summary,
+                                  fingerprint=fingerprint)
+    last = store.append(f"run/{run_id}", [finished], expected_version=1, run_id=run_id,
+                        idempotency_key=f"run/{run_id}/finish")[0]
+    return RunSummary(run_id, account, "backtest", started_event.seed, loop.counts.as_dict(),
+                      cash, equity_end, quote, fingerprint, count + 1, first, last)
+

@@ -1,0 +1,81 @@
+"""The run's configuration (the ``run:`` section of the YAML file), checked by pydantic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest.candles import SAMPLE_SYMBOLS
+from projections.validator import ValidatorSettings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MarketSteps(_Strict):
+    """A market's steps and fees; keyed by symbol or by quote asset in ``run.markets``."""
+
+    price_step: Decimal = Field(gt=0)
+    qty_step: Decimal = Field(gt=0)
+    fee_step: Decimal = Field(gt=0)  # precision of the fee asset (the quote asset)
+    maker_bps: Decimal = Field(Decimal(10), ge=0, le=1000)
+    taker_bps: Decimal = Field(Decimal(10), ge=0, le=1000)
+
+
+DEFAULT_MARKETS = {
+    "USDT": MarketSteps(price_step=Decimal("0.01"), qty_step=Decimal("0.0001"),
+                        fee_step=Decimal("0.01")),
+    "BTC": MarketSteps(price_step=Decimal("0.00000001"), qty_step=Decimal("0.01"),
+                       fee_step=Decimal("0.00000001")),
+}
+
+
+class OutageSettings(_Strict):
+    start_cycle: int = Field(ge=0)
+    cycles: int = Field(ge=1)
+    symbols: list[str] = []  # empty: the whole source is down
+    error_class: str = "ExchangeNotAvailable"
+
+
+class FaultSettings(_Strict):
+    failure_rate: float = Field(0.02, ge=0, le=1)  # share of fetches that fail at random
+    malformed_rate: float = Field(0.005, ge=0, le=1)  # share that return garbage
+    latency_ms: int = Field(0, ge=0, le=60_000)
+    outages: list[OutageSettings] = [
+        OutageSettings(start_cycle=300, cycles=3, symbols=["SOL/USDT"]),
+        OutageSettings(start_cycle=500, cycles=2),
+    ]
+
+
+class SampleSettings(_Strict):
+    """The generated data of the embedded default run."""
+
+    symbols: list[str] = list(SAMPLE_SYMBOLS)
+    days: int = Field(3, ge=1, le=366)
+    timeframe: Literal["1m", "5m", "15m", "1h"] = "5m"
+    start: datetime = datetime(2026, 1, 5, tzinfo=UTC)
+    missing_share: float = Field(0.003, ge=0, le=0.5)  # candles left out, as real feeds do
+
+
+class StrategySettings(_Strict):
+    path: str = "runs.strategy:Momentum"
+    params: dict[str, Any] = {}
+
+
+class RunSettings(_Strict):
+    mode: Literal["backtest", "paper", "live"] = "backtest"
+    seed: int = 7
+    account: str = Field("main", min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")
+    # Starting funds by quote asset: the run deposits this much of its data's quote asset.
+    starting_cash: dict[str, Decimal] = {"USDT": Decimal(100_000), "BTC": Decimal(10)}
+    markets: dict[str, MarketSteps] = DEFAULT_MARKETS
+    # A backtest commits this many whole cycles per durable transaction.
+    commit_cycles: int = Field(200, ge=1, le=100_000)
+    faults: FaultSettings = FaultSettings()
+    sample: SampleSettings = SampleSettings()
+    strategy: StrategySettings = StrategySettings()
+    validator: ValidatorSettings = ValidatorSettings()

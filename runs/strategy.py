@@ -1,0 +1,100 @@
+"""Strategies: what to trade, decided from one cycle's sealed snapshot and the books.
+
+A strategy is any object with ``decide(view) -> list[OrderIntent]``. It must be a pure
+function of what it has been shown (no clock, no global random), so a run reproduces. The
+built-in ``Momentum`` buys a symbol whose close is above its moving average by a margin and
+sells the whole position when the close falls back below it. Plug in your own with a dotted
+path in the configuration (``run.strategy.path: mypackage.module:MyStrategy``); the
+configured ``params`` are passed to its constructor as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, Protocol
+
+from ingest.venues import MarketSpec, OrderIntent
+from ledger.errors import ConfigError
+from projections.portfolio import PortfolioState
+
+
+@dataclass(frozen=True)
+class CycleView:
+    """What a strategy may know in one cycle."""
+
+    account: str
+    cycle: int
+    time: datetime
+    marks: dict[str, Decimal]  # this cycle's sealed marks (fresh and stale)
+    fresh: frozenset[str]  # symbols priced fresh this cycle
+    books: PortfolioState
+    equity: Decimal
+    markets: dict[str, MarketSpec]
+
+
+class Strategy(Protocol):
+    def decide(self, view: CycleView) -> list[OrderIntent]: ...
+
+
+class Momentum:
+    """Long-only momentum on closes: enter above the average, leave below it."""
+
+    def __init__(self, window: int = 24, margin: str = "0.002", allocation: str = "0.2") -> None:
+        if window < 2:
+            raise ConfigError("run.strategy.params.window must be at least 2", value=window)
+        self.window = window
+        self.margin = Decimal(margin)
+        self.allocation = Decimal(allocation)  # share of equity put into one entry
+        self._closes: dict[str, deque[Decimal]] = {}
+
+    def decide(self, view: CycleView) -> list[OrderIntent]:
+        intents = []
+        for symbol in sorted(view.fresh):  # stale prices are not news: no decision on them
+            price = view.marks[symbol]
+            closes = self._closes.setdefault(symbol, deque(maxlen=self.window))
+            closes.append(price)
+            if len(closes) < self.window:
+                continue
+            average = sum(closes, Decimal(0)) / len(closes)
+            held = view.books.positions.get(symbol, Decimal(0))
+            market = view.markets[symbol]
+            if held == 0 and price > average * (1 + self.margin):
+                budget = min(view.equity * self.allocation,
+                             view.books.cash.get(market.quote, Decimal(0)) * Decimal("0.95"))
+                qty = (budget / price / market.qty_step).to_integral_value(ROUND_DOWN) \
+                    * market.qty_step
+                if qty > 0:
+                    intents.append(OrderIntent(view.account, symbol, "buy", qty,
+                                               intent="enter"))
+            elif held > 0 and price < average:
+                intents.append(OrderIntent(view.account, symbol, "sell", held, intent="exit"))
+        return intents
+
+
+def load_strategy(path: str, params: dict[str, Any]) -> Strategy:
+    """Build the strategy named by ``module:Class`` (or ``module.Class``) with ``params``."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep:
+        module_name, _, attribute = path.rpartition(".")
+    hint = "set run.strategy.path to module:Class, e.g. ledger.strategy:Momentum"
+    if not module_name or not attribute:
+        raise ConfigError(f"not a strategy path: {path!r}", hint=hint, key="run.strategy.path")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot load strategy {path!r}: {e}", hint=hint,
+                          key="run.strategy.path") from e
+    try:
+        strategy = factory(**params)
+    except TypeError as e:
+        raise ConfigError(f"strategy {path!r} refused its params: {e}",
+                          hint="fix run.strategy.params to match its constructor",
+                          key="run.strategy.params") from e
+    if not callable(getattr(strategy, "decide", None)):
+        raise ConfigError(f"{path!r} has no decide(view) method", hint=hint,
+                          key="run.strategy.path")
+    return strategy  # type: ignore[no-any-return]
