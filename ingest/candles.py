@@ -27,7 +27,10 @@ from ledger.clock import Clock, to_micros
 from ledger.errors import InputError, ProviderError
 
 FILE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\d+[mhdw])\.(csv|parquet)$")
-SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "ADA/USDT")
+SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
+# Where a sample symbol starts (whole units of the quote asset); others start in 50..5,000.
+SAMPLE_START_RANGES = {"BTC/USDT": (30_000, 70_000), "ETH/USDT": (1_500, 4_000),
+                       "SOL/USDT": (20, 200), "BNB/USDT": (200, 600)}
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,8 @@ def generate_sample(*, seed: int, start: datetime, days: int, timeframe: str = "
     price_step = Decimal("0.01")
     for symbol in sorted(symbols):
         rng = random.Random(f"tally-sample:{seed}:{symbol}")
-        price = Decimal(rng.randint(50, 60_000))
+        low, high = SAMPLE_START_RANGES.get(symbol, (50, 5_000))
+        price = Decimal(rng.randint(low, high))
         stamps, rows = [], []
         for i in range(count):
             change = Decimal(repr(round(rng.gauss(0.0002, 0.004), 6)))

@@ -78,11 +78,70 @@ def build_parser() -> argparse.ArgumentParser:
                      help="required for live mode: real orders with keys from the environment")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    _add_run_family(sub, common)
+
     rec = sub.add_parser("reconcile", parents=[common],
                          help="the ledger's books against the latest venue balances")
     rec.add_argument("--account", default="main")
     rec.add_argument("--json", action="store_true", help="print as JSON")
     return parser
+
+
+def _add_run_family(sub: Any, common: argparse.ArgumentParser) -> None:
+    """runs, repro, diff, replay, report, import, deposit (handled in runs.cli)."""
+    sub.add_parser("runs", parents=[common], help="list the runs in the ledger").add_argument(
+        "--json", action="store_true", help="print as JSON")
+
+    repro = sub.add_parser("repro", help="reproduce a recorded run")
+    repro_sub = repro.add_subparsers(dest="repro_command", required=True, parser_class=_Parser)
+    check = repro_sub.add_parser("check", parents=[common], help="re-execute RUN into a "
+                                 "scratch ledger and compare event by event")
+    check.add_argument("run_id", metavar="RUN")
+    check.add_argument("--scratch-db", metavar="URL",
+                       help="an empty ledger to re-execute into (default: a temporary SQLite)")
+    check.add_argument("--data", type=Path, metavar="DIR",
+                       help="where the run's input files are now (checked by sha256)")
+
+    diff = sub.add_parser("diff", parents=[common], help="where two runs part ways, and "
+                          "their equity difference over time")
+    diff.add_argument("run_a", metavar="RUN_A")
+    diff.add_argument("run_b", metavar="RUN_B")
+    diff.add_argument("--csv", type=Path, metavar="FILE", help="write equity A, B, delta")
+
+    replay = sub.add_parser("replay", parents=[common], help="the books, errors and "
+                            "breakers as of a position or time")
+    when = replay.add_mutually_exclusive_group()
+    when.add_argument("--to", type=int, metavar="POSITION")
+    when.add_argument("--at", metavar="TIME", help="ISO-8601 (UTC if no zone) or epoch ms")
+    replay.add_argument("--json", action="store_true", help="print as JSON")
+
+    report = sub.add_parser("report", help="reports")
+    report_sub = report.add_subparsers(dest="report_kind", required=True, parser_class=_Parser)
+    equity = report_sub.add_parser("equity", parents=[common], help="equity per time step")
+    equity.add_argument("--format", choices=["csv", "json", "html"], default="csv")
+    equity.add_argument("--out", type=Path, metavar="FILE", help="write here (atomically)")
+
+    imports = sub.add_parser("import", help="bring another system's fills or prices in")
+    import_sub = imports.add_subparsers(dest="import_kind", required=True, parser_class=_Parser)
+    trades = import_sub.add_parser("trades", parents=[common], help="a CSV of fills: "
+                                   "timestamp,symbol,side,qty,price,fee,fee_asset")
+    trades.add_argument("file", type=Path, metavar="FILE.csv")
+    trades.add_argument("--account", default="main")
+    ohlcv = import_sub.add_parser("ohlcv", parents=[common],
+                                  help="a folder of BASE_QUOTE-TIMEFRAME.csv|.parquet files")
+    ohlcv.add_argument("folder", type=Path, metavar="DIR")
+
+    deposit = sub.add_parser("deposit", parents=[common], help="record starting funds")
+    deposit.add_argument("asset", metavar="ASSET")
+    deposit.add_argument("amount", metavar="AMOUNT")
+    deposit.add_argument("--account", default="main")
+    deposit.add_argument("--at", metavar="TIME",
+                         help="when the funds arrived (ISO-8601 or epoch ms; default: now)")
+
+    for command in (replay, equity):
+        who = command.add_mutually_exclusive_group()
+        who.add_argument("--account", default="main")
+        who.add_argument("--run", metavar="RUN", help="the account of this run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,6 +184,22 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _stats(store, args)
         if args.command == "reconcile":
             return _reconcile(store, args)
+        from runs import cli as run_cli
+
+        if args.command == "runs":
+            return run_cli.runs_command(store, args)
+        if args.command == "repro":
+            return run_cli.repro_command(store, args)
+        if args.command == "diff":
+            return run_cli.diff_command(store, args)
+        if args.command == "replay":
+            return run_cli.replay_command(store, args)
+        if args.command == "report":
+            return run_cli.report_command(store, args)
+        if args.command == "import":
+            return run_cli.import_command(store, args)
+        if args.command == "deposit":
+            return run_cli.deposit_command(store, args)
     raise InputError(f"unknown command {args.command!r}")  # pragma: no cover
 
 

@@ -247,6 +247,7 @@ class FundsDeposited(Event, frozen=True, kw_only=True):
     account: str
     asset: str
     amount: Decimal
+    at: datetime | None = None  # when the funds arrived, if not when recorded
 
 
 class FundsWithdrawn(Event, frozen=True, kw_only=True):

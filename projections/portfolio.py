@@ -330,34 +330,3 @@ def rebuild(store: EventStore, account: str = "main", to_position: int | None = 
     if checkpoint and to_position is None and state.position >= start:
         store.save_checkpoint(name, state.position, CODE_VERSION, encode_state(state))
     return state
-
-
-FRAME_COLUMNS = ("cycle", "timestamp", "equity", "cash", "positions_value", "realized_pnl",
-                 "fees")
-
-
-def equity_frame(store: EventStore, account: str = "main", *,
-                 quote: str | None = None) -> Any:
-    """Equity per cycle as a pandas frame, valued at each sealed snapshot's marks.
-
-    Columns: cycle, timestamp, equity, cash, positions_value, realized_pnl, fees (Decimals
-    in the account's quote asset). A cycle whose marks miss a holding is valued at the last
-    mark seen for it.
-    """
-    import pandas as pd  # only reports need pandas
-
-    state = PortfolioState(account=account, quote=quote)
-    marks: dict[str, Decimal] = {}
-    rows = []
-    for recorded in store.query(types=(*MONEY_TYPES, "SnapshotSealed")):
-        event = recorded.event
-        if isinstance(event, events.SnapshotSealed):
-            marks.update(event.marks)
-            q = state.quote or ""
-            held = {s: marks[s] for s, qty in state.positions.items() if qty and s in marks}
-            rows.append((event.cycle, recorded.recorded_at, state.equity(held | marks),
-                         state.cash.get(q, ZERO), state.positions_value(held | marks),
-                         state.realized_pnl.get(q, ZERO), state.fees_paid.get(q, ZERO)))
-        else:
-            apply(state, event, recorded.position)
-    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))

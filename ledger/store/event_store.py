@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, NamedTuple
 
@@ -269,6 +269,18 @@ class EventStore:
         """Return the last global position, 0 when the ledger is empty."""
         with self.backend.guard(), self.engine.connect() as conn:
             value = conn.exec_driver_sql("SELECT MAX(position) FROM events").scalar()
+        return int(value or 0)
+
+    def position_at(self, moment: datetime) -> int:
+        """The last position recorded at or before ``moment`` (0 if none).
+
+        Times follow positions for appends made on one clock; a ledger that mixes a
+        backtest's simulated times with live ones should be replayed by position.
+        """
+        with self.backend.guard(), self.engine.connect() as conn:
+            value = conn.exec_driver_sql(
+                self.backend.sql("SELECT MAX(position) FROM events WHERE recorded_at_us <= ?"),
+                (to_micros(moment),)).scalar()
         return int(value or 0)
 
     def head_hash(self) -> bytes:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
 
 from ledger import events
+from ledger.clock import SimulatedClock
 from ledger.errors import CacheCorruptionError
 from ledger.store import EventStore
-from projections import portfolio
+from projections import portfolio, reports
 
 D = Decimal
 
@@ -78,23 +80,36 @@ def test_a_checkpoint_of_another_chain_is_not_used(store: EventStore) -> None:
         store.load_checkpoint("portfolio/main", portfolio.CODE_VERSION)
 
 
-def test_equity_per_cycle_is_valued_at_each_snapshot(store: EventStore) -> None:
-    def sealed(cycle: int, price: str) -> events.SnapshotSealed:
-        return events.SnapshotSealed(snapshot_id=str(cycle), fresh=1, stale=0, failed=0,
-                                     marks={"ETH/USDT": D(price)}, cycle=cycle)
+def test_equity_per_time_step_is_valued_at_each_snapshot(store: EventStore,
+                                                           clock: SimulatedClock) -> None:
+    def sealed(cycle: int, price: str, stale: int = 0) -> events.SnapshotSealed:
+        return events.SnapshotSealed(snapshot_id=str(cycle), fresh=1 - stale, stale=stale,
+                                     failed=0, marks={"ETH/USDT": D(price)}, cycle=cycle)
 
-    store.append("p", [
-        events.FundsDeposited(account="main", asset="USDT", amount=D("1000")),
-        sealed(0, "100"),
-        events.TradeExecuted(account="main", symbol="ETH/USDT", side="buy", qty=D("2"),
-                             price=D("100"), order_id="o", trade_id="t"),
-        events.FeeCharged(account="main", trade_id="t", asset="USDT", amount=D("0.2")),
-        sealed(1, "110"),
-        sealed(2, "90"),
-    ], expected_version=0)
-    frame = portfolio.equity_frame(store)
-    assert list(frame.columns) == list(portfolio.FRAME_COLUMNS)
-    assert list(frame["cycle"]) == [0, 1, 2]
-    assert list(frame["equity"]) == [D("1000"), D("1019.8"), D("979.8")]
+    steps = [
+        [events.FundsDeposited(account="main", asset="USDT", amount=D("1000")), sealed(0, "100")],
+        [sealed(1, "110"),  # the cycle's trades are recorded after its snapshot
+         events.TradeExecuted(account="main", symbol="ETH/USDT", side="buy", qty=D("2"),
+                              price=D("100"), order_id="o", trade_id="t"),
+         events.FeeCharged(account="main", trade_id="t", asset="USDT", amount=D("0.2"))],
+        [sealed(2, "90", stale=1),
+         events.PortfolioReconciled(account="main", cycle=2, diff={},
+                                    adjustments={"USDT": D("-0.01")})],
+    ]
+    for version, step in enumerate(steps):
+        store.append("p", step, expected_version=[0, 2, 5][version])
+        clock.advance(timedelta(minutes=5))
+    series = reports.load_series(store, "main")
+    frame = series.frame()
+    assert list(frame.columns) == list(reports.COLUMNS)
+    # One row per time step, after every money event of that step.
+    assert list(frame["equity"]) == [D("1000"), D("1019.8"), D("979.79")]
     assert list(frame["positions_value"]) == [D(0), D("220"), D("180")]
     assert list(frame["fees"]) == [D(0), D("0.2"), D("0.2")]
+    assert list(frame["cash"]) == [D("1000"), D("799.8"), D("799.79")]
+    assert series.reconciled == [frame["timestamp"][2]] and series.stale == [frame["timestamp"][2]]
+    csv = reports.to_csv(series).splitlines()
+    assert csv[0] == "timestamp,equity,cash,positions_value,realized_pnl,fees"
+    assert csv[2].endswith(",1019.8,799.8,220,0,0.2")
+    page = reports.to_html(series, "equity of main")
+    assert "<svg" in page and page.count("<circle") == 1 and "stale price" in page
