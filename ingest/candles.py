@@ -179,8 +179,8 @@ def generate_sample(*, seed: int, start: datetime, days: int, timeframe: str = "
     price_step = Decimal("0.01")
     for symbol in sorted(symbols):
         rng = random.Random(f"tally-sample:{seed}:{symbol}")
-        low, high = SAMPLE_START_RANGES.get(symbol, (50, 5_000))
-        price = Decimal(rng.randint(low, high))
+        start_low, start_high = SAMPLE_START_RANGES.get(symbol, (50, 5_000))
+        price = Decimal(rng.randint(start_low, start_high))
         stamps, rows = [], []
         for i in range(count):
             change = Decimal(repr(round(rng.gauss(0.0002, 0.004), 6)))
