@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ingest.candles import SAMPLE_SYMBOLS
 from projections.validator import ValidatorSettings
 
 
@@ -54,7 +53,7 @@ class FaultSettings(_Strict):
 class SampleSettings(_Strict):
     """The generated data of the embedded default run."""
 
-    symbols: list[str] = list(SAMPLE_SYMBOLS)
+    symbols: list[str] = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"]
     days: int = Field(3, ge=1, le=366)
     timeframe: Literal["1m", "5m", "15m", "1h"] = "5m"
     start: datetime = datetime(2026, 1, 5, tzinfo=UTC)
