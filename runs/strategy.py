@@ -43,7 +43,7 @@ class Strategy(Protocol):
 class Momentum:
     """Long-only momentum on closes: enter above the average, leave below it."""
 
-    def __init__(self, window: int = 24, margin: str = "0.002", allocation: str = "0.2") -> None:
+    def __init__(self, window: int = 48, margin: str = "0.01", allocation: str = "0.1") -> None:
         if window < 2:
             raise ConfigError("run.strategy.params.window must be at least 2", value=window)
         self.window = window
