@@ -30,6 +30,7 @@ from runs.job import RunSummary, find_run, run_backtest
 
 # Fields that name the run itself: two different runs always differ there.
 IDENTITY_FIELDS = ("run_id", "account", "client_order_id", "stream", "idempotency_key")
+FIELDS_SHOWN_MAX = 12
 RECORD_FIELDS = ("stream", "type", "recorded_at", "run_id", "causation_id", "correlation_id",
                  "idempotency_key")
 
@@ -47,9 +48,12 @@ class Divergence:
         lines = [f"first difference at event #{self.index + 1} of the run "
                  f"({a}: position {self.position_a} {self.type_a}; "
                  f"{b}: position {self.position_b} {self.type_b})"]
-        width = max((len(k) for k in self.fields), default=5)
-        for name, (left, right) in self.fields.items():
+        shown = list(self.fields.items())[:FIELDS_SHOWN_MAX]
+        width = max((len(k) for k, _ in shown), default=5)
+        for name, (left, right) in shown:
             lines.append(f"  {name:<{width}}  {a}: {show(left)}  {b}: {show(right)}")
+        if len(self.fields) > FIELDS_SHOWN_MAX:
+            lines.append(f"  ... and {len(self.fields) - FIELDS_SHOWN_MAX} more fields")
         return "\n".join(lines)
 
 

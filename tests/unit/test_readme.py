@@ -20,7 +20,7 @@ def test_readme_opens_with_two_commands() -> None:
     text = (ROOT / "README.md").read_text()
     first, second = readme_commands()
     assert text.index(first) < 600, "the main-job command must open the README"
-    assert "pip install" in first and "tally" in first
+    assert "pip install" in first and first.endswith("tally run")
     assert "pip install" in second and "pytest" in second
 
 
