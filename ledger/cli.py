@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--faults", dest="faults", action="store_true", default=None,
                         help="inject feed faults (default: on for the sample, off for --data)")
     faults.add_argument("--no-faults", dest="faults", action="store_false")
+    run.add_argument("--cycles", type=int, metavar="N", help="paper/live: cycles to run "
+                     "(default run.live.cycles)")
     run.add_argument("--live", action="store_true",
                      help="required for live mode: real orders with keys from the environment")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")

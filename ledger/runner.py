@@ -50,7 +50,7 @@ def commit_cycle(
     run_id: str,
     staged: Sequence[tuple[str, events.Event]],
     books: PortfolioState,
-    reference: PortfolioState,
+    reference: PortfolioState | None,
     marks: dict[str, Decimal],
     settings: ValidatorSettings,
     price_steps: dict[str, Decimal] | None = None,
@@ -61,14 +61,16 @@ def commit_cycle(
     ``books`` is the portfolio before the cycle; it is advanced by what was committed.
     ``observed`` are facts of the cycle that hold whatever is decided (fetches, the sealed
     snapshot, orders sent, balances seen): they are committed first in every outcome.
-    Passed: the staged events and ``ValidationPassed``. Reconciled: the same and
+    ``reference`` is what the venue says (None when it could not be asked: only the critical
+    checks apply). Passed: the staged events and ``ValidationPassed``. Reconciled: the same and
     ``PortfolioReconciled`` with the adjustments. Discarded: only ``CycleDiscarded``, with
     the reason, the diff and what was staged, so nothing disappears silently.
     """
     candidate = books.copy()
     for _, event in staged:
         portfolio.apply(candidate, event)
-    decision = validate(candidate, reference, marks, settings=settings, price_steps=price_steps)
+    decision = validate(candidate, candidate if reference is None else reference, marks,
+                        settings=settings, price_steps=price_steps)
     diff = decision.diff.as_dict()
     stream = f"portfolio/{account}"
     if decision.outcome == "discarded":

@@ -38,7 +38,7 @@ def run_command(args: argparse.Namespace, settings: Settings, url: str) -> int:
                          hint="run `tally run --mode live --live` with keys in "
                               "TALLY_API_KEY / TALLY_API_SECRET; try --mode paper first")
     if mode != "backtest":
-        raise InputError(f"mode {mode} is not available yet", hint="use --mode backtest")
+        return _run_live(args, settings, url, mode)
     init_store(url)  # create or upgrade: the main job works on a fresh machine
     with open_store(url, durable=settings.store.durable) as store:
         bar: Progress | None = None
@@ -297,4 +297,25 @@ def deposit_command(store: EventStore, args: argparse.Namespace) -> int:
     position = imports.deposit(store, args.asset, args.amount, args.account, args.at)
     print(f"deposited {args.amount} {args.asset.upper()} into {args.account} "
           f"(position {position})")
+    return EXIT_OK
+
+
+def _run_live(args: argparse.Namespace, settings: Settings, url: str, mode: str) -> int:
+    import asyncio
+
+    from runs.live import exchange_from_environment, run_live
+
+    live = settings.run.live
+    exchange = exchange_from_environment(live.exchange, live=mode == "live")
+    init_store(url)
+    with open_store(url, durable=settings.store.durable) as store:
+        bar = Progress("cycles", args.cycles or live.cycles)
+        try:
+            summary = asyncio.run(run_live(
+                store, settings.run, settings.ingest, config=settings.run_config(),
+                exchange=exchange, mode=mode, cycles=args.cycles or live.cycles,
+                interval_s=live.interval_s, progress=lambda done, _total: bar.update(done)))
+        finally:
+            bar.close()
+    print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else summary.render())
     return EXIT_OK

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from ingest.breaker import BreakerRegistry
 from ingest.orders import NonceAllocator, OrderExecutor, OrderStatus
+from ingest.provider_errors import provider_error
 from ingest.settings import IngestSettings
 from ingest.snapshot import SnapshotTaker, TickerSource
 from ingest.venues import MarketSpec, PaperVenue, Venue
@@ -116,12 +117,7 @@ class CycleLoop:
         observed = [*snapshot.events, *((s, e) for s, e in self._log if not isinstance(e, MONEY))]
         counts.trades += sum(1 for _, e in staged if type(e) is events.TradeExecuted)
         counts.orders_rejected += sum(1 for _, e in observed if type(e) is events.OrderRejected)
-        balance = await self.venue.fetch_balance()
-        if staged:  # balances change only with fills: record them when they do
-            observed.append((f"venue/{self.account}", events.BalanceObserved(
-                account=self.account, venue=self.venue.name, balances=dict(balance.total))))
-        reference = state_from_balances(self.account, balance.total, quote=self.quote,
-                                        symbols=self.symbols)
+        reference = await self._venue_books(staged, observed)
         decision = commit_cycle(
             self.store, account=self.account, cycle=cycle, run_id=self.run_id, staged=staged,
             books=self.books, reference=reference, marks=self.marks,
@@ -132,6 +128,25 @@ class CycleLoop:
             counts.reconciled += 1
         else:
             counts.discarded += 1
+
+
+    async def _venue_books(self, staged: Sequence[tuple[str, events.Event]],
+                           observed: list[tuple[str, events.Event]]) -> PortfolioState | None:
+        """The venue's balances as books to validate against (None: it did not answer)."""
+        try:
+            balance = await self.venue.fetch_balance()
+        except Exception as raw:  # a venue that does not answer must not stop the cycle
+            error = provider_error(raw, source=self.venue.name, endpoint="balance")
+            observed.append((f"venue/{self.account}", events.FetchFailed(
+                source=self.venue.name, endpoint="balance", symbol="", attempt=1,
+                error_class=error.error_class, retryable=error.retryable,
+                message=error.message[:300], latency_ms=0)))
+            return None  # validated against the books alone: the critical checks still run
+        if staged:  # balances change only with fills: record them when they do
+            observed.append((f"venue/{self.account}", events.BalanceObserved(
+                account=self.account, venue=self.venue.name, balances=dict(balance.total))))
+        return state_from_balances(self.account, balance.total, quote=self.quote,
+                                   symbols=self.symbols)
 
 
 def run_loop(loop: CycleLoop, times: Sequence[datetime]) -> None:

@@ -251,16 +251,23 @@ def run_backtest(
         books=books, commit_cycles=settings.commit_cycles,
         progress=(lambda done: progress(done, len(times))) if progress else None)
     asyncio.run(loop.run(times))
-    equity_end = books.equity(loop.marks)
+    return finish_run(store, started_event, loop, first=first, equity_start=cash)
+
+
+def finish_run(store: EventStore, started: events.RunStarted, loop: CycleLoop, *,
+               first: int, equity_start: Decimal, status: str = "completed") -> RunSummary:
+    """Fingerprint the run's events, append ``RunFinished``, return the summary."""
+    run_id = started.run_id
+    equity_end = loop.books.equity(loop.marks)
     # Our own rows, just written: the chain was checked when each batch was appended.
     forms = (form for _, form in context.run_records(store.raw_records(first), run_id))
     fingerprint, count = context.fingerprint(forms)
-    summary = {"counts": loop.counts.as_dict(), "equity_start": str(cash),
-               "equity_end": str(equity_end), "quote": quote, "events": count + 1}
-    finished = events.RunFinished(run_id=run_id, cycles=loop.counts.cycles, summary=summary,
-                                  fingerprint=fingerprint)
+    summary = {"counts": loop.counts.as_dict(), "equity_start": str(equity_start),
+               "equity_end": str(equity_end), "quote": loop.quote, "events": count + 1}
+    finished = events.RunFinished(run_id=run_id, cycles=loop.counts.cycles, status=status,
+                                  summary=summary, fingerprint=fingerprint)
     last = store.append(f"run/{run_id}", [finished], expected_version=1, run_id=run_id,
                         idempotency_key=f"run/{run_id}/finish")[0]
-    return RunSummary(run_id, account, "backtest", started_event.seed, loop.counts.as_dict(),
-                      cash, equity_end, quote, fingerprint, count + 1, first, last)
+    return RunSummary(run_id, loop.account, started.mode, started.seed, loop.counts.as_dict(),
+                      equity_start, equity_end, loop.quote, fingerprint, count + 1, first, last)
 

@@ -65,6 +65,15 @@ class StrategySettings(_Strict):
     params: dict[str, Any] = {}
 
 
+class LiveSettings(_Strict):
+    """Paper and live runs: the exchange (a ccxt id), the symbols and the cadence."""
+
+    exchange: str = "binance"
+    symbols: list[str] = ["BTC/USDT", "ETH/USDT"]
+    interval_s: float = Field(60.0, gt=0, le=86_400)
+    cycles: int = Field(10, ge=1, le=10_000_000)
+
+
 class RunSettings(_Strict):
     mode: Literal["backtest", "paper", "live"] = "backtest"
     seed: int = 7
@@ -77,4 +86,5 @@ class RunSettings(_Strict):
     faults: FaultSettings = FaultSettings()
     sample: SampleSettings = SampleSettings()
     strategy: StrategySettings = StrategySettings()
+    live: LiveSettings = LiveSettings()
     validator: ValidatorSettings = ValidatorSettings()

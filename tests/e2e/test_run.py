@@ -292,3 +292,12 @@ def test_a_sqlite_run_reexecuted_on_postgres_has_the_same_fingerprint(
                    "--scratch-db", pg_empty_url, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"fingerprint {summary['fingerprint']}" in result.stdout
+
+
+def test_live_mode_needs_the_flag_and_keys_from_the_environment(tmp_path: Path) -> None:
+    no_flag = tally("run", "--mode", "live", cwd=tmp_path)
+    assert no_flag.returncode == 2 and "--live" in no_flag.stderr
+    no_keys = tally("run", "--mode", "live", "--live", cwd=tmp_path,
+                    env={"TALLY_API_KEY": "", "TALLY_API_SECRET": ""})
+    assert no_keys.returncode == 2 and "TALLY_API_KEY" in no_keys.stderr
+    assert not (tmp_path / "tally.db").exists()  # refused before anything was written
