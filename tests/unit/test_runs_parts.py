@@ -1,0 +1,120 @@
+"""The main job's parts: sample data, candle files, the candle source, strategies, context."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ingest.candles import CandleSource, generate_sample, load_candles, symbol_of, write_candles
+from ledger.clock import SimulatedClock
+from ledger.errors import ConfigError, InputError, ProviderError
+from runs import context
+from runs.repro import equity_side_by_side, field_diff
+from runs.strategy import load_strategy
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@pytest.mark.smoke
+def test_the_sample_is_a_function_of_its_seed() -> None:
+    one = generate_sample(seed=3, start=START, days=1)
+    two = generate_sample(seed=3, start=START, days=1)
+    other = generate_sample(seed=4, start=START, days=1)
+    assert one.manifest == two.manifest and one.manifest != other.manifest
+    frame = one.frames["BTC/USDT"]
+    assert 280 <= len(frame) <= 288  # a few candles are left out on purpose
+    assert all(isinstance(v, Decimal) and v == v.quantize(Decimal("0.01"))
+               for v in frame["close"])
+    assert (frame["high"] >= frame[["open", "close"]].max(axis=1)).all()
+    assert (frame["low"] <= frame[["open", "close"]].min(axis=1)).all()
+    assert len(one.cycle_times()) == 288
+
+
+def test_written_sample_files_load_back_with_the_same_digests(tmp_path: Path) -> None:
+    sample = generate_sample(seed=1, start=START, days=1)
+    write_candles(sample, tmp_path)
+    loaded = load_candles(tmp_path)
+    assert loaded.symbols == sample.symbols and loaded.timeframe == "5m"
+    for symbol in sample.symbols:
+        assert loaded.frames[symbol].equals(sample.frames[symbol])
+    by_symbol = {m["symbol"]: m for m in loaded.manifest}
+    assert all(by_symbol[m["symbol"]]["sha256"] == m["sha256"] for m in sample.manifest)
+
+
+@pytest.mark.parametrize(("name", "needle"), [
+    ("btc-usdt.csv", "cannot tell the symbol"), ("BTC_USDT-7m.csv", "unknown timeframe")])
+def test_a_badly_named_file_is_refused_with_a_hint(name: str, needle: str) -> None:
+    with pytest.raises(InputError, match=needle) as raised:
+        symbol_of(Path(name))
+    assert raised.value.hint and ("BASE_QUOTE" in raised.value.hint or "5m" in raised.value.hint)
+
+
+def test_bad_folders_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no .csv or .parquet"):
+        load_candles(tmp_path)
+    sample = generate_sample(seed=1, start=START, days=1, symbols=("BTC/USDT",))
+    write_candles(sample, tmp_path)
+    (tmp_path / "ETH_USDT-1h.csv").write_text((tmp_path / "BTC_USDT-5m.csv").read_text())
+    with pytest.raises(InputError, match="mix timeframes"):
+        load_candles(tmp_path)
+    (tmp_path / "ETH_USDT-1h.csv").unlink()
+    text = (tmp_path / "BTC_USDT-5m.csv").read_text().splitlines()
+    text[5] = text[5].replace(",", ",-", 1)  # a negative open price
+    (tmp_path / "BTC_USDT-5m.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(InputError, match="breaks the OHLCV contract"):
+        load_candles(tmp_path)
+
+
+def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
+    sample = generate_sample(seed=2, start=START, days=1, symbols=("BTC/USDT",),
+                             missing_share=0.0)
+    frame = sample.frames["BTC/USDT"].drop(sample.frames["BTC/USDT"].index[10])
+    candles = type(sample)("5m", {"BTC/USDT": frame}, sample.manifest)
+    times = sample.cycle_times()
+    clock = SimulatedClock(times[0])
+    source = CandleSource(candles, clock=clock, seed=1)
+    ticker = asyncio.run(source.fetch_ticker("BTC/USDT"))
+    assert ticker.last == frame["close"].iloc[0]
+    clock.set(times[10] + timedelta(seconds=1))  # a retry's offset stays in the same candle
+    with pytest.raises(ProviderError, match="no candle") as raised:
+        asyncio.run(source.fetch_ticker("BTC/USDT"))
+    assert raised.value.error_class == "CandleMissing" and not raised.value.retryable
+
+
+@pytest.mark.parametrize(("path", "params", "needle"), [
+    ("nowhere.module:Thing", {}, "cannot load strategy"),
+    ("runs.strategy:Momentum", {"speed": 3}, "refused its params"),
+    ("runs.strategy:CycleView", {}, "refused its params"),
+    ("runs.strategy:load_strategy", {"path": "x", "params": {}}, "not a strategy path"),
+    ("justaname", {}, "not a strategy path"),
+])
+def test_a_bad_strategy_path_is_a_config_error(path: str, params: dict[str, object],
+                                               needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_strategy(path, params)
+
+
+def test_the_run_id_and_config_hash_are_stable() -> None:
+    config = {"run": {"seed": 1, "b": [1, 2]}, "ingest": {"x": "1"}}
+    same = {"ingest": {"x": "1"}, "run": {"b": [1, 2], "seed": 1}}
+    assert context.config_hash(config) == context.config_hash(same)
+    data = {"kind": "generated"}
+    assert context.run_id_for(context.config_hash(config), 1, data) == \
+        context.run_id_for(context.config_hash(same), 1, data)
+    assert context.run_id_for(context.config_hash(config), 2, data) != \
+        context.run_id_for(context.config_hash(config), 1, data)
+
+
+def test_field_diff_and_equity_side_by_side() -> None:
+    a = b'["s","T","2026-01-01T00:00:00Z","r",null,null,null,{"type":"T","qty":"1","m":{"x":"1"}}]'
+    b = b'["s","T","2026-01-01T00:00:00Z","r",null,null,null,{"type":"T","qty":"2","m":{"x":"1"}}]'
+    assert field_diff(a, b) == {"event.qty": ("1", "2")}
+    assert field_diff(a, b, ignore=("qty",)) == {}
+    t = [START + timedelta(minutes=i) for i in range(3)]
+    rows = equity_side_by_side({t[0]: Decimal(1), t[2]: Decimal(3)}, {t[1]: Decimal(2)})
+    assert rows == [(t[0], Decimal(1), None, None), (t[1], Decimal(1), Decimal(2), Decimal(-1)),
+                    (t[2], Decimal(3), Decimal(2), Decimal(1))]
