@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import pandas as pd
 
@@ -155,8 +155,3 @@ async def fetch_ohlcv_cached(source: OhlcvSource, cache: OhlcvCache, symbol: str
         return found
     frame = await source.fetch_ohlcv(symbol, timeframe, since, limit)
     return frame, cache.store(path, frame, symbol=symbol, timeframe=timeframe)
-
-
-def entries_as_manifest(entries: list[CacheEntry]) -> list[dict[str, Any]]:
-    return [{"name": Path(e.path).name, "symbol": e.symbol, "rows": e.rows, "sha256": e.sha256}
-            for e in entries]

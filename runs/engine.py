@@ -8,7 +8,6 @@ the diff. A backtest groups ``commit_cycles`` whole cycles into one durable tran
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,7 +146,3 @@ class CycleLoop:
                 account=self.account, venue=self.venue.name, balances=dict(balance.total))))
         return state_from_balances(self.account, balance.total, quote=self.quote,
                                    symbols=self.symbols)
-
-
-def run_loop(loop: CycleLoop, times: Sequence[datetime]) -> None:
-    asyncio.run(loop.run(times))

@@ -166,10 +166,6 @@ def find_run(store: EventStore, run_id: str) -> tuple[RecordedEvent | None, Reco
     return started, finished
 
 
-def list_runs(store: EventStore) -> list[RecordedEvent]:
-    return [r for r in store.query(types=("RunStarted",))]
-
-
 def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunSummary:
     begin, end = started.event, finished.event
     assert isinstance(begin, events.RunStarted) and isinstance(end, events.RunFinished)
