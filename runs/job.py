@@ -266,4 +266,3 @@ def finish_run(store: EventStore, started: events.RunStarted, loop: CycleLoop, *
                         idempotency_key=f"run/{run_id}/finish")[0]
     return RunSummary(run_id, loop.account, started.mode, started.seed, loop.counts.as_dict(),
                       equity_start, equity_end, loop.quote, fingerprint, count + 1, first, last)
-
