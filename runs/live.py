@@ -14,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from ingest.cache import CacheEntry, OhlcvCache, fetch_ohlcv_cached
 from ingest.ccxt_source import CcxtSource
 from ingest.settings import IngestSettings
 from ingest.venues import CcxtVenue, MarketSpec, PaperVenue, Venue
 from ledger import events
 from ledger.clock import Clock, SystemClock
-from ledger.errors import InputError
-from ledger.store import EventStore, StreamAppend
+from ledger.errors import InputError, ProviderError
+from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState, split_symbol
 from runs import context
@@ -68,6 +71,64 @@ def _venue(mode: str, settings: RunSettings, markets: dict[str, MarketSpec], quo
     return PaperVenue(name="paper", markets=markets, balances={quote: cash})
 
 
+def _live_data(exchange: str, symbols: list[str], started_at: str,
+               warmup: list[CacheEntry]) -> dict[str, Any]:
+    """What RunStarted records about a live run's inputs."""
+    return {"kind": "live", "exchange": exchange, "symbols": symbols, "started_at": started_at,
+            "warmup": [{"name": Path(e.path).name, "symbol": e.symbol, "rows": e.rows,
+                        "sha256": e.sha256, "cached": not e.fetched} for e in warmup]}
+
+
+async def _warm_up(source: CcxtSource, strategy: Any, settings: RunSettings,
+                   symbols: list[str], emit: Any) -> list[CacheEntry]:
+    """Recent candles through the parquet cache, shown to a strategy that has ``warm_up``
+    (so it need not wait ``window`` cycles); a corrupt cache entry is recorded, refetched."""
+    live = settings.live
+    if live.warmup_candles == 0:
+        return []
+    cache = OhlcvCache(live.cache_dir)
+    entries = []
+    for symbol in symbols:
+        try:
+            frame, entry = await fetch_ohlcv_cached(
+                source, cache, symbol, live.warmup_timeframe, limit=live.warmup_candles,
+                emit=lambda stream, event: emit((stream, event)))
+        except ProviderError as error:  # no warm-up for this symbol: recorded, not fatal
+            emit((f"symbol/{symbol}", events.FetchFailed(
+                source=source.name, endpoint="ohlcv", symbol=symbol, attempt=1,
+                error_class=error.error_class, retryable=error.retryable,
+                message=error.message[:300], latency_ms=0)))
+            continue
+        entries.append(entry)
+        warm = getattr(strategy, "warm_up", None)
+        if callable(warm):
+            warm(symbol, list(frame["close"]))
+    return entries
+
+
+async def _cycles(loop: CycleLoop, cycles: int, interval_s: float,
+                  progress: Callable[[int, int], None] | None) -> tuple[str, Decimal]:
+    """Run the cycles on the real clock; return (status, equity at the start)."""
+    books = loop.books
+    # Cash only (a paper run) needs no prices; held positions are valued at the first
+    # snapshot's marks.
+    equity_start = books.equity({}) if not any(books.positions.values()) else None
+    status = "completed"
+    try:
+        for cycle in range(cycles):
+            with loop.store.unit_of_work():
+                await loop.cycle(cycle, loop.clock.now())
+            if equity_start is None:
+                equity_start = books.equity(loop.marks)
+            if progress is not None:
+                progress(cycle + 1, cycles)
+            if cycle + 1 < cycles:
+                await loop.clock.sleep(interval_s)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        status = "interrupted"
+    return status, books.equity(loop.marks) if equity_start is None else equity_start
+
+
 async def run_live(
     store: EventStore,
     settings: RunSettings,
@@ -94,10 +155,14 @@ async def run_live(
     markets = market_specs(settings, symbols)
     venue = _venue(mode, settings, markets, quote, exchange)
     started_at = clock.now()
+    strategy = load_strategy(settings.strategy.path, dict(settings.strategy.params))
+    cache_events: list[tuple[str, events.Event]] = []
+    warmup = await _warm_up(source, strategy, settings, symbols, cache_events.append)
     digest = context.config_hash(config)
-    data = {"kind": "live", "exchange": str(exchange.id), "symbols": symbols,
-            "started_at": started_at.isoformat()}
+    data = _live_data(str(exchange.id), symbols, started_at.isoformat(), warmup)
     run_id = context.run_id_for(digest, settings.seed, data)
+    if warmup:
+        OhlcvCache(settings.live.cache_dir).write_manifest(run_id, warmup)
     account = f"{settings.account}-{run_id[4:]}" if mode == "paper" else settings.account
     started = events.RunStarted(
         run_id=run_id, mode=mode, seed=settings.seed, config=config, config_hash=digest,
@@ -110,7 +175,8 @@ async def run_live(
                                              amount=settings.starting_cash[quote]))
     else:  # the account's own history, from the ledger
         books = portfolio.rebuild(store, account=account, quote=quote)
-    appends = [StreamAppend(f"run/{run_id}", [started], expected_version=0)]
+    appends = [StreamAppend(f"run/{run_id}", [started], expected_version=0),
+               *group_appends(cache_events)]
     if opening:
         appends.append(StreamAppend(f"portfolio/{account}", opening))
     positions = store.append_many(appends, run_id=run_id,
@@ -118,32 +184,14 @@ async def run_live(
     first = positions[0][0]
     for event, position in zip(opening, positions[-1] if opening else [], strict=False):
         portfolio.apply(books, event, position)
-    # Cash only (a paper run) needs no prices; held positions are valued after the first
-    # snapshot.
-    has_positions = any(books.positions.values())
-    equity_start = books.equity({}) if not has_positions else None
     loop = CycleLoop(
         store=store, run_id=run_id, account=account, quote=quote, symbols=symbols,
-        markets=markets, sources=[source], venue=venue,
-        strategy=load_strategy(settings.strategy.path, dict(settings.strategy.params)),
-        clock=clock, seed=settings.seed, ingest=ingest, validator=settings.validator,
-        books=books, commit_cycles=1)
-    status = "completed"
+        markets=markets, sources=[source], venue=venue, strategy=strategy, clock=clock,
+        seed=settings.seed, ingest=ingest, validator=settings.validator, books=books,
+        commit_cycles=1)
     try:
-        for cycle in range(cycles):
-            with store.unit_of_work():
-                await loop.cycle(cycle, clock.now())
-            if equity_start is None:
-                equity_start = books.equity(loop.marks)
-            if progress is not None:
-                progress(cycle + 1, cycles)
-            if cycle + 1 < cycles:
-                await clock.sleep(interval_s)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        status = "interrupted"
+        status, equity_start = await _cycles(loop, cycles, interval_s, progress)
     finally:
         await source.close()
-    if equity_start is None:
-        equity_start = books.equity(loop.marks)
     return finish_run(store, started, loop, first=first, equity_start=equity_start,
                       status=status)

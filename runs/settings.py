@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,6 +73,10 @@ class LiveSettings(_Strict):
     symbols: list[str] = ["BTC/USDT", "ETH/USDT"]
     interval_s: float = Field(60.0, gt=0, le=86_400)
     cycles: int = Field(10, ge=1, le=10_000_000)
+    # Recent candles fetched (through the parquet cache) to warm the strategy up; 0: none.
+    warmup_candles: int = Field(48, ge=0, le=1000)
+    warmup_timeframe: str = "5m"
+    cache_dir: Path = Path(".tally-cache")
 
 
 class RunSettings(_Strict):

@@ -51,6 +51,10 @@ class Momentum:
         self.allocation = Decimal(allocation)  # share of equity put into one entry
         self._closes: dict[str, deque[Decimal]] = {}
 
+    def warm_up(self, symbol: str, closes: list[Decimal]) -> None:
+        """Closes from before the run (oldest first), so the average is ready at once."""
+        self._closes.setdefault(symbol, deque(maxlen=self.window)).extend(closes)
+
     def decide(self, view: CycleView) -> list[OrderIntent]:
         intents = []
         for symbol in sorted(view.fresh):  # stale prices are not news: no decision on them

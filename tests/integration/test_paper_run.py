@@ -31,18 +31,21 @@ class FixedBuy:
         return [OrderIntent(view.account, "BTC/USDT", "buy", Decimal("0.001"), intent="t")]
 
 
-def settings_for(symbols: list[str], strategy: StrategySettings = ALWAYS_BUY) -> Settings:
+def settings_for(symbols: list[str], cache: Path, strategy: StrategySettings = ALWAYS_BUY
+                 ) -> Settings:
     base = Settings()
-    run = base.run.model_copy(update={"live": LiveSettings(symbols=symbols, interval_s=0.01),
-                                      "strategy": strategy})
+    live = LiveSettings(symbols=symbols, interval_s=0.01, warmup_candles=1,
+                        warmup_timeframe="1h", cache_dir=cache)
+    run = base.run.model_copy(update={"live": live, "strategy": strategy})
     return base.model_copy(update={"run": run})
 
 
 async def with_server(scenario: Any) -> Any:
     data = shared_data("ccxt")
     server = RecordedExchangeServer(data)
-    for case in fixture_cases(data, "bitstamp", "fetchTicker"):
-        await server.learn("bitstamp", "fetchTicker", case)
+    for method in ("fetchTicker", "fetchOHLCV"):
+        for case in fixture_cases(data, "bitstamp", method):
+            await server.learn("bitstamp", method, case)
     await server.start()
     try:
         return await scenario(server)
@@ -50,23 +53,34 @@ async def with_server(scenario: Any) -> Any:
         await server.stop()
 
 
-def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(ledger_url: str) -> None:
-    settings = settings_for(["BTC/USDT"])
+def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(
+        ledger_url: str, tmp_path: Path) -> None:
+    settings = settings_for(["BTC/USDT"], tmp_path / "cache")
 
     async def scenario(server: RecordedExchangeServer) -> Any:
-        server.plan.then(Fault.http(503))  # the first request fails and is retried
+        # The warm-up's candles are answered; the first ticker request fails, is retried.
+        server.plan.then(Fault.delay(0), Fault.http(503))
         with open_store(ledger_url) as store:
-            return await run_live(store, settings.run, settings.ingest,
-                                  config=settings.run_config(),
-                                  exchange=server.exchange("bitstamp"), mode="paper",
-                                  cycles=3, interval_s=0.01)
+            first = await run_live(store, settings.run, settings.ingest,
+                                   config=settings.run_config(),
+                                   exchange=server.exchange("bitstamp"), mode="paper",
+                                   cycles=3, interval_s=0.01)
+            again = await run_live(store, settings.run, settings.ingest,
+                                   config=settings.run_config(),
+                                   exchange=server.exchange("bitstamp"), mode="paper",
+                                   cycles=1, interval_s=0.01)
+            return first, again, len([r for r in server.requests if "ohlc" in r])
 
-    summary = asyncio.run(with_server(scenario))
+    summary, again, ohlcv_requests = asyncio.run(with_server(scenario))
+    # Warm-up candles came through the parquet cache: fetched once, then served from it.
+    assert ohlcv_requests == 1
+    manifests = sorted((tmp_path / "cache" / "manifests").glob("*.json"))
+    assert [m.stem for m in manifests] == sorted([summary.run_id, again.run_id])
     assert summary.mode == "paper" and summary.counts["cycles"] == 3
     assert summary.counts["retries"] == 1 and summary.counts["fresh"] == 3
-    assert summary.counts["trades"] == 1  # bought once, at the second cycle
+    assert summary.counts["trades"] == 1  # warmed up: bought at the first cycle, once
     with open_store(ledger_url) as store:
-        assert store.verify().events == summary.events
+        assert store.verify().events == summary.events + again.events
         found = [r.event for r in store.read_all()]
     kinds = [type(e).__name__ for e in found]
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
@@ -77,9 +91,12 @@ def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(ledger_url
     started = found[0]
     assert isinstance(started, events.RunStarted) and started.mode == "paper"
     assert started.data["exchange"] == "bitstamp"
+    assert [w["cached"] for w in started.data["warmup"]] == [False]
     trade = next(e for e in found if isinstance(e, events.TradeExecuted))
     sealed = [e for e in found if isinstance(e, events.SnapshotSealed)]
-    assert trade.price == sealed[1].marks["BTC/USDT"]  # filled at the cycle's snapshot
+    assert trade.price == sealed[0].marks["BTC/USDT"]  # filled at the cycle's snapshot
+    second = [e for e in found if isinstance(e, events.RunStarted)][1]
+    assert [w["cached"] for w in second.data["warmup"]] == [True]
 
 
 def test_live_mode_keeps_its_keys_out_of_the_ledger(tmp_path: Path,
@@ -91,7 +108,7 @@ def test_live_mode_keeps_its_keys_out_of_the_ledger(tmp_path: Path,
     from ledger import init_store
 
     init_store(url)
-    settings = settings_for(["BTC/USDT"], StrategySettings(
+    settings = settings_for(["BTC/USDT"], tmp_path / "cache", StrategySettings(
         path="tests.integration.test_paper_run:FixedBuy"))
 
     async def scenario(server: RecordedExchangeServer) -> Any:
