@@ -16,7 +16,7 @@ from ledger.progress import Progress
 from ledger.settings import Settings
 from ledger.store import EventStore, init_store, open_store
 from runs import repro
-from runs.job import run_backtest
+from runs.job import iter_runs, run_backtest
 
 
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -74,7 +74,7 @@ def _account_of(store: EventStore, args: argparse.Namespace) -> tuple[str, str |
 
 def runs_command(store: EventStore, args: argparse.Namespace) -> int:
     rows = []
-    for started, finished in repro.iter_runs(store):
+    for started, finished in iter_runs(store):
         begin = started.event
         assert isinstance(begin, events.RunStarted)
         end = finished.event if finished else None

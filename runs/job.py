@@ -8,7 +8,7 @@ holds it finds the finished run and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -153,17 +153,24 @@ def simulated_faults(config: FaultSettings, times: list[datetime]) -> SimulatedF
                            malformed_rate=config.malformed_rate, bursts=bursts)
 
 
+def iter_runs(store: EventStore) -> Iterator[tuple[RecordedEvent, RecordedEvent | None]]:
+    """Each run's RunStarted record with its RunFinished (None: it never finished)."""
+    started: dict[str, RecordedEvent] = {}
+    finished: dict[str, RecordedEvent] = {}
+    for recorded in store.query(types=("RunStarted", "RunFinished")):
+        run_id = getattr(recorded.event, "run_id", "")
+        (started if isinstance(recorded.event, events.RunStarted) else finished)[run_id] = \
+            recorded
+    for run_id, begin in started.items():
+        yield begin, finished.get(run_id)
+
+
 def find_run(store: EventStore, run_id: str) -> tuple[RecordedEvent | None, RecordedEvent | None]:
     """The RunStarted and RunFinished records of ``run_id`` (None where absent)."""
-    started = finished = None
-    for recorded in store.query(types=("RunStarted", "RunFinished")):
-        event = recorded.event
-        if getattr(event, "run_id", None) == run_id:
-            if isinstance(event, events.RunStarted):
-                started = recorded
-            else:
-                finished = recorded
-    return started, finished
+    for started, finished in iter_runs(store):
+        if started.event.run_id == run_id:  # type: ignore[union-attr]
+            return started, finished
+    return None, None
 
 
 def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunSummary:

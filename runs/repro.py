@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -236,14 +235,3 @@ def equity_side_by_side(a: dict[datetime, Decimal], b: dict[datetime, Decimal]
         delta = last_a - last_b if last_a is not None and last_b is not None else None
         rows.append((moment, last_a, last_b, delta))
     return rows
-
-
-def iter_runs(store: EventStore) -> Iterator[tuple[RecordedEvent, RecordedEvent | None]]:
-    started: dict[str, RecordedEvent] = {}
-    finished: dict[str, RecordedEvent] = {}
-    for recorded in store.query(types=("RunStarted", "RunFinished")):
-        run_id = getattr(recorded.event, "run_id", "")
-        (started if isinstance(recorded.event, events.RunStarted) else finished)[run_id] = \
-            recorded
-    for run_id, begin in started.items():
-        yield begin, finished.get(run_id)
