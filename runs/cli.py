@@ -63,6 +63,12 @@ def run_command(args: argparse.Namespace, settings: Settings, url: str) -> int:
     return EXIT_OK
 
 
+# What the replay's views fold: errors, breakers and marks (the portfolio reads its own).
+REPLAY_TYPES = ("FetchFailed", "FetchSucceeded", "OrderRejected", "CallRejected",
+                "CircuitOpened", "CircuitHalfOpened", "CircuitClosed", "SnapshotSealed",
+                "CandleImported")
+
+
 def _account_of(store: EventStore, args: argparse.Namespace) -> tuple[str, str | None]:
     """(account, run id) from --run or --account (a run's account when --run is given)."""
     run_id = getattr(args, "run", None)
@@ -175,7 +181,7 @@ def replay_command(store: EventStore, args: argparse.Namespace) -> int:
     errors, breakers = ErrorTracker(), BreakerBoard()
     marks: dict[str, Decimal] = {}
     last_time = None
-    for recorded in store.query(to_position=position):
+    for recorded in store.query(types=REPLAY_TYPES, to_position=position):
         if run_id is not None and recorded.run_id != run_id:
             continue
         errors.apply(recorded)
