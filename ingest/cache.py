@@ -24,6 +24,7 @@ import pandas as pd
 
 from ingest.market import OHLCV_COLUMNS
 from ledger import events
+from ledger.atomic import atomic_write
 from ledger.errors import CacheCorruptionError
 
 Emit = Callable[[str, events.Event], None]
@@ -44,26 +45,6 @@ class CacheEntry:
     rows: int
     sha256: str
     fetched: bool  # True: fetched now; False: served from the cache
-
-
-def _fsync_dir(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class OhlcvCache:

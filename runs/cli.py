@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 from ledger import events
+from ledger.atomic import atomic_write
 from ledger.errors import EXIT_INTEGRITY, EXIT_OK, InputError
 from ledger.progress import Progress
 from ledger.settings import Settings
 from ledger.store import EventStore, init_store, open_store
 from runs import repro
+from runs.imports import parse_time_arg
 from runs.job import iter_runs, run_backtest
 
 
@@ -171,7 +172,7 @@ def replay_command(store: EventStore, args: argparse.Namespace) -> int:
             raise InputError(f"--to must be a position >= 1, got {args.to}", value=args.to)
         position = min(args.to, head)
     elif args.at is not None:
-        position = store.position_at(_parse_time(args.at, "--at"))
+        position = store.position_at(parse_time_arg(args.at, "--at"))
         if position == 0:
             raise InputError(f"the ledger holds nothing recorded at or before {args.at}",
                              hint="pick a later time; `tally events` shows recorded times")
@@ -234,17 +235,6 @@ def replay_command(store: EventStore, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parse_time(text: str, flag: str) -> datetime:
-    try:
-        if text.isdigit():
-            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise InputError(f"{flag} must be an ISO-8601 time or epoch milliseconds, got {text!r}",
-                         hint="e.g. 2026-01-05T10:15:30Z") from e
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def report_command(store: EventStore, args: argparse.Namespace) -> int:
     from projections import reports
 
@@ -270,13 +260,8 @@ def report_command(store: EventStore, args: argparse.Namespace) -> int:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"))
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror}", file=str(path)) from e
 

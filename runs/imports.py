@@ -44,6 +44,15 @@ def parse_time(text: str) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def parse_time_arg(text: str, flag: str) -> datetime:
+    """``parse_time`` for a command-line flag: a bad value is a user error with a hint."""
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise InputError(f"{flag} must be an ISO-8601 time or epoch milliseconds, got {text!r}",
+                         hint=f"e.g. {flag} 2026-01-05T10:15:30Z") from e
+
+
 def _amount(text: str, *, positive: bool) -> Decimal:
     try:
         value = Decimal(text.strip())
@@ -183,12 +192,6 @@ def deposit(store: EventStore, asset: str, amount: str, account: str,
         value = _amount(amount, positive=True)
     except ValueError as e:
         raise InputError(f"the amount {e}", hint="e.g. tally deposit USDT 10000") from e
-    when = None
-    if at is not None:
-        try:
-            when = parse_time(at)
-        except ValueError as e:
-            raise InputError(f"--at must be ISO-8601 or epoch ms, got {at!r}",
-                             hint="e.g. --at 2018-01-10T00:00:00Z") from e
+    when = parse_time_arg(at, "--at") if at is not None else None
     return store.append(f"portfolio/{account}", [events.FundsDeposited(
         account=account, asset=code, amount=value, at=when)], expected_version=None)[0]

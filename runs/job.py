@@ -125,6 +125,23 @@ def inputs_from_record(started: events.RunStarted, settings: RunSettings,
     return Inputs(fresh.candles, {**data, "files": fresh.candles.manifest}, faults)
 
 
+def single_quote(symbols: list[str], where: str, hint: str) -> str:
+    """The one quote asset of ``symbols`` (a run values everything in it)."""
+    quotes = sorted({split_symbol(s)[1] for s in symbols})
+    if len(quotes) != 1:
+        raise InputError(f"a run trades against one quote asset; {where} has {quotes}",
+                         hint=hint)
+    return quotes[0]
+
+
+def starting_cash(settings: RunSettings, quote: str) -> Decimal:
+    cash = settings.starting_cash.get(quote)
+    if cash is None:
+        raise InputError(f"no starting cash for {quote}",
+                         hint=f"set run.starting_cash.{quote} in the configuration")
+    return cash
+
+
 def market_specs(settings: RunSettings, symbols: list[str]) -> dict[str, MarketSpec]:
     specs = {}
     for symbol in symbols:
@@ -221,15 +238,8 @@ def run_backtest(
 
     candles = inputs.candles
     symbols = candles.symbols
-    quotes = sorted({split_symbol(s)[1] for s in symbols})
-    if len(quotes) != 1:
-        raise InputError(f"a run trades against one quote asset; the data has {quotes}",
-                         hint="split the files into one folder per quote asset")
-    quote = quotes[0]
-    cash = settings.starting_cash.get(quote)
-    if cash is None:
-        raise InputError(f"no starting cash for {quote}",
-                         hint=f"set run.starting_cash.{quote} in the configuration")
+    quote = single_quote(symbols, "the data", "split the files into one folder per quote asset")
+    cash = starting_cash(settings, quote)
     markets = market_specs(settings, symbols)
     times = candles.cycle_times()
     clock = SimulatedClock(times[0])

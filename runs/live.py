@@ -27,10 +27,10 @@ from ledger.clock import Clock, SystemClock
 from ledger.errors import InputError, ProviderError
 from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
-from projections.portfolio import PortfolioState, split_symbol
+from projections.portfolio import PortfolioState
 from runs import context
 from runs.engine import CycleLoop
-from runs.job import RunSummary, finish_run, market_specs
+from runs.job import RunSummary, finish_run, market_specs, single_quote, starting_cash
 from runs.settings import RunSettings
 from runs.strategy import load_strategy
 
@@ -64,11 +64,8 @@ def _venue(mode: str, settings: RunSettings, markets: dict[str, MarketSpec], quo
            exchange: Any) -> Venue:
     if mode != "paper":
         return CcxtVenue(exchange)
-    cash = settings.starting_cash.get(quote)
-    if cash is None:
-        raise InputError(f"no starting cash for {quote}",
-                         hint=f"set run.starting_cash.{quote} in the configuration")
-    return PaperVenue(name="paper", markets=markets, balances={quote: cash})
+    return PaperVenue(name="paper", markets=markets,
+                      balances={quote: starting_cash(settings, quote)})
 
 
 def _live_data(exchange: str, symbols: list[str], started_at: str,
@@ -146,11 +143,8 @@ async def run_live(
     clock = clock or SystemClock()
     store.clock = clock
     symbols = sorted(settings.live.symbols)
-    quotes = sorted({split_symbol(s)[1] for s in symbols})
-    if len(quotes) != 1:
-        raise InputError(f"a run trades against one quote asset; run.live.symbols has {quotes}",
-                         hint="list symbols of one quote asset in run.live.symbols")
-    quote = quotes[0]
+    quote = single_quote(symbols, "run.live.symbols",
+                         "list symbols of one quote asset in run.live.symbols")
     source = CcxtSource(exchange, timeout_ms=ingest.fetch_timeout_ms)
     markets = market_specs(settings, symbols)
     venue = _venue(mode, settings, markets, quote, exchange)
