@@ -32,7 +32,7 @@ MONEY = (events.TradeExecuted, events.FeeCharged)
 
 
 @dataclass
-class Tally:
+class CycleCounts:
     """What the summary counts as the run goes."""
 
     cycles: int = 0
@@ -68,7 +68,7 @@ class CycleLoop:
     books: PortfolioState
     commit_cycles: int = 1
     progress: Callable[[int], None] | None = None
-    counts: Tally = field(default_factory=Tally)
+    counts: CycleCounts = field(default_factory=CycleCounts)
     marks: dict[str, Decimal] = field(default_factory=dict)  # last known mark per symbol
 
     def __post_init__(self) -> None:

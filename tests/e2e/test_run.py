@@ -154,7 +154,9 @@ def test_a_run_that_does_not_reproduce_is_shown_at_its_first_differing_event(
                   env={**env, "BUY_AT_CYCLE": "41"})
     assert other.returncode == 1
     assert "NOT reproduced" in other.stdout and "first difference at event #" in other.stdout
-    assert "OrderSubmitted" in other.stdout or "SnapshotSealed" in other.stdout
+    # The recorded run ordered at cycle 40; the re-execution validated cycle 40 instead.
+    assert 'type                   recorded: "OrderSubmitted"  re-executed: "ValidationPassed"' \
+        in other.stdout
 
 
 def test_replay_to_a_position_and_to_a_time(default_run: tuple[Path, dict[str, object]]
