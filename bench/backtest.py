@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ledger import init_store, open_store  # noqa: E402
-from ledger.settings import load_settings  # noqa: E402
-from runs import repro  # noqa: E402
-from runs.job import run_backtest  # noqa: E402
+from tally.settings import load_settings  # noqa: E402
+from tally import repro  # noqa: E402
+from tally.run.backtest import run_backtest  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
                 print(f"repro check into PostgreSQL: {time.perf_counter() - started:.2f} s, "
                       f"same fingerprint: {on_pg.replayed_fingerprint == summary.fingerprint}")
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import runs.job, ledger.cli"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", "import tally.run.backtest, tally.cli"], check=True, cwd=ROOT)
     print(f"(the CLI's start-up, imports of ccxt and pandas included: "
           f"{time.perf_counter() - started:.2f} s)")
 

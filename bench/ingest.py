@@ -30,7 +30,7 @@ from ingest.simulated import SimulatedFaults, SimulatedSource  # noqa: E402
 from ingest.snapshot import SnapshotTaker  # noqa: E402
 from ledger import init_store, open_store  # noqa: E402
 from ledger.clock import SimulatedClock, SystemClock  # noqa: E402
-from ledger.runner import record_snapshot  # noqa: E402
+from tally.run.commit import record_snapshot  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

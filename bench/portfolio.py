@@ -29,10 +29,10 @@ from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 
 from ledger import events, init_store, open_store  # noqa: E402
-from ledger.settings import load_settings  # noqa: E402
+from tally.settings import load_settings  # noqa: E402
 from ledger.store import StreamAppend, group_appends  # noqa: E402
 from projections import portfolio  # noqa: E402
-from runs.job import run_backtest  # noqa: E402
+from tally.run.backtest import run_backtest  # noqa: E402
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 PER_CYCLE = 6

@@ -7,6 +7,7 @@ so a backtest sleeps in zero wall time while still recording the delays it chose
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -99,3 +100,18 @@ class SimulatedClock:
 
     def settle(self, elapsed: timedelta) -> None:
         self.advance(elapsed)
+
+
+_EPOCH_MS = re.compile(r"\d{9,16}")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse ISO-8601 (UTC when no zone is given) or epoch milliseconds into a UTC time.
+
+    Raises ``ValueError`` for anything else.
+    """
+    text = text.strip()
+    if _EPOCH_MS.fullmatch(text):
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -85,7 +85,7 @@ class RunFinished(Event, frozen=True, kw_only=True):
     cycles: int = 0
     status: str = "completed"
     summary: dict[str, Any] = {}
-    # sha256 over the run's events (see runs.context.fingerprint).
+    # sha256 over the run's events (see tally.run.context.fingerprint).
     fingerprint: str = ""
 
 

@@ -23,6 +23,9 @@ import msgspec
 from ledger import events
 from ledger.errors import BacktestInvariantError, InputError
 
+from ledger.recorded import RecordedEvent
+from projections.runner import fold as fold_projection
+
 if TYPE_CHECKING:
     from ledger.store import EventStore
 
@@ -308,6 +311,35 @@ def decode_state(raw: bytes) -> PortfolioState:
     return state
 
 
+@dataclass(frozen=True)
+class PortfolioProjection:
+    """An account's portfolio as a projection (see ``projections.runner``), checkpointed."""
+
+    account: str
+    quote: str | None = None
+    types: tuple[str, ...] = MONEY_TYPES  # only money events change a portfolio
+
+    @property
+    def version(self) -> str:
+        return CODE_VERSION
+
+    @property
+    def checkpoint_name(self) -> str:
+        return f"portfolio/{self.account}"
+
+    def initial(self) -> PortfolioState:
+        return PortfolioState(account=self.account, quote=self.quote)
+
+    def apply(self, state: PortfolioState, recorded: RecordedEvent) -> PortfolioState:
+        return apply(state, recorded.event, recorded.position)
+
+    def encode(self, state: PortfolioState) -> bytes:
+        return encode_state(state)
+
+    def decode(self, raw: bytes) -> PortfolioState:
+        return decode_state(raw)
+
+
 def rebuild(store: EventStore, account: str = "main", to_position: int | None = None,
             *, quote: str | None = None, checkpoint: bool = True) -> PortfolioState:
     """Rebuild an account's portfolio from the ledger, up to ``to_position``.
@@ -315,18 +347,8 @@ def rebuild(store: EventStore, account: str = "main", to_position: int | None = 
     With ``checkpoint``, start from the last checkpoint this code version made (when it is
     not past ``to_position``) and fold only the tail; a rebuild to the head saves a new one.
     """
-    name = f"portfolio/{account}"
-    state, start = PortfolioState(account=account, quote=quote), 1
-    saved = store.load_checkpoint(name, CODE_VERSION) if checkpoint else None
-    if saved is not None and (to_position is None or saved[0] <= to_position):
-        state, start = decode_state(saved[1]), saved[0] + 1
-    # Only money events change a portfolio: read just those (each row's hash still checked).
-    for recorded in store.query(types=MONEY_TYPES, from_position=start,
-                                to_position=to_position):
-        apply(state, recorded.event, recorded.position)
-    head = store.head()
-    last = head if to_position is None else min(to_position, head)
-    state.position = max(state.position, last)  # it reflects everything up to here
-    if checkpoint and to_position is None and state.position >= start:
-        store.save_checkpoint(name, state.position, CODE_VERSION, encode_state(state))
+    folded = fold_projection(store, PortfolioProjection(account, quote),
+                             to_position=to_position, checkpoint=checkpoint)
+    state = folded.state
+    state.position = max(state.position, folded.position)  # it reflects everything up to here
     return state

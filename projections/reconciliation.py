@@ -7,11 +7,20 @@ difference and the decision; nothing is dropped, however small.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
+from ledger import events
+from ledger.errors import InputError
+from ledger.recorded import RecordedEvent
+from projections import portfolio
 from projections.portfolio import ZERO, PortfolioState, split_symbol
+from projections.runner import fold
 from projections.validator import Decision, ValidatorSettings, validate
+
+if TYPE_CHECKING:
+    from ledger.store import EventStore
 
 
 def state_from_balances(account: str, balances: dict[str, Decimal], *, quote: str | None,
@@ -75,3 +84,45 @@ def reconcile(state: PortfolioState, venue: str, balances: dict[str, Decimal],
     assets = sorted(set(state.cash) | set(balances))
     rows = [Row(a, state.cash.get(a, ZERO), balances.get(a, ZERO)) for a in assets]
     return ReconciliationReport(state.account, venue, rows, decision)
+
+
+@dataclass
+class Observed:
+    """The latest balances a venue reported for an account, and the latest marks."""
+
+    balances: events.BalanceObserved | None = None
+    marks: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObservedProjection:
+    """``Observed`` folded from ``BalanceObserved`` and the sealed snapshots' marks."""
+
+    account: str
+    types: tuple[str, ...] = ("BalanceObserved", "SnapshotSealed")
+
+    def initial(self) -> Observed:
+        return Observed()
+
+    def apply(self, state: Observed, recorded: RecordedEvent) -> Observed:
+        event = recorded.event
+        if isinstance(event, events.BalanceObserved) and event.account == self.account:
+            state.balances = event
+        elif isinstance(event, events.SnapshotSealed):
+            state.marks.update(event.marks)
+        return state
+
+
+def reconcile_with_venue(store: EventStore, account: str, *,
+                         settings: ValidatorSettings) -> ReconciliationReport:
+    """The account's books against the latest balances its venue reported."""
+    observed = fold(store, ObservedProjection(account)).state
+    if observed.balances is None:
+        raise InputError(
+            f"no BalanceObserved event for account {account!r} in the ledger",
+            hint="record the venue's balances first (a run records them every cycle)",
+            account=account,
+        )
+    books = portfolio.rebuild(store, account=account)
+    return reconcile(books, observed.balances.venue, observed.balances.balances,
+                     observed.marks, settings=settings)

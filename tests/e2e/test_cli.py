@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent / "tally"
 def tally(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "ledger.cli"]
+    command = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "tally.cli"]
     environment = {k: v for k, v in os.environ.items() if k != "TALLY_DB"}
     environment.update(env or {})
     result = subprocess.run(

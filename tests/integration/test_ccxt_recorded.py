@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ingest.ccxt_source import CcxtSource
-from ingest.recorded import fixture_cases, offline_exchange
+from tests.support.recorded_exchange import fixture_cases, offline_exchange
 from tests.conftest import SHARED_DATA, shared_data
 
 EXCHANGES = ["binance", "bitfinex", "bitstamp", "coinbase", "kraken"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ingest.recorded import fixture_cases, offline_exchange
+from tests.support.recorded_exchange import fixture_cases, offline_exchange
 from ingest.venues import CcxtVenue, OrderIntent
 from tests.conftest import SHARED_DATA, shared_data
 

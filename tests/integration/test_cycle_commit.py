@@ -11,7 +11,7 @@ from ingest.orders import NonceAllocator, OrderExecutor, OrderStatus
 from ingest.venues import MarketSpec, OrderIntent, PaperVenue
 from ledger import events
 from ledger.recorded import RecordedEvent
-from ledger.runner import commit_cycle
+from tally.run.commit import commit_cycle
 from ledger.store import EventStore
 from projections import portfolio
 from projections.errors import BreakerBoard, ErrorTracker

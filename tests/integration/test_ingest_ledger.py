@@ -19,7 +19,7 @@ from ingest.simulated import SimulatedFaults, SimulatedSource
 from ingest.snapshot import SnapshotTaker
 from ledger import events, open_store
 from ledger.clock import SimulatedClock
-from ledger.runner import record_snapshot, restore_ingest_state
+from tally.run.commit import record_snapshot, restore_ingest_state
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -57,7 +57,7 @@ from ingest.simulated import SimulatedFaults, SimulatedSource, Window
 from ingest.snapshot import SnapshotTaker
 from ledger import open_store
 from ledger.clock import SimulatedClock
-from ledger.runner import record_snapshot
+from tally.run.commit import record_snapshot
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 clock = SimulatedClock(T0)
 down = SimulatedFaults(outages=[Window(T0, T0 + timedelta(hours=1))])

@@ -12,7 +12,7 @@ import pytest
 
 from ingest.cache import OhlcvCache, fetch_ohlcv_cached
 from ingest.ccxt_source import CcxtSource
-from ingest.recorded import fixture_cases, offline_exchange
+from tests.support.recorded_exchange import fixture_cases, offline_exchange
 from ledger import events
 from ledger.errors import CacheCorruptionError
 from tests.conftest import shared_data

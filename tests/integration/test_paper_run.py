@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from ingest.recorded import Fault, RecordedExchangeServer, _rewrite, fixture_cases
+from tests.support.recorded_exchange import Fault, RecordedExchangeServer, _rewrite, fixture_cases
 from ledger import events, open_store
-from ledger.settings import Settings
-from runs.live import exchange_from_environment, run_live
-from runs.settings import LiveSettings, StrategySettings
+from tally.settings import Settings
+from tally.run.live import exchange_from_environment, run_live
+from tally.run.settings import LiveSettings, StrategySettings
 from tests.conftest import shared_data
 
 ALWAYS_BUY = StrategySettings(params={"window": 2, "margin": "-0.5", "allocation": "0.1"})

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ingest.ccxt_source import CcxtSource
-from ingest.recorded import Fault, RecordedExchangeServer, fixture_cases
+from tests.support.recorded_exchange import Fault, RecordedExchangeServer, fixture_cases
 from ingest.retry import Failed, Fetched, call_with_retry
 from ingest.settings import RetrySettings
 from ledger import events

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger import events, open_store
-from ledger.cli import main
+from tally.cli import main
 
 pytestmark = pytest.mark.smoke
 

@@ -12,9 +12,9 @@ import pytest
 from ingest.candles import CandleSource, generate_sample, load_candles, symbol_of, write_candles
 from ledger.clock import SimulatedClock
 from ledger.errors import ConfigError, InputError, ProviderError
-from runs import context
-from runs.repro import equity_side_by_side, field_diff
-from runs.strategy import load_strategy
+from tally.run import context
+from tally.repro import equity_side_by_side, field_diff
+from tally.run.strategy import load_strategy
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -88,8 +88,8 @@ def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
 @pytest.mark.parametrize(("path", "params", "needle"), [
     ("nowhere.module:Thing", {}, "cannot load strategy"),
     ("runs.strategy:Momentum", {"speed": 3}, "refused its params"),
-    ("runs.strategy:CycleView", {}, "refused its params"),
-    ("runs.strategy:load_strategy", {"path": "x", "params": {}}, "not a strategy path"),
+    ("tally.run.strategy:CycleView", {}, "refused its params"),
+    ("tally.run.strategy:load_strategy", {"path": "x", "params": {}}, "not a strategy path"),
     ("justaname", {}, "not a strategy path"),
 ])
 def test_a_bad_strategy_path_is_a_config_error(path: str, params: dict[str, object],

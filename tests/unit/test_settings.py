@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import ConfigError
-from ledger.settings import DEFAULT_CONFIG, load_settings, resolve_db_url
+from tally.settings import DEFAULT_CONFIG, load_settings, resolve_db_url
 
 pytestmark = pytest.mark.smoke
 

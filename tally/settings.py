@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ingest.settings import IngestSettings
 from ledger.errors import ConfigError
-from runs.settings import RunSettings
+from tally.run.settings import RunSettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 DB_ENV = "TALLY_DB"

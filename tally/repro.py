@@ -21,11 +21,12 @@ import msgspec
 from ledger import events
 from ledger.errors import InputError
 from ledger.recorded import RecordedEvent
-from ledger.settings import Settings
+from tally.settings import Settings
 from ledger.store import EventStore, init_store, open_store
 from projections.reports import load_series
-from runs import context
-from runs.job import RunSummary, find_run, run_backtest
+from tally.run import context
+from projections.runs import finished_run
+from tally.run.backtest import RunSummary, run_backtest
 
 # Fields that name the run itself: two different runs always differ there.
 IDENTITY_FIELDS = ("run_id", "account", "client_order_id", "stream", "idempotency_key")
@@ -134,14 +135,8 @@ def run_forms(store: EventStore, run_id: str, first_position: int) -> list[tuple
 
 
 def started_of(store: EventStore, run_id: str) -> RecordedEvent:
-    started, finished = find_run(store, run_id)
-    if started is None:
-        raise InputError(f"no run {run_id!r} in this ledger",
-                         hint="list runs with `tally runs`", run_id=run_id)
-    if finished is None:
-        raise InputError(f"run {run_id} never finished: there is nothing complete to compare",
-                         hint="record the run again into a fresh ledger", run_id=run_id)
-    return started
+    """The ``RunStarted`` record of a finished run (an ``InputError`` otherwise)."""
+    return finished_run(store, run_id).started
 
 
 @dataclass(frozen=True)

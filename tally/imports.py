@@ -17,8 +17,10 @@ from pathlib import Path
 
 from ingest.candles import load_candles
 from ledger import events
+from ledger.clock import parse_time
 from ledger.errors import InputError
 from ledger.store import EventStore, StreamAppend
+from tally.values import parse_time_arg
 
 TRADE_COLUMNS = ("timestamp", "symbol", "side", "qty", "price", "fee", "fee_asset")
 ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
@@ -33,24 +35,6 @@ class Imported:
     first_position: int
     last_position: int
     already: bool
-
-
-def parse_time(text: str) -> datetime:
-    """ISO-8601 (UTC if no zone) or epoch milliseconds."""
-    text = text.strip()
-    if re.fullmatch(r"\d{9,16}", text):
-        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def parse_time_arg(text: str, flag: str) -> datetime:
-    """``parse_time`` for a command-line flag: a bad value is a user error with a hint."""
-    try:
-        return parse_time(text)
-    except ValueError as e:
-        raise InputError(f"{flag} must be an ISO-8601 time or epoch milliseconds, got {text!r}",
-                         hint=f"e.g. {flag} 2026-01-05T10:15:30Z") from e
 
 
 def _amount(text: str, *, positive: bool) -> Decimal:

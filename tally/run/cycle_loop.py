@@ -21,12 +21,12 @@ from ingest.snapshot import SnapshotTaker, TickerSource
 from ingest.venues import MarketSpec, PaperVenue, Venue
 from ledger import events
 from ledger.clock import Clock, SimulatedClock
-from ledger.runner import commit_cycle
+from tally.run.commit import commit_cycle
 from ledger.store import EventStore
 from projections.portfolio import PortfolioState
 from projections.reconciliation import state_from_balances
 from projections.validator import ValidatorSettings
-from runs.strategy import CycleView, Strategy
+from tally.run.strategy import CycleView, Strategy
 
 MONEY = (events.TradeExecuted, events.FeeCharged)
 

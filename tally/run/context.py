@@ -30,7 +30,7 @@ from ledger import __version__, events
 FINGERPRINT_TAG = b"tally-run/1"
 KEY_PACKAGES = ("sqlalchemy", "msgspec", "ccxt", "pandas", "pydantic", "alembic", "psycopg")
 _encoder = msgspec.json.Encoder(decimal_format="string", order="deterministic")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def config_hash(config: dict[str, Any]) -> str:

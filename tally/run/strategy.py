@@ -79,19 +79,32 @@ class Momentum:
         return intents
 
 
+# Built-in strategies by the names a configuration may give them. ``runs.strategy`` was the
+# built-in's module before the shell became one package: the default configuration and every
+# run recorded since keep that name (it is part of their run id), so it stays an alias here
+# rather than a module.
+BUILTIN: dict[str, type] = {
+    "runs.strategy:Momentum": Momentum,
+    "tally.run.strategy:Momentum": Momentum,
+}
+
+
 def load_strategy(path: str, params: dict[str, Any]) -> Strategy:
     """Build the strategy named by ``module:Class`` (or ``module.Class``) with ``params``."""
-    module_name, sep, attribute = path.partition(":")
-    if not sep:
-        module_name, _, attribute = path.rpartition(".")
-    hint = "set run.strategy.path to module:Class, e.g. ledger.strategy:Momentum"
-    if not module_name or not attribute:
-        raise ConfigError(f"not a strategy path: {path!r}", hint=hint, key="run.strategy.path")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"cannot load strategy {path!r}: {e}", hint=hint,
-                          key="run.strategy.path") from e
+    hint = "set run.strategy.path to module:Class, e.g. tally.run.strategy:Momentum"
+    factory = BUILTIN.get(path)
+    if factory is None:
+        module_name, sep, attribute = path.partition(":")
+        if not sep:
+            module_name, _, attribute = path.rpartition(".")
+        if not module_name or not attribute:
+            raise ConfigError(f"not a strategy path: {path!r}", hint=hint,
+                              key="run.strategy.path")
+        try:
+            factory = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"cannot load strategy {path!r}: {e}", hint=hint,
+                              key="run.strategy.path") from e
     try:
         strategy = factory(**params)
     except TypeError as e:

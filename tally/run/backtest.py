@@ -8,7 +8,7 @@ holds it finds the finished run and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,10 +28,11 @@ from ledger.recorded import RecordedEvent
 from ledger.store import EventStore, StreamAppend
 from projections import portfolio
 from projections.portfolio import PortfolioState, split_symbol
-from runs import context
-from runs.engine import CycleLoop
-from runs.settings import FaultSettings, RunSettings
-from runs.strategy import load_strategy
+from projections.runs import list_runs
+from tally.run import context
+from tally.run.cycle_loop import CycleLoop
+from tally.run.settings import FaultSettings, RunSettings
+from tally.run.strategy import load_strategy
 
 
 @dataclass(frozen=True)
@@ -170,24 +171,10 @@ def simulated_faults(config: FaultSettings, times: list[datetime]) -> SimulatedF
                            malformed_rate=config.malformed_rate, bursts=bursts)
 
 
-def iter_runs(store: EventStore) -> Iterator[tuple[RecordedEvent, RecordedEvent | None]]:
-    """Each run's RunStarted record with its RunFinished (None: it never finished)."""
-    started: dict[str, RecordedEvent] = {}
-    finished: dict[str, RecordedEvent] = {}
-    for recorded in store.query(types=("RunStarted", "RunFinished")):
-        run_id = getattr(recorded.event, "run_id", "")
-        (started if isinstance(recorded.event, events.RunStarted) else finished)[run_id] = \
-            recorded
-    for run_id, begin in started.items():
-        yield begin, finished.get(run_id)
-
-
 def find_run(store: EventStore, run_id: str) -> tuple[RecordedEvent | None, RecordedEvent | None]:
     """The RunStarted and RunFinished records of ``run_id`` (None where absent)."""
-    for started, finished in iter_runs(store):
-        if started.event.run_id == run_id:  # type: ignore[union-attr]
-            return started, finished
-    return None, None
+    found = list_runs(store).get(run_id)
+    return (None, None) if found is None else (found.started, found.finished)
 
 
 def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunSummary:

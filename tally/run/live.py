@@ -28,11 +28,11 @@ from ledger.errors import InputError, ProviderError
 from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
-from runs import context
-from runs.engine import CycleLoop
-from runs.job import RunSummary, finish_run, market_specs, single_quote, starting_cash
-from runs.settings import RunSettings
-from runs.strategy import load_strategy
+from tally.run import context
+from tally.run.cycle_loop import CycleLoop
+from tally.run.backtest import RunSummary, finish_run, market_specs, single_quote, starting_cash
+from tally.run.settings import RunSettings
+from tally.run.strategy import load_strategy
 
 KEY_ENV = ("TALLY_API_KEY", "TALLY_API_SECRET")
 PASSWORD_ENV = "TALLY_API_PASSWORD"

@@ -1,0 +1,63 @@
+"""The `tally` command line: the table of commands behind one error edge.
+
+Exit codes: 0 success, 1 integrity failure (the ledger or a cache was tampered with),
+2 user or environment error (bad argument, bad file, unreachable database).
+A user mistake prints one message with its context and a hint, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ledger.errors import EXIT_OK, TallyError
+from tally import __version__
+from tally.cli import cmd_audit, cmd_import, cmd_ledger, cmd_report, cmd_run
+from tally.cli.table import Command, Invocation, build_parser
+
+# The command table, in the order `tally --help` lists it.
+COMMANDS: list[Command] = [
+    *cmd_ledger.COMMANDS,
+    *cmd_run.COMMANDS,
+    *cmd_audit.COMMANDS,
+    *cmd_report.COMMANDS,
+    *cmd_import.COMMANDS,
+]
+
+__all__ = ["COMMANDS", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    try:
+        args = build_parser(COMMANDS, __version__).parse_args(argv)
+        args.db = args.db or args.main_db
+        args.config = args.config or args.main_config
+        return _dispatch(args.command_entry, args)
+    except TallyError as e:
+        print(e.render(), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing partial was committed", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK  # `tally events | head` closed the pipe: not an error
+
+
+def _dispatch(command: Command, args: argparse.Namespace) -> int:
+    from tally.settings import load_settings, resolve_db_url
+
+    settings = load_settings(args.config)
+    call = Invocation(args, settings, resolve_db_url(args.db, settings))
+    if not command.opens_store:
+        return command.handler(call)
+    from ledger.store import open_store
+
+    with open_store(call.url, durable=settings.store.durable) as store:
+        call.store = store
+        return command.handler(call)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
