@@ -42,7 +42,7 @@ from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 
 from ledger import events, init_store, open_store  # noqa: E402
-from ledger.codec import chain_hash, encode_record  # noqa: E402
+from ledger.codec import Envelope, chain_hash, encode_record  # noqa: E402
 from ledger.store.sqlite import PAGE_SIZE_BYTES, WAL_AUTOCHECKPOINT_PAGES  # noqa: E402
 
 STREAMS = 100
@@ -89,8 +89,8 @@ def raw_append(path: str, total: int, size: int, durable: bool = True) -> float:
     rows = []
     prev = bytes(32)
     for i in range(total):
-        record = encode_record(i + 1, "portfolio/0", i + 1, now, None, None, None, None,
-                               small_event(i))
+        record = encode_record(Envelope(recorded_at=now), small_event(i), position=i + 1,
+                               stream="portfolio/0", version=i + 1)
         digest = chain_hash(prev, record)
         rows.append((i + 1, f"portfolio/{i % STREAMS}", i + 1, "FundsDeposited",
                      0, record, prev, digest))

@@ -16,12 +16,20 @@ hash, so every kind of tampering leaves a distinct trace, which ``ChainVerifier`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from hashlib import sha256
+from typing import Any, NoReturn
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from ledger.clock import to_micros
-from ledger.codec import GENESIS_HASH, chain_hash, decode_record
+from ledger.codec import (
+    DOMAIN_TAG,
+    GENESIS_HASH,
+    chain_hash,
+    decode_record,
+    decode_record_unchecked,
+)
 from ledger.errors import ChainIntegrityError, UnknownEventType
 from ledger.recorded import RecordedEvent
 
@@ -32,6 +40,8 @@ PrevHashAt = Callable[[int], bytes | None]
 
 
 class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``verify`` checked: how many events, and the head it ended at."""
+
     events: int
     first_position: int
     head_position: int
@@ -39,6 +49,7 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def broken(position: int, kind: str, detail: str, **context: Any) -> ChainIntegrityError:
+    """The integrity error for a break of ``kind`` at ``position``."""
     return ChainIntegrityError(
         f"hash chain broken at position {position}: {detail}",
         position=position,
@@ -76,6 +87,7 @@ class ChainVerifier:
         self._prev_hash_at = prev_hash_at
 
     def check(self, position: int, record: bytes, stored_hash: bytes) -> None:
+        """Check the next row against the chain so far; raise at a break, naming its kind."""
         if position != self.expected_position:
             self._raise_gap(position)
         if chain_hash(self.prev_hash, record) != stored_hash:
@@ -121,6 +133,7 @@ class ChainVerifier:
         return broken(position, "payload_changed", _CHANGED)
 
     def finish(self, expect_head: bytes | None = None) -> VerifyReport:
+        """End the walk; with ``expect_head``, raise unless the chain ends at that hash."""
         head_position = self.expected_position - 1
         if expect_head is not None and expect_head != self.prev_hash:
             raise broken(
@@ -171,3 +184,42 @@ def check_columns(row: Row, recorded: RecordedEvent, prev_hash: bytes) -> None:
             "column prev_hash does not hold the hash of the row before",
             column="prev_hash",
         )
+
+
+# Raises the integrity error that explains why a row failed its check.
+Explain = Callable[[int, bytes, bytes, bytes], NoReturn]
+
+
+def explain_standalone(position: int, record: bytes, prev_hash: bytes,
+                       stored_hash: bytes) -> NoReturn:
+    """A row read on its own (by stream or type): only its own hash can be checked."""
+    check_self(position, record, prev_hash, stored_hash)
+    decode_record(record, position=position)  # raises UnknownEventType
+    raise broken(position, "payload_changed", _CHANGED)  # pragma: no cover - unreachable
+
+
+def checked_row(position: int, record: bytes, prev_hash: bytes, stored_hash: bytes,
+                explain: Explain = explain_standalone) -> RecordedEvent:
+    """The one check every reader makes of a row before it hands the event out.
+
+    The row's hash must be ``sha256(prev_hash || tag || record)``, its record must decode,
+    name the position it is stored at and the type of the event it holds. The common case
+    runs inline (it is every replay's hot loop); a failure goes to ``explain``, which raises
+    the error that names the break.
+    """
+    if sha256(prev_hash + DOMAIN_TAG + record).digest() != stored_hash:
+        explain(position, bytes(record), bytes(prev_hash), bytes(stored_hash))
+    try:
+        recorded = decode_record_unchecked(record)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        decode_record(bytes(record), position=position)  # raises with the reason
+        raise  # pragma: no cover - decode_record raised
+    if recorded.position != position:
+        raise broken(position, "column_changed",
+                     f"the row at position {position} holds the record of position "
+                     f"{recorded.position}")
+    if recorded.type != type(recorded.event).__name__:
+        check_event_type(recorded)
+    force_setattr(recorded, "prev_hash", prev_hash)
+    force_setattr(recorded, "hash", stored_hash)
+    return recorded

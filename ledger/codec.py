@@ -52,18 +52,20 @@ def decode_event(payload: bytes) -> events.AnyEvent:
         raise UnknownEventType(f"cannot decode the event: {e}") from e
 
 
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """What an append says about all of its events: when, and on whose behalf."""
+
+    recorded_at: datetime
+    run_id: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+
+
 def encode_record(
-    position: int,
-    stream: str,
-    version: int,
-    recorded_at: datetime,
-    run_id: str | None,
-    causation_id: str | None,
-    correlation_id: str | None,
-    idempotency_key: str | None,
-    event: events.Event,
+    envelope: Envelope, event: events.Event, *, position: int, stream: str, version: int
 ) -> bytes:
-    """Return the canonical record bytes of one row."""
+    """Return the canonical record bytes of one row (what its hash covers)."""
     events.check_money(event)
     return _encoder.encode(
         (
@@ -71,11 +73,11 @@ def encode_record(
             stream,
             version,
             type(event).__name__,
-            recorded_at,
-            run_id,
-            causation_id,
-            correlation_id,
-            idempotency_key,
+            envelope.recorded_at,
+            envelope.run_id,
+            envelope.causation_id,
+            envelope.correlation_id,
+            envelope.idempotency_key,
             event,
         )
     )

@@ -145,7 +145,7 @@ def test_read_all_links_match_the_chain(store: EventStore) -> None:
 
 
 def test_read_all_streams_across_pages(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ledger.store.event_store as module
+    import ledger.store.read as module
 
     monkeypatch.setattr(module, "PAGE_ROWS", 7)
     store.append("s", [deposit(str(i)) for i in range(30)], expected_version=0)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from ledger import events
-from ledger.codec import GENESIS_HASH, chain_hash, decode_record, encode_record
+from ledger.codec import Envelope, GENESIS_HASH, chain_hash, decode_record, encode_record
 
 pytestmark = pytest.mark.smoke
 
@@ -77,7 +77,8 @@ VECTORS: list[tuple[str, events.Event, bytes, str]] = [
 
 def encoded(position: int, stream: str, event: events.Event) -> bytes:
     correlation = None if position == 1 else f"c{position}"
-    return encode_record(position, stream, 1, RECORDED_AT, "r1", None, correlation, None, event)
+    return encode_record(Envelope(recorded_at=RECORDED_AT, run_id="r1", correlation_id=correlation),
+                         event, position=position, stream=stream, version=1)
 
 
 def test_canonical_records_are_pinned() -> None:
