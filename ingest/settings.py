@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from ledger.config import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetrySettings(_Strict):
+class RetrySettings(StrictModel):
     fetch_attempts_max: int = Field(3, ge=1, le=20)
     backoff_ms_base: int = Field(100, ge=0, le=60_000)
     backoff_ms_cap: int = Field(1_000, ge=0, le=600_000)
@@ -27,7 +25,7 @@ class RetrySettings(_Strict):
         return self
 
 
-class BreakerSettings(_Strict):
+class BreakerSettings(StrictModel):
     failures_consecutive_max: int = Field(5, ge=1, le=1_000)
     failure_rate_max: float = Field(0.5, gt=0, le=1)
     window_calls: int = Field(20, ge=1, le=10_000)
@@ -44,12 +42,12 @@ class BreakerSettings(_Strict):
         return self
 
 
-class FeedSettings(_Strict):
+class FeedSettings(StrictModel):
     # How far behind the newest sequence a missing one may still arrive before it is a gap.
     reorder_window_max: int = Field(100, ge=0, le=1_000_000)
 
 
-class IngestSettings(_Strict):
+class IngestSettings(StrictModel):
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
     feed: FeedSettings = FeedSettings()

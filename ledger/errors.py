@@ -90,7 +90,35 @@ class UnknownEventType(TallyError):
 
 
 class StoreUnavailable(TallyError):
+    """The ledger cannot be reached or used right now.
+
+    ``transient`` says whether the same call may succeed if retried after a while (a lost
+    connection, a lock or statement timeout, a serialization failure), as opposed to a
+    mistake that retrying cannot fix (a wrong password, a missing database).
+    """
+
     default_hint = "check the database URL (--db or TALLY_DB) and that the server is running"
+    transient: ClassVar[bool] = False
+
+
+class StoreBusy(StoreUnavailable):
+    """A wait on the ledger ran past its named limit (a lock, a statement, the pool)."""
+
+    default_hint = "another writer holds the ledger; retry when it is done"
+    transient = True
+
+
+class StoreConnectionLost(StoreUnavailable):
+    """The database went away (stopped, restarted, network cut) or cannot be reached."""
+
+    transient = True
+
+
+class ImmutabilityViolation(TallyError):
+    """The database refused to change or delete a ledger row (its immutability triggers)."""
+
+    exit_code = EXIT_INTEGRITY
+    default_hint = "ledger rows are never changed or deleted: append a correcting event"
 
 
 class SchemaOutdated(TallyError):

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ledger.config import StrictModel
 
 from projections.portfolio import ZERO, PortfolioState
 
 Outcome = Literal["passed", "reconciled", "discarded"]
 
 
-class ValidatorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ValidatorSettings(StrictModel):
+    """The validator's tolerances (``run.validator`` in the configuration)."""
 
     base_epsilon: Decimal = Field(Decimal("0.02"), ge=0)
     # Share of equity (0.001 = 0.1%) up to which a difference is reconciled, not refused.

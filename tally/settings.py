@@ -12,26 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ingest.settings import IngestSettings
+from ledger.config import StrictModel
 from ledger.errors import ConfigError
+from ledger.store.settings import StoreSettings
 from tally.run.settings import RunSettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 DB_ENV = "TALLY_DB"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Settings(StrictModel):
+    """The whole configuration file: each part's settings under its own key."""
 
-
-class StoreSettings(_Strict):
-    url: str = "sqlite:///tally.db"
-    durable: bool = True
-
-
-class Settings(_Strict):
     store: StoreSettings = StoreSettings()
     ingest: IngestSettings = IngestSettings()
     run: RunSettings = RunSettings()

@@ -8,10 +8,12 @@ from ledger.store.backend import open_backend
 from ledger.store.append import StreamAppend, group_appends
 from ledger.store.event_store import EventStore
 from ledger.store.migrate import check_schema, upgrade
+from ledger.store.settings import StoreSettings
 
 __all__ = [
     "EventStore",
     "RecordedEvent",
+    "StoreSettings",
     "StoreStats",
     "StreamAppend",
     "group_appends",
@@ -20,13 +22,20 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, clock: Clock | None = None, durable: bool = True) -> EventStore:
+def open_store(url: str, *, clock: Clock | None = None, durable: bool | None = None,
+               settings: StoreSettings | None = None) -> EventStore:
     """Open the ledger at ``url``; never creates or changes a schema.
+
+    ``settings`` bounds every wait (locks, statements, the pool); ``durable`` overrides
+    its ``durable`` (a scratch ledger needs no power-cut safety).
 
     Raises ``SchemaOutdated`` (hint: run ``tally init``) for an uninitialised or outdated
     database and ``StoreUnavailable`` when the database cannot be reached or read.
     """
-    backend = open_backend(url, durable=durable)
+    settings = settings or StoreSettings()
+    if durable is not None:
+        settings = settings.model_copy(update={"durable": durable})
+    backend = open_backend(url, settings)
     engine = backend.engine(create=False)
     try:
         with backend.guard(), engine.connect() as conn:
@@ -37,6 +46,6 @@ def open_store(url: str, *, clock: Clock | None = None, durable: bool = True) ->
     return EventStore(backend, engine, clock=clock)
 
 
-def init_store(url: str) -> tuple[str | None, str]:
+def init_store(url: str, settings: StoreSettings | None = None) -> tuple[str | None, str]:
     """Create the ledger at ``url`` or upgrade it to the latest schema; safe to repeat."""
-    return upgrade(open_backend(url))
+    return upgrade(open_backend(url, settings))

@@ -9,7 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ledger.errors import ConfigError
+from ledger.errors import ConfigError, TallyError
+from ledger.store.settings import StoreSettings
 
 URL_HINT = (
     "use sqlite:///path/to/ledger.db or postgresql+psycopg://user:password@host:5432/dbname"
@@ -17,8 +18,11 @@ URL_HINT = (
 
 
 class Backend(Protocol):
+    """A database the store can use: its engine, its append lock and its error table."""
+
     name: str
     display_url: str
+    driver_error: type[BaseException]
 
     def engine(self, *, create: bool) -> Engine:
         """Return an engine; ``create`` allows creating a missing database file."""
@@ -41,6 +45,10 @@ class Backend(Protocol):
 
     def guard(self) -> AbstractContextManager[None]:
         """Translate driver errors raised inside into the Tally error family."""
+        ...
+
+    def translate(self, error: BaseException) -> TallyError:
+        """Classify one driver error (by code or class) into the Tally error family."""
         ...
 
     def sql(self, statement: str) -> str:
@@ -70,13 +78,14 @@ def parse_url(raw: str) -> URL:
     )
 
 
-def open_backend(raw_url: str, *, durable: bool = True) -> Backend:
-    """Return the backend for a database URL."""
+def open_backend(raw_url: str, settings: StoreSettings | None = None) -> Backend:
+    """Return the backend for a database URL, with the limits of ``settings``."""
     url = parse_url(raw_url)
+    settings = settings or StoreSettings()
     if url.drivername == "sqlite":
         from ledger.store.sqlite import SqliteBackend
 
-        return SqliteBackend(url, durable=durable)
+        return SqliteBackend(url, settings)
     from ledger.store.postgres import PostgresBackend
 
-    return PostgresBackend(url)
+    return PostgresBackend(url, settings)

@@ -10,36 +10,85 @@ sees the new head and positions are gapless and in commit order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ledger.errors import StoreUnavailable, TallyError
+from ledger.errors import (
+    ImmutabilityViolation,
+    SchemaOutdated,
+    StoreBusy,
+    StoreConnectionLost,
+    StoreUnavailable,
+    TallyError,
+)
+from ledger.store.boundary import driver_errors, first_line
 from ledger.store.schema import ROW_COLUMNS
+from ledger.store.settings import StoreSettings
 
 # An arbitrary fixed key: every Tally writer on the database serialises on it.
 APPEND_LOCK_KEY = 0x7A11_1ED6_E500
-CONNECT_TIMEOUT_S = 5
+
+# SQLSTATE (or its two-character class) -> (error, what happened, hint). The immutability
+# triggers raise P0001 (plpgsql's RAISE EXCEPTION); nothing else in a Tally schema does.
+SQLSTATES: dict[str, tuple[type[TallyError], str, str]] = {
+    "P0001": (ImmutabilityViolation, "refused by the ledger's immutability trigger",
+              "ledger rows are never changed or deleted: append a correcting event"),
+    "55P03": (StoreBusy, "waited longer than store.lock_timeout_ms for a lock",
+              "another writer holds the ledger ({self.lock_timeout_ms} ms); retry"),
+    "57014": (StoreBusy, "a statement ran longer than store.statement_timeout_ms",
+              "the server is overloaded or stalled ({self.statement_timeout_ms} ms); retry"),
+    "25P03": (StoreBusy, "a transaction stayed idle past the server's limit",
+              "retry; the transaction was rolled back whole"),
+    "40001": (StoreBusy, "a serialization failure", "retry; nothing was committed"),
+    "40P01": (StoreBusy, "a deadlock was broken", "retry; nothing was committed"),
+    "08": (StoreConnectionLost, "the connection to PostgreSQL failed",
+           "is the server running? the call can be retried when it is back"),
+    **{state: (StoreConnectionLost, "the PostgreSQL server is shutting down or starting",
+               "retry when the server is back") for state in ("57P01", "57P02", "57P03")},
+    "28": (StoreUnavailable, "PostgreSQL refused the login",
+           "check the user name and password in the database URL"),
+    "3D000": (StoreUnavailable, "the PostgreSQL database does not exist",
+              "create it first (createdb NAME), then run `tally init --db URL`"),
+    "42P01": (SchemaOutdated, "the ledger's tables are missing",
+              "run `tally init` (with the same --db) to create the schema"),
+    "53100": (StoreUnavailable, "the PostgreSQL server's disk is full",
+              "free space on the server; nothing partial was committed"),
+}
 
 
 class PostgresBackend:
     name = "postgresql"
 
-    def __init__(self, url: URL) -> None:
+    driver_error = psycopg.Error
+
+    def __init__(self, url: URL, settings: StoreSettings) -> None:
         self.url = url
         self.display_url = url.render_as_string(hide_password=True)
+        self.settings = settings
+        self.lock_timeout_ms = settings.lock_timeout_ms
+        self.statement_timeout_ms = settings.statement_timeout_ms
 
     def engine(self, *, create: bool) -> Engine:
         # ``create`` is moot: a PostgreSQL database is created by its administrator.
+        limits = self.settings
+        # Every wait on the server is bounded: the append lock (an advisory lock obeys
+        # lock_timeout), any one statement, and a transaction left idle.
+        options = (f"-c lock_timeout={limits.lock_timeout_ms} "
+                   f"-c statement_timeout={limits.statement_timeout_ms} "
+                   f"-c idle_in_transaction_session_timeout="
+                   f"{limits.idle_in_transaction_timeout_ms}")
         return create_engine(
             self.url,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
-            pool_size=2,
-            max_overflow=4,
+            connect_args={"connect_timeout": limits.connect_timeout_s, "options": options},
+            pool_size=limits.pool_size,
+            max_overflow=limits.pool_overflow_max,
+            pool_timeout=limits.pool_timeout_s,
+            pool_recycle=limits.pool_recycle_s,
+            pool_pre_ping=True,
         )
 
     def prepare(self, engine: Engine) -> None:
@@ -64,42 +113,28 @@ class PostgresBackend:
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
 
-    @contextmanager
-    def guard(self) -> Iterator[None]:
-        try:
-            yield
-        except TallyError:
-            raise
-        except DBAPIError as e:
-            raise self._translate(str(e.orig or e)) from e
-        except psycopg.Error as e:
-            raise self._translate(str(e)) from e
-        except SQLAlchemyError as e:
-            raise self._translate(str(e)) from e
+    def guard(self) -> AbstractContextManager[None]:
+        """Translate driver errors raised inside into the Tally error family."""
+        return driver_errors(self)
 
-    def _translate(self, text: str) -> TallyError:
+    def translate(self, error: BaseException) -> TallyError:
+        """Classify a psycopg error by SQLSTATE; one without a code by its class."""
         where = {"url": self.display_url}
-        first = text.strip().splitlines()[0] if text.strip() else text
-        if "password authentication failed" in text or "no password supplied" in text:
-            return StoreUnavailable(
-                f"PostgreSQL refused the login ({first})",
-                hint="check the user name and password in the database URL",
-                **where,
-            )
-        if "does not exist" in text and "database" in text:
-            return StoreUnavailable(
-                f"the PostgreSQL database does not exist ({first})",
-                hint="create it first (createdb NAME), then run `tally init --db URL`",
-                **where,
-            )
-        if "Connection refused" in text or "could not connect" in text or "timeout" in text:
-            return StoreUnavailable(
-                f"cannot reach the PostgreSQL server ({first})",
-                hint="is the server running and listening at the host and port in the URL?",
-                **where,
-            )
-        if "immutable" in text:
-            return StoreUnavailable(
-                f"refused: {first}", hint="ledger rows are never changed or deleted", **where
-            )
-        return StoreUnavailable(f"PostgreSQL error: {first}", **where)
+        said = first_line(error)
+        state = getattr(error, "sqlstate", None)
+        if state is None:
+            if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+                # libpq reports a failed or broken connection as text only (no SQLSTATE):
+                # the server's own reason is shown, and the hint covers what it can be.
+                return StoreConnectionLost(
+                    f"cannot reach or log in to the PostgreSQL server ({said})",
+                    hint="is the server running at the URL's host and port? are the user, "
+                         "password and database name right? (createdb NAME, then "
+                         "`tally init --db URL`)", **where)
+            return StoreUnavailable(f"PostgreSQL error: {said}", **where)
+        found = SQLSTATES.get(state) or SQLSTATES.get(state[:2])
+        if found is None:
+            return StoreUnavailable(f"PostgreSQL error {state}: {said}", sqlstate=state,
+                                    **where)
+        kind, what, hint = found
+        return kind(f"{what} ({said})", hint=hint.format(self=self), sqlstate=state, **where)

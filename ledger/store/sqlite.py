@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from ledger.errors import SchemaOutdated, StoreUnavailable, TallyError
+from ledger.errors import (
+    ImmutabilityViolation,
+    SchemaOutdated,
+    StoreBusy,
+    StoreUnavailable,
+    TallyError,
+)
+from ledger.store.boundary import driver_errors, first_line
 from ledger.store.schema import ROW_COLUMNS
+from ledger.store.settings import StoreSettings
 
-BUSY_TIMEOUT_MS = 10_000
+# SQLite result codes (sqlite3.h); an error's code is classified, never its text.
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR = 5, 6, 8, 10
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 11, 13, 14, 26
+SQLITE_CONSTRAINT_TRIGGER = 1811  # RAISE(ABORT) in a trigger: the immutability triggers
 INSERT_CHUNK_ROWS = 100  # 800 parameters, far below SQLite's limit of 32,766
 PAGE_SIZE_BYTES = 8192
 # Checkpoint the WAL into the database every ~80 MB instead of every ~8 MB.
@@ -33,11 +43,14 @@ _WRITE_OPTION = "tally_write"
 class SqliteBackend:
     name = "sqlite"
 
-    def __init__(self, url: URL, *, durable: bool = True) -> None:
+    driver_error = sqlite3.Error
+
+    def __init__(self, url: URL, settings: StoreSettings) -> None:
         self.path = Path(url.database or "")
         self.display_url = f"sqlite:///{url.database}"
         # FULL syncs the WAL at every commit: a committed append survives a power cut.
-        self.synchronous = "FULL" if durable else "NORMAL"
+        self.synchronous = "FULL" if settings.durable else "NORMAL"
+        self.busy_timeout_ms = settings.busy_timeout_ms
         self._insert_cache: dict[int, str] = {}
 
     def engine(self, *, create: bool) -> Engine:
@@ -63,13 +76,13 @@ class SqliteBackend:
         # in-memory pool, one connection per thread, so a read inside a unit of work would
         # land in the writer's open transaction.
         engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool)
-        synchronous = self.synchronous
+        synchronous, busy_timeout_ms = self.synchronous, self.busy_timeout_ms
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
             cursor = dbapi_conn.cursor()
             try:
-                cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
                 cursor.execute(f"PRAGMA synchronous = {synchronous}")
             finally:
                 cursor.close()
@@ -125,51 +138,45 @@ class SqliteBackend:
     def sql(self, statement: str) -> str:
         return statement
 
-    @contextmanager
-    def guard(self) -> Iterator[None]:
-        try:
-            yield
-        except TallyError:
-            raise
-        except DBAPIError as e:
-            raise self._translate(e.orig, e) from e
-        except sqlite3.Error as e:
-            raise self._translate(e, e) from e
-        except SQLAlchemyError as e:
-            raise StoreUnavailable(
-                f"database error on {self.path}: {e}", path=str(self.path)
-            ) from e
+    def guard(self) -> AbstractContextManager[None]:
+        """Translate driver errors raised inside into the Tally error family."""
+        return driver_errors(self)
 
-    def _translate(self, orig: BaseException | None, exc: BaseException) -> TallyError:
-        text = str(orig or exc)
+    def translate(self, error: BaseException) -> TallyError:
+        """Classify a sqlite3 error by its result code (the extended one where it matters)."""
+        code = getattr(error, "sqlite_errorcode", None)
         where = {"path": str(self.path)}
-        if "file is not a database" in text or "malformed" in text:
+        said = first_line(error)
+        if code == SQLITE_CONSTRAINT_TRIGGER:
+            return ImmutabilityViolation(f"refused: {said}", **where)
+        primary = None if code is None else code & 0xFF
+        if primary in (SQLITE_BUSY, SQLITE_LOCKED):
+            return StoreBusy(
+                f"{self.path} is locked by another writer for more than "
+                f"{self.busy_timeout_ms / 1000:g} s",
+                hint="another process holds a long write transaction; retry when it ends "
+                     "(store.busy_timeout_ms sets the wait)",
+                **where,
+            )
+        if primary in (SQLITE_CORRUPT, SQLITE_NOTADB):
             return StoreUnavailable(
-                f"{self.path} is not a readable SQLite database ({text})",
+                f"{self.path} is not a readable SQLite database ({said})",
                 hint="point --db at a Tally ledger, or restore this file from a backup",
                 **where,
             )
-        if "unable to open database file" in text:
+        if primary == SQLITE_CANTOPEN:
             return StoreUnavailable(
-                f"cannot open {self.path} ({text})",
-                hint="check that the folder exists and is writable",
-                **where,
-            )
-        if "database is locked" in text:
-            return StoreUnavailable(
-                f"{self.path} is locked by another writer for more than "
-                f"{BUSY_TIMEOUT_MS // 1000} s",
-                hint="another process holds a long write transaction; retry when it ends",
-                **where,
-            )
-        if "readonly" in text or "read-only" in text:
-            return StoreUnavailable(
-                f"{self.path} is read-only ({text})",
-                hint="check the file's permissions",
-                **where,
-            )
-        if "immutable" in text:
-            return StoreUnavailable(
-                f"refused: {text}", hint="ledger rows are never changed or deleted", **where
-            )
-        return StoreUnavailable(f"SQLite error on {self.path}: {text}", **where)
+                f"cannot open {self.path} ({said})",
+                hint="check that the folder exists and is writable", **where)
+        if primary == SQLITE_READONLY:
+            return StoreUnavailable(f"{self.path} is read-only ({said})",
+                                    hint="check the file's permissions", **where)
+        if primary == SQLITE_FULL:
+            return StoreUnavailable(f"the disk holding {self.path} is full ({said})",
+                                    hint="free some space; nothing partial was committed",
+                                    **where)
+        if primary == SQLITE_IOERR:
+            return StoreUnavailable(f"disk I/O error on {self.path} ({said})",
+                                    hint="check the disk and the file system", **where)
+        name = getattr(error, "sqlite_errorname", type(error).__name__)
+        return StoreUnavailable(f"SQLite error {name} on {self.path}: {said}", **where)

@@ -54,7 +54,7 @@ def _dispatch(command: Command, args: argparse.Namespace) -> int:
         return command.handler(call)
     from ledger.store import open_store
 
-    with open_store(call.url, durable=settings.store.durable) as store:
+    with open_store(call.url, settings=settings.store) as store:
         call.store = store
         return command.handler(call)
 

@@ -56,8 +56,8 @@ def run(call: Invocation) -> int:
         return _run_live(call, settings, mode)
     from tally.run.backtest import run_backtest
 
-    init_store(call.url)  # create or upgrade: the main job works on a fresh machine
-    with open_store(call.url, durable=settings.store.durable) as store:
+    init_store(call.url, settings.store)  # create or upgrade: the main job works on a fresh machine
+    with open_store(call.url, settings=settings.store) as store:
         bar: Progress | None = None
 
         def progress(done: int, total: int) -> None:
@@ -89,8 +89,8 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
 
     args, live = call.args, settings.run.live
     exchange = exchange_from_environment(live.exchange, live=mode == "live")
-    init_store(call.url)
-    with open_store(call.url, durable=settings.store.durable) as store:
+    init_store(call.url, settings.store)
+    with open_store(call.url, settings=settings.store) as store:
         bar = Progress("cycles", args.cycles or live.cycles)
         try:
             summary = asyncio.run(run_live(

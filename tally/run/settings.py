@@ -7,16 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ledger.config import StrictModel
 
 from projections.validator import ValidatorSettings
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MarketSteps(_Strict):
+class MarketSteps(StrictModel):
     """A market's steps and fees; keyed by symbol or by quote asset in ``run.markets``."""
 
     price_step: Decimal = Field(gt=0)
@@ -34,14 +32,14 @@ DEFAULT_MARKETS = {
 }
 
 
-class OutageSettings(_Strict):
+class OutageSettings(StrictModel):
     start_cycle: int = Field(ge=0)
     cycles: int = Field(ge=1)
     symbols: list[str] = []  # empty: the whole source is down
     error_class: str = "ExchangeNotAvailable"
 
 
-class FaultSettings(_Strict):
+class FaultSettings(StrictModel):
     failure_rate: float = Field(0.02, ge=0, le=1)  # share of fetches that fail at random
     malformed_rate: float = Field(0.005, ge=0, le=1)  # share that return garbage
     latency_ms: int = Field(0, ge=0, le=60_000)
@@ -51,7 +49,7 @@ class FaultSettings(_Strict):
     ]
 
 
-class SampleSettings(_Strict):
+class SampleSettings(StrictModel):
     """The generated data of the embedded default run."""
 
     symbols: list[str] = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"]
@@ -61,12 +59,12 @@ class SampleSettings(_Strict):
     missing_share: float = Field(0.003, ge=0, le=0.5)  # candles left out, as real feeds do
 
 
-class StrategySettings(_Strict):
+class StrategySettings(StrictModel):
     path: str = "runs.strategy:Momentum"
     params: dict[str, Any] = {}
 
 
-class LiveSettings(_Strict):
+class LiveSettings(StrictModel):
     """Paper and live runs: the exchange (a ccxt id), the symbols and the cadence."""
 
     exchange: str = "binance"
@@ -79,7 +77,7 @@ class LiveSettings(_Strict):
     cache_dir: Path = Path(".tally-cache")
 
 
-class RunSettings(_Strict):
+class RunSettings(StrictModel):
     mode: Literal["backtest", "paper", "live"] = "backtest"
     seed: int = 7
     account: str = Field("main", min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")

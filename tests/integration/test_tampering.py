@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from ledger import events
 from ledger.codec import chain_hash
-from ledger.errors import ChainIntegrityError, UnknownEventType
+from ledger.errors import ChainIntegrityError, ImmutabilityViolation, UnknownEventType
 from ledger.store import EventStore
 
 
@@ -27,7 +27,8 @@ class Attacker:
         self.dialect = store.backend.name
 
     def sql(self, statement: str, **params: Any) -> None:
-        with self.store.engine.begin() as conn:
+        # Through the store's own driver-error boundary, as any Tally code path would be.
+        with self.store.backend.guard(), self.store.engine.begin() as conn:
             conn.execute(text(statement), params)
 
     def row(self, position: int) -> Any:
@@ -84,8 +85,9 @@ def test_triggers_refuse_update_and_delete(ledger: EventStore) -> None:
                       "DELETE FROM events WHERE position = 10",
                       "UPDATE idempotency_keys SET count = 0",
                       "DELETE FROM idempotency_keys"):
-        with pytest.raises(Exception, match="immutable"):
+        with pytest.raises(ImmutabilityViolation, match="immutable") as refused:
             attacker.sql(statement)
+        assert refused.value.exit_code == 1  # an integrity failure, not a user error
     assert ledger.verify().events == 10
 
 
@@ -95,7 +97,7 @@ def test_postgres_refuses_truncate(pg_url: str) -> None:
 
     with open_store(pg_url) as store:
         store.append("s", [deposit("1")], expected_version=0)
-        with pytest.raises(Exception, match="immutable"):
+        with pytest.raises(ImmutabilityViolation, match="immutable"):
             Attacker(store).sql("TRUNCATE events")
         assert store.head() == 1
 
