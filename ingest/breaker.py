@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ingest.settings import BreakerSettings
 from ledger import events
+from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock
 from ledger.errors import ProviderError
 
@@ -168,7 +169,7 @@ class CircuitBreaker:
         except ProviderError as e:
             self.record(events.FetchFailed(
                 source=source, endpoint=endpoint, symbol=symbol, attempt=1,
-                error_class=e.error_class, retryable=e.retryable, message=e.message[:300],
+                error_class=e.error_class, retryable=e.retryable, message=e.message[:MESSAGE_LENGTH_MAX],
             ), symbol, emit)
             raise
         self.record(events.FetchSucceeded(

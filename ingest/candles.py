@@ -20,9 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from ingest.contracts import TIMEFRAME_MS, check_ohlcv, read_ohlcv_csv
-from ingest.market import OHLCV_COLUMNS, Ticker, round_to_step, to_decimal, utc_from_ms
+from ingest.contracts import check_ohlcv, read_ohlcv_csv
+from ingest.market import OHLCV_COLUMNS, Ticker, to_decimal, utc_from_ms
 from ingest.simulated import FaultInjector, SimulatedFaults
+from ledger.market import TIMEFRAME_MS, round_to_step
 from ledger.clock import Clock, to_micros
 from ledger.errors import InputError, ProviderError
 

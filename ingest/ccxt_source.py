@@ -38,11 +38,11 @@ class CcxtSource:
         """Load markets once (skipped when the exchange already holds them)."""
         async with self._markets_lock:
             if not self.exchange.markets:
-                await self._call("markets", None, self.exchange.load_markets)
+                await self.call("markets", None, self.exchange.load_markets)
 
     async def fetch_ticker(self, symbol: str, params: dict[str, Any] | None = None) -> Ticker:
         await self.load_markets()
-        raw = await self._call(
+        raw = await self.call(
             "ticker", symbol, lambda: self.exchange.fetch_ticker(symbol, params or {})
         )
         if not isinstance(raw, dict) or all(raw.get(k) is None for k in ("last", "bid", "ask")):
@@ -68,7 +68,7 @@ class CcxtSource:
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         await self.load_markets()
-        rows = await self._call(
+        rows = await self.call(
             "ohlcv",
             symbol,
             lambda: self.exchange.fetch_ohlcv(symbol, timeframe, since, limit, params or {}),
@@ -82,7 +82,7 @@ class CcxtSource:
 
     async def fetch_balance(self, params: dict[str, Any] | None = None) -> Balance:
         await self.load_markets()
-        raw = await self._call(
+        raw = await self.call(
             "balance", None, lambda: self.exchange.fetch_balance(params or {})
         )
         return Balance(
@@ -99,9 +99,10 @@ class CcxtSource:
     async def close(self) -> None:
         await self.exchange.close()
 
-    async def _call(
+    async def call(
         self, endpoint: str, symbol: str | None, call: Callable[[], Awaitable[T]]
     ) -> T:
+        """Await ``call``; translate whatever it raises at this boundary, with Retry-After."""
         try:
             return await call()
         except Exception as e:

@@ -18,15 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingest.market import OHLCV_COLUMNS, round_to_step, to_decimal
+from ingest.market import OHLCV_COLUMNS, to_decimal
 from ledger import events
+from ledger.market import TIMEFRAME_MS, round_to_step
 from ledger.errors import DataContractError, InputError
 
 ROWS_SHOWN_MAX = 10
 Emit = Callable[[str, events.Event], None]
 
-TIMEFRAME_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000,
-                "4h": 14_400_000, "1d": 86_400_000}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 import msgspec
 
@@ -51,14 +51,6 @@ def to_decimal(value: object) -> Decimal | None:
     if not result.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
     return result
-
-
-def round_to_step(value: Decimal, step: Decimal) -> Decimal:
-    """Round ``value`` to a multiple of ``step`` (half to even), keeping the step's exponent."""
-    if step <= 0:
-        raise ValueError(f"a price or amount step must be positive, got {step}")
-    units = (value / step).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    return (units * step).quantize(step)
 
 
 def utc_from_ms(ms: int) -> datetime:

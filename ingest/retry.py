@@ -19,6 +19,7 @@ from ingest.breaker import CircuitBreaker
 from ingest.provider_errors import provider_error
 from ingest.settings import RetrySettings
 from ledger import events
+from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock
 from ledger.errors import ProviderError
 
@@ -90,7 +91,7 @@ async def call_with_retry(
             failed = events.FetchFailed(
                 source=source, endpoint=endpoint, symbol=symbol, attempt=attempt,
                 error_class=error.error_class, retryable=error.retryable,
-                message=error.message[:300], latency_ms=_ms_between(called, clock.now()),
+                message=error.message[:MESSAGE_LENGTH_MAX], latency_ms=_ms_between(called, clock.now()),
             )
             emit(stream, failed)
             if breaker is not None:

@@ -1,8 +1,9 @@
 """A simulated market: seeded prices for any number of symbols, and seeded faults.
 
 Everything is a function of the seed, the symbol and the simulated time, so the same run
-gives the same prices and the same failures. Faults raise ccxt's own exception classes, so
-they are classified exactly as a live exchange's would be.
+gives the same prices and the same failures. Faults name ccxt's exception classes and raise
+exactly the error such an exception becomes (``simulated_error``), so they are classified as
+a live exchange's would be, without importing ccxt.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import ccxt
 import pandas as pd
 
-from ingest.market import OHLCV_COLUMNS, Balance, Ticker, round_to_step, utc_from_ms
+from ingest.market import OHLCV_COLUMNS, Balance, Ticker, utc_from_ms
+from ingest.provider_errors import simulated_error
+from ledger.errors import ProviderError
+from ledger.market import round_to_step
 from ledger.clock import Clock
 
 PRICE_STEP = Decimal("0.00000001")
@@ -153,15 +156,24 @@ class FaultInjector:
             await self.clock.sleep(faults.latency_ms * (1 + rng.random() / 2) / 1000)
         now = self.clock.now()
         if any(now in window for window in faults.outages):
-            raise ccxt.ExchangeNotAvailable(f"{self.name} is down (simulated outage)")
+            raise self._fault("ExchangeNotAvailable", f"{self.name} is down (simulated outage)",
+                              endpoint, symbol)
         for burst in faults.bursts:
             if now in burst.window and (not burst.symbols or symbol in burst.symbols):
-                raise getattr(ccxt, burst.error_class)(f"{self.name}: simulated burst")
+                raise self._fault(burst.error_class, f"{self.name}: simulated burst", endpoint,
+                                  symbol)
         if symbol in faults.always_failing:
-            raise ccxt.RequestTimeout(f"{self.name}: {symbol} always times out (simulated)")
+            raise self._fault("RequestTimeout",
+                              f"{self.name}: {symbol} always times out (simulated)", endpoint,
+                              symbol)
         if rng.random() < faults.failure_rate:
             error_class = faults.failure_classes[rng.randrange(len(faults.failure_classes))]
-            raise getattr(ccxt, error_class)(f"{self.name}: simulated {error_class}")
+            raise self._fault(error_class, f"{self.name}: simulated {error_class}", endpoint,
+                              symbol)
         if rng.random() < faults.malformed_rate:
             raise ValueError(f"{self.name}: malformed payload (simulated)")
         return now
+
+    def _fault(self, error_class: str, text: str, endpoint: str, symbol: str) -> ProviderError:
+        return simulated_error(error_class, text, source=self.name, endpoint=endpoint,
+                               symbol=symbol)

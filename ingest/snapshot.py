@@ -18,10 +18,11 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from ingest.breaker import BreakerRegistry
-from ingest.market import Ticker, round_to_step
+from ingest.market import Ticker
 from ingest.retry import Failed, Fetched, call_with_retry, symbol_stream
 from ingest.settings import IngestSettings
 from ledger import events
+from ledger.market import MESSAGE_LENGTH_MAX, round_to_step
 from ledger.clock import Clock
 from ledger.store import StreamAppend, group_appends
 
@@ -155,7 +156,7 @@ class SnapshotTaker:
                 try:
                     mark = await self._price(symbol, cycle, emit)
                 except Exception as e:  # one symbol never aborts the cycle
-                    reason = f"unexpected {type(e).__name__}: {e}"[:300]
+                    reason = f"unexpected {type(e).__name__}: {e}"[:MESSAGE_LENGTH_MAX]
                     emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
                     mark = Mark(symbol, "failed", None, None, reason)
                 return mark, self.clock.now() - begun

@@ -5,13 +5,12 @@ the ledger by a rounding, as a real venue does) and is idempotent per client ord
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, Protocol
 
-import ccxt
-
-from ingest.market import Balance, round_to_step, to_decimal
-from ingest.provider_errors import provider_error
+from ingest.market import Balance, to_decimal
+from ingest.provider_errors import provider_error, simulated_error
+from ledger.market import floor_to_step, round_to_step, split_symbol
 
 Side = Literal["buy", "sell"]
 BPS = Decimal(10_000)
@@ -28,11 +27,11 @@ class MarketSpec:
 
     @property
     def base(self) -> str:
-        return self.symbol.split("/")[0]
+        return split_symbol(self.symbol)[0]
 
     @property
     def quote(self) -> str:
-        return self.symbol.split("/")[1].split(":")[0]
+        return split_symbol(self.symbol)[1]
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,8 @@ class PaperVenue:
         self.orders[client_order_id] = result
         if self.lose_answers > 0:
             self.lose_answers -= 1
-            raise ccxt.RequestTimeout(f"{self.name}: no answer to {client_order_id}")
+            raise simulated_error("RequestTimeout", f"{self.name}: no answer to "
+                                  f"{client_order_id}", source=self.name, endpoint="order")
         return result
 
     async def fetch_order(self, client_order_id: str) -> VenueOrder | None:
@@ -111,7 +111,7 @@ class PaperVenue:
         order_id = f"{self.name}-{len(self.orders) + 1}"
         if market is None:
             return VenueOrder(cid, order_id, "rejected", reason=f"unknown symbol {order.symbol}")
-        qty = (order.qty / market.qty_step).to_integral_value(ROUND_DOWN) * market.qty_step
+        qty = floor_to_step(order.qty, market.qty_step)
         if qty <= 0:
             return VenueOrder(cid, order_id, "rejected",
                               reason=f"quantity {order.qty} is below the step {market.qty_step}")
@@ -173,6 +173,8 @@ class CcxtVenue:
 
     async def fetch_order(self, client_order_id: str) -> VenueOrder | None:
         """Look an order up by its client order id (support for this varies by venue)."""
+        import ccxt  # loaded already: the exchange is ccxt's
+
         try:
             raw = await self.exchange.fetch_order(
                 client_order_id, None, {"clientOrderId": client_order_id})
@@ -192,10 +194,7 @@ class CcxtVenue:
         return await self._source.fetch_balance()
 
     async def _call(self, endpoint: str, call: Any) -> Any:
-        try:
-            return await call()
-        except Exception as e:
-            raise provider_error(e, source=self.name, endpoint=endpoint) from e
+        return await self._source.call(endpoint, None, call)
 
 
 def _venue_order(raw: dict[str, Any], client_order_id: str) -> VenueOrder:

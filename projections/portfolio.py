@@ -22,6 +22,7 @@ import msgspec
 
 from ledger import events
 from ledger.errors import BacktestInvariantError, InputError
+from ledger.market import split_symbol
 
 from ledger.recorded import RecordedEvent
 from projections.runner import fold as fold_projection
@@ -36,20 +37,6 @@ Posting = tuple[str, str, Decimal]  # (book, asset, amount)
 # The event types that move an account's money: a rebuild reads only these.
 MONEY_TYPES = ("FundsDeposited", "FundsWithdrawn", "TradeExecuted", "FeeCharged",
                "PortfolioReconciled")
-_SPLIT: dict[str, tuple[str, str]] = {}
-
-
-def split_symbol(symbol: str) -> tuple[str, str]:
-    known = _SPLIT.get(symbol)
-    if known is not None:
-        return known
-    base, sep, quote = symbol.partition("/")
-    if not sep or not base or not quote:
-        raise InputError(f"a symbol is BASE/QUOTE, got {symbol!r}", symbol=symbol)
-    _SPLIT[symbol] = result = (base, quote.split(":")[0])
-    return result
-
-
 def postings(event: events.Event) -> list[Posting]:
     """The double-entry postings of a money event (empty for other events)."""
     match event:

@@ -15,7 +15,8 @@ from ledger import events
 from ledger.errors import InputError
 from ledger.recorded import RecordedEvent
 from projections import portfolio
-from projections.portfolio import ZERO, PortfolioState, split_symbol
+from ledger.market import split_symbol
+from projections.portfolio import ZERO, PortfolioState
 from projections.runner import fold
 from projections.validator import Decision, ValidatorSettings, validate
 

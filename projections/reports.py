@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ledger import events
+from ledger.market import timeframe_s
 from ledger.recorded import RecordedEvent
 from projections.portfolio import MONEY_TYPES, ZERO, PortfolioState, apply
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from ledger.store import EventStore
 
 COLUMNS = ("timestamp", "equity", "cash", "positions_value", "realized_pnl", "fees")
-TIMEFRAME_S = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14_400, "1d": 86_400}
 PRICE_TYPES = ("SnapshotSealed", "CandleImported")
 MARKER_TYPES = ("PortfolioReconciled", "CycleDiscarded")
 
@@ -52,7 +52,7 @@ def _time_of(recorded: RecordedEvent) -> datetime:
     if isinstance(event, events.FundsDeposited) and event.at is not None:
         return event.at
     if isinstance(event, events.CandleImported):
-        return event.open_time + timedelta(seconds=TIMEFRAME_S.get(event.timeframe, 0))
+        return event.open_time + timedelta(seconds=timeframe_s(event.timeframe))
     return recorded.recorded_at
 
 

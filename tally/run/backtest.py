@@ -27,7 +27,8 @@ from ledger.errors import InputError
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore, StreamAppend
 from projections import portfolio
-from projections.portfolio import PortfolioState, split_symbol
+from ledger.market import split_symbol
+from projections.portfolio import PortfolioState
 from projections.runs import list_runs
 from tally.run import context
 from tally.run.cycle_loop import CycleLoop

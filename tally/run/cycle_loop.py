@@ -20,6 +20,7 @@ from ingest.settings import IngestSettings
 from ingest.snapshot import SnapshotTaker, TickerSource
 from ingest.venues import MarketSpec, PaperVenue, Venue
 from ledger import events
+from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock, SimulatedClock
 from tally.run.commit import commit_cycle
 from ledger.store import EventStore
@@ -139,7 +140,7 @@ class CycleLoop:
             observed.append((f"venue/{self.account}", events.FetchFailed(
                 source=self.venue.name, endpoint="balance", symbol="", attempt=1,
                 error_class=error.error_class, retryable=error.retryable,
-                message=error.message[:300], latency_ms=0)))
+                message=error.message[:MESSAGE_LENGTH_MAX], latency_ms=0)))
             return None  # validated against the books alone: the critical checks still run
         if staged:  # balances change only with fills: record them when they do
             observed.append((f"venue/{self.account}", events.BalanceObserved(

@@ -23,6 +23,7 @@ from ingest.ccxt_source import CcxtSource
 from ingest.settings import IngestSettings
 from ingest.venues import CcxtVenue, MarketSpec, PaperVenue, Venue
 from ledger import events
+from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock, SystemClock
 from ledger.errors import InputError, ProviderError
 from ledger.store import EventStore, StreamAppend, group_appends
@@ -94,7 +95,7 @@ async def _warm_up(source: CcxtSource, strategy: Any, settings: RunSettings,
             emit((f"symbol/{symbol}", events.FetchFailed(
                 source=source.name, endpoint="ohlcv", symbol=symbol, attempt=1,
                 error_class=error.error_class, retryable=error.retryable,
-                message=error.message[:300], latency_ms=0)))
+                message=error.message[:MESSAGE_LENGTH_MAX], latency_ms=0)))
             continue
         entries.append(entry)
         warm = getattr(strategy, "warm_up", None)

@@ -7,8 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from ingest.provider_errors import CCXT_RETRYABLE
 from ledger.config import StrictModel
 
 from projections.validator import ValidatorSettings
@@ -33,10 +34,19 @@ DEFAULT_MARKETS = {
 
 
 class OutageSettings(StrictModel):
+    """A simulated outage: from ``start_cycle``, for ``cycles`` cycles."""
+
     start_cycle: int = Field(ge=0)
     cycles: int = Field(ge=1)
     symbols: list[str] = []  # empty: the whole source is down
-    error_class: str = "ExchangeNotAvailable"
+    error_class: str = "ExchangeNotAvailable"  # a ccxt error class name
+
+    @field_validator("error_class")
+    @classmethod
+    def _a_known_ccxt_class(cls, value: str) -> str:
+        if value not in CCXT_RETRYABLE:
+            raise ValueError(f"must be one of {', '.join(sorted(CCXT_RETRYABLE))}")
+        return value
 
 
 class FaultSettings(StrictModel):

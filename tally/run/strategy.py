@@ -14,11 +14,12 @@ import importlib
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any, Protocol
 
 from ingest.venues import MarketSpec, OrderIntent
 from ledger.errors import ConfigError
+from ledger.market import floor_to_step
 from projections.portfolio import PortfolioState
 
 
@@ -69,8 +70,7 @@ class Momentum:
             if held == 0 and price > average * (1 + self.margin):
                 budget = min(view.equity * self.allocation,
                              view.books.cash.get(market.quote, Decimal(0)) * Decimal("0.95"))
-                qty = (budget / price / market.qty_step).to_integral_value(ROUND_DOWN) \
-                    * market.qty_step
+                qty = floor_to_step(budget / price, market.qty_step)
                 if qty > 0:
                     intents.append(OrderIntent(view.account, symbol, "buy", qty,
                                                intent="enter"))
