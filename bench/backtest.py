@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ledger import init_store, open_store  # noqa: E402
-from tally.settings import load_settings  # noqa: E402
 from tally import repro  # noqa: E402
 from tally.run.backtest import run_backtest  # noqa: E402
+from tally.settings import load_settings  # noqa: E402
 
 
 def main() -> None:
@@ -39,33 +39,47 @@ def main() -> None:
         init_store(url)
         with open_store(url) as store:
             started = time.perf_counter()
-            summary = run_backtest(store, settings.run, settings.ingest,
-                                   config=settings.run_config(), data_dir=args.data)
+            summary = run_backtest(
+                store,
+                settings.run,
+                settings.ingest,
+                config=settings.run_config(),
+                data_dir=args.data,
+            )
             took = time.perf_counter() - started
             cycles = summary.counts["cycles"]
-            print(f"backtest: {len(list(args.data.glob('*.csv')))} files, {cycles:,} cycles, "
-                  f"{summary.events:,} events, {summary.counts['trades']:,} trades in "
-                  f"{took:.2f} s  ({summary.events / took:,.0f} events/s, "
-                  f"{cycles / took:,.0f} cycles/s)  target <= 10 s: "
-                  f"{'met' if took <= 10 else 'MISSED'}")
+            print(
+                f"backtest: {len(list(args.data.glob('*.csv')))} files, {cycles:,} cycles, "
+                f"{summary.events:,} events, {summary.counts['trades']:,} trades in "
+                f"{took:.2f} s  ({summary.events / took:,.0f} events/s, "
+                f"{cycles / took:,.0f} cycles/s)  target <= 10 s: "
+                f"{'met' if took <= 10 else 'MISSED'}"
+            )
             started = time.perf_counter()
             result = repro.check(store, summary.run_id, data_dir=args.data)
             took_repro = time.perf_counter() - started
             assert result.reproduced, result.divergence
-            print(f"repro check: {result.events:,} events re-executed and compared in "
-                  f"{took_repro:.2f} s  ({result.events / took_repro:,.0f} events/s, "
-                  f"{cycles / took_repro:,.0f} cycles/s)  target <= 15 s: "
-                  f"{'met' if took_repro <= 15 else 'MISSED'}")
+            print(
+                f"repro check: {result.events:,} events re-executed and compared in "
+                f"{took_repro:.2f} s  ({result.events / took_repro:,.0f} events/s, "
+                f"{cycles / took_repro:,.0f} cycles/s)  target <= 15 s: "
+                f"{'met' if took_repro <= 15 else 'MISSED'}"
+            )
             if args.pg:
                 started = time.perf_counter()
-                on_pg = repro.check(store, summary.run_id, data_dir=args.data,
-                                    scratch_url=args.pg)
-                print(f"repro check into PostgreSQL: {time.perf_counter() - started:.2f} s, "
-                      f"same fingerprint: {on_pg.replayed_fingerprint == summary.fingerprint}")
+                on_pg = repro.check(store, summary.run_id, data_dir=args.data, scratch_url=args.pg)
+                print(
+                    f"repro check into PostgreSQL: {time.perf_counter() - started:.2f} s, "
+                    f"same fingerprint: {on_pg.replayed_fingerprint == summary.fingerprint}"
+                )
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import tally.run.backtest, tally.cli"], check=True, cwd=ROOT)
-    print(f"(the CLI's start-up, imports of ccxt and pandas included: "
-          f"{time.perf_counter() - started:.2f} s)")
+    subprocess.run(
+        [sys.executable, "-c", "import tally.run.backtest, tally.cli"], check=True, cwd=ROOT
+    )
+    print(
+        f"(the CLI's start-up, imports of ccxt and pandas included: "
+        f"{time.perf_counter() - started:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,21 +37,30 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def settings(concurrency: int) -> IngestSettings:
     return IngestSettings(
-        retry=RetrySettings(fetch_attempts_max=4, backoff_ms_base=100, backoff_ms_cap=1000,
-                            backoff_jitter_ratio=0.2, fetch_budget_ms_max=10_000),
-        breaker=BreakerSettings(failures_consecutive_max=1000, failure_rate_max=1.0,
-                                window_calls=1000, calls_min=1000),
+        retry=RetrySettings(
+            fetch_attempts_max=4,
+            backoff_ms_base=100,
+            backoff_ms_cap=1000,
+            backoff_jitter_ratio=0.2,
+            fetch_budget_ms_max=10_000,
+        ),
+        breaker=BreakerSettings(
+            failures_consecutive_max=1000, failure_rate_max=1.0, window_calls=1000, calls_min=1000
+        ),
         fetch_concurrency_max=concurrency,
     )
 
 
-def timed_cycle(
-    symbols: list[str], failing: frozenset[str], concurrency: int
-) -> tuple[float, int]:
+def timed_cycle(symbols: list[str], failing: frozenset[str], concurrency: int) -> tuple[float, int]:
     clock = SystemClock()
     # The simulated market starts now: its prices are a walk from its start time.
-    source = SimulatedSource("venue", seed=1, clock=clock, start=clock.now(),
-                             faults=SimulatedFaults(always_failing=failing, latency_ms=2))
+    source = SimulatedSource(
+        "venue",
+        seed=1,
+        clock=clock,
+        start=clock.now(),
+        faults=SimulatedFaults(always_failing=failing, latency_ms=2),
+    )
     taker = SnapshotTaker([source], settings=settings(concurrency), clock=clock, seed=1)
     started = time.perf_counter()
     snapshot = asyncio.run(taker.take(symbols, 0))
@@ -91,19 +100,24 @@ def main() -> None:
     parser.add_argument("--skip-sequential", action="store_true")
     args = parser.parse_args()
     symbols = [f"S{i:04}/USDT" for i in range(args.symbols)]
-    failing = frozenset(symbols[:: max(1, round(1 / args.failing))][: round(args.symbols *
-                                                                            args.failing)])
+    failing = frozenset(
+        symbols[:: max(1, round(1 / args.failing))][: round(args.symbols * args.failing)]
+    )
     concurrent, events = timed_cycle(symbols, failing, concurrency=args.symbols)
-    print(f"cycle over {args.symbols} symbols, {len(failing)} failing every attempt "
-          f"(4 attempts, sleeps 100/200/400 ms +-20%, real asyncio):")
+    print(
+        f"cycle over {args.symbols} symbols, {len(failing)} failing every attempt "
+        f"(4 attempts, sleeps 100/200/400 ms +-20%, real asyncio):"
+    )
     print(f"  concurrent  {concurrent:7.3f} s   ({events} events)")
     if not args.skip_sequential:
         sequential, _ = timed_cycle(symbols, failing, concurrency=1)
         print(f"  sequential  {sequential:7.3f} s")
         print(f"  ratio       {sequential / concurrent:7.1f}x faster concurrent")
     append_ms, full_ms, count = recording_cost(symbols, args.runs)
-    print(f"recording a healthy {args.symbols}-symbol cycle ({count} events, one transaction, "
-          f"SQLite synchronous=FULL), {args.runs} cycles:")
+    print(
+        f"recording a healthy {args.symbols}-symbol cycle ({count} events, one transaction, "
+        f"SQLite synchronous=FULL), {args.runs} cycles:"
+    )
     for label, measured in (("append_many", append_ms), ("with read-back and logs", full_ms)):
         ordered = sorted(measured)
         p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]

@@ -29,10 +29,10 @@ from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 
 from ledger import events, init_store, open_store  # noqa: E402
-from tally.settings import load_settings  # noqa: E402
 from ledger.store import StreamAppend, group_appends  # noqa: E402
 from projections import portfolio  # noqa: E402
 from tally.run.backtest import run_backtest  # noqa: E402
+from tally.settings import load_settings  # noqa: E402
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 PER_CYCLE = 6
@@ -44,16 +44,39 @@ def cycle_events(cycle: int) -> list[events.Event]:
     qty = Decimal("0.01")
     marks = {s: price for s in SYMBOLS}
     return [
-        events.SnapshotSealed(snapshot_id=str(cycle), fresh=3, stale=0, failed=0, marks=marks,
-                              cycle=cycle),
-        events.TradeExecuted(account="main", symbol=symbol, side="buy", qty=qty, price=price,
-                             order_id=f"o{cycle}a", trade_id=f"t{cycle}a"),
-        events.FeeCharged(account="main", trade_id=f"t{cycle}a", asset="USDT",
-                          amount=(qty * price / 1000).quantize(Decimal("0.00000001"))),
-        events.TradeExecuted(account="main", symbol=symbol, side="sell", qty=qty / 2,
-                             price=price + 1, order_id=f"o{cycle}b", trade_id=f"t{cycle}b"),
-        events.FeeCharged(account="main", trade_id=f"t{cycle}b", asset="USDT",
-                          amount=(qty * price / 2000).quantize(Decimal("0.00000001"))),
+        events.SnapshotSealed(
+            snapshot_id=str(cycle), fresh=3, stale=0, failed=0, marks=marks, cycle=cycle
+        ),
+        events.TradeExecuted(
+            account="main",
+            symbol=symbol,
+            side="buy",
+            qty=qty,
+            price=price,
+            order_id=f"o{cycle}a",
+            trade_id=f"t{cycle}a",
+        ),
+        events.FeeCharged(
+            account="main",
+            trade_id=f"t{cycle}a",
+            asset="USDT",
+            amount=(qty * price / 1000).quantize(Decimal("0.00000001")),
+        ),
+        events.TradeExecuted(
+            account="main",
+            symbol=symbol,
+            side="sell",
+            qty=qty / 2,
+            price=price + 1,
+            order_id=f"o{cycle}b",
+            trade_id=f"t{cycle}b",
+        ),
+        events.FeeCharged(
+            account="main",
+            trade_id=f"t{cycle}b",
+            asset="USDT",
+            amount=(qty * price / 2000).quantize(Decimal("0.00000001")),
+        ),
         events.ValidationPassed(account="main", cycle=cycle, diff={"equity": "0"}),
     ]
 
@@ -62,11 +85,17 @@ def fill(url: str, total: int, first_cycle: int = 0) -> int:
     cycles = total // PER_CYCLE
     with open_store(url) as store:
         if first_cycle == 0:
-            store.append("portfolio/main", [events.FundsDeposited(
-                account="main", asset="USDT", amount=Decimal("10000000"))], expected_version=0)
+            store.append(
+                "portfolio/main",
+                [events.FundsDeposited(account="main", asset="USDT", amount=Decimal("10000000"))],
+                expected_version=0,
+            )
         for start in range(first_cycle, first_cycle + cycles, 166):
-            batch = [e for c in range(start, min(start + 166, first_cycle + cycles))
-                     for e in cycle_events(c)]
+            batch = [
+                e
+                for c in range(start, min(start + 166, first_cycle + cycles))
+                for e in cycle_events(c)
+            ]
             store.append_many([StreamAppend("portfolio/main", batch)])
         return store.head()
 
@@ -95,12 +124,16 @@ class Books(Application[Any]):
 def eventsourcing_rebuild(folder: str, money: list[events.Event]) -> tuple[float, int]:
     """Store ``money`` (trades and fees) as aggregate events, 1,000 per aggregate, and time
     rebuilding every aggregate with ``repository.get``."""
-    app = Books(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                     "SQLITE_DBNAME": f"{folder}/es-{len(money)}.db"})
+    app = Books(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": f"{folder}/es-{len(money)}.db",
+        }
+    )
     ids = []
     for start in range(0, len(money), 1000):
         account = Account()
-        for e in money[start:start + 1000]:
+        for e in money[start : start + 1000]:
             if isinstance(e, events.TradeExecuted):
                 account.trade(e.symbol, e.side, e.qty, e.price)
             elif isinstance(e, events.FeeCharged):
@@ -121,8 +154,9 @@ def real_run_events() -> tuple[str, list[tuple[str, events.Event]]]:
         url = f"sqlite:///{folder}/run.db"
         init_store(url)
         with open_store(url) as store:
-            summary = run_backtest(store, settings.run, settings.ingest,
-                                   config=settings.run_config())
+            summary = run_backtest(
+                store, settings.run, settings.ingest, config=settings.run_config()
+            )
             found = [(r.stream, r.event) for r in store.read_all()]
     return summary.account, found
 
@@ -137,7 +171,7 @@ def fill_with_run(url: str, total: int) -> tuple[int, dict[str, int], list[event
         while written < total:
             chunk = found[: total - written]
             for start in range(0, len(chunk), 1000):
-                part = chunk[start:start + 1000]
+                part = chunk[start : start + 1000]
                 store.append_many(group_appends(part))
             for _, e in chunk:
                 mix[type(e).__name__] = mix.get(type(e).__name__, 0) + 1
@@ -147,20 +181,27 @@ def fill_with_run(url: str, total: int) -> tuple[int, dict[str, int], list[event
         return store.head(), mix, money
 
 
-def measure(label: str, url: str, folder: str, head: int, account: str,
-            money: list[events.Event]) -> float:
+def measure(
+    label: str, url: str, folder: str, head: int, account: str, money: list[events.Event]
+) -> float:
     with open_store(url) as store:
         started = time.perf_counter()
         portfolio.rebuild(store, account=account, checkpoint=False)
         full = time.perf_counter() - started
     es_time, es_events = eventsourcing_rebuild(folder, money)
-    print(f"[{label}] tally rebuild from zero: {head:,} events in {full:.2f} s = "
-          f"{head / full:,.0f} events/s  (target >= 400,000: "
-          f"{'met' if head / full >= 400_000 else 'MISSED'})")
-    print(f"[{label}] eventsourcing 9.5 aggregate rebuild of the same trades and fees only: "
-          f"{es_events:,} events in {es_time:.2f} s = {es_events / es_time:,.0f} events/s")
-    print(f"[{label}] same portfolio, time ratio: tally {es_time / full:.2f}x faster; "
-          f"events/s ratio {head / full / (es_events / es_time):.2f}x")
+    print(
+        f"[{label}] tally rebuild from zero: {head:,} events in {full:.2f} s = "
+        f"{head / full:,.0f} events/s  (target >= 400,000: "
+        f"{'met' if head / full >= 400_000 else 'MISSED'})"
+    )
+    print(
+        f"[{label}] eventsourcing 9.5 aggregate rebuild of the same trades and fees only: "
+        f"{es_events:,} events in {es_time:.2f} s = {es_events / es_time:,.0f} events/s"
+    )
+    print(
+        f"[{label}] same portfolio, time ratio: tally {es_time / full:.2f}x faster; "
+        f"events/s ratio {head / full / (es_events / es_time):.2f}x"
+    )
     return full
 
 
@@ -173,10 +214,12 @@ def main() -> None:
         init_store(url)
         head, mix, money = fill_with_run(url, args.events)
         account = real_run_events()[0]
-        shares = ", ".join(f"{k} {v / head:.1%}" for k, v in sorted(
-            mix.items(), key=lambda kv: -kv[1])[:8])
-        print(f"ledger 1: {head:,} events, the default run's events repeated (its mix: "
-              f"{shares}, ...)")
+        shares = ", ".join(
+            f"{k} {v / head:.1%}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1])[:8]
+        )
+        print(
+            f"ledger 1: {head:,} events, the default run's events repeated (its mix: {shares}, ...)"
+        )
         full = measure("real-run mix", url, folder, head, account, money)
         with open_store(url) as store:
             portfolio.rebuild(store, account=account)  # saves a checkpoint at the head
@@ -186,16 +229,24 @@ def main() -> None:
             resumed = portfolio.rebuild(store, account=account)
             tail = time.perf_counter() - started
             assert resumed == portfolio.rebuild(store, account=account, checkpoint=False)
-            print(f"checkpointed restart: {store.head() - head:,} new events folded in "
-                  f"{tail * 1000:.0f} ms (a full rebuild took {full:.2f} s)")
+            print(
+                f"checkpointed restart: {store.head() - head:,} new events folded in "
+                f"{tail * 1000:.0f} ms (a full rebuild took {full:.2f} s)"
+            )
 
         url = f"sqlite:///{folder}/heavy.db"
         init_store(url)
         head = fill(url, args.events)
-        heavy = [e for c in range(args.events // PER_CYCLE) for e in cycle_events(c)
-                 if isinstance(e, events.TradeExecuted | events.FeeCharged)]
-        print(f"ledger 2: {head:,} events, trade-heavy (per cycle: 1 snapshot, 2 trades, "
-              f"2 fees, 1 validation; two thirds of the events move money)")
+        heavy = [
+            e
+            for c in range(args.events // PER_CYCLE)
+            for e in cycle_events(c)
+            if isinstance(e, events.TradeExecuted | events.FeeCharged)
+        ]
+        print(
+            f"ledger 2: {head:,} events, trade-heavy (per cycle: 1 snapshot, 2 trades, "
+            f"2 fees, 1 validation; two thirds of the events move money)"
+        )
         measure("trade-heavy", url, folder, head, "main", heavy)
 
 

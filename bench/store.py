@@ -89,11 +89,17 @@ def raw_append(path: str, total: int, size: int, durable: bool = True) -> float:
     rows = []
     prev = bytes(32)
     for i in range(total):
-        record = encode_record(Envelope(recorded_at=now), small_event(i), position=i + 1,
-                               stream="portfolio/0", version=i + 1)
+        record = encode_record(
+            Envelope(recorded_at=now),
+            small_event(i),
+            position=i + 1,
+            stream="portfolio/0",
+            version=i + 1,
+        )
         digest = chain_hash(prev, record)
-        rows.append((i + 1, f"portfolio/{i % STREAMS}", i + 1, "FundsDeposited",
-                     0, record, prev, digest))
+        rows.append(
+            (i + 1, f"portfolio/{i % STREAMS}", i + 1, "FundsDeposited", 0, record, prev, digest)
+        )
         prev = digest
     conn = sqlite3.connect(path, isolation_level=None)
     # The same per-connection settings tally's connections use.
@@ -103,7 +109,7 @@ def raw_append(path: str, total: int, size: int, durable: bool = True) -> float:
     started = time.perf_counter()
     for chunk in batches(total, size):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[chunk.start:chunk.stop])
+        conn.executemany(sql, rows[chunk.start : chunk.stop])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
@@ -129,9 +135,13 @@ def es_environment(name: str, backend: str, target: str) -> dict[str, str]:
         from sqlalchemy.engine import make_url
 
         url = make_url(target)
-        env.update(POSTGRES_DBNAME=url.database or "", POSTGRES_HOST=url.host or "",
-                   POSTGRES_PORT=str(url.port or 5432), POSTGRES_USER=url.username or "",
-                   POSTGRES_PASSWORD=url.password or "")
+        env.update(
+            POSTGRES_DBNAME=url.database or "",
+            POSTGRES_HOST=url.host or "",
+            POSTGRES_PORT=str(url.port or 5432),
+            POSTGRES_USER=url.username or "",
+            POSTGRES_PASSWORD=url.password or "",
+        )
     return {f"{name.upper()}_{k}": v for k, v in env.items()} | env
 
 
@@ -169,11 +179,17 @@ def es_recorder_append(target: str, backend: str, total: int, size: int) -> floa
     prepared = []
     for chunk in batches(total, size):
         originator = uuid4()
-        prepared.append([
-            StoredEvent(originator_id=originator, originator_version=v, topic=template.topic,
-                        state=template.state)
-            for v, _ in enumerate(chunk, start=1)
-        ])
+        prepared.append(
+            [
+                StoredEvent(
+                    originator_id=originator,
+                    originator_version=v,
+                    topic=template.topic,
+                    state=template.state,
+                )
+                for v, _ in enumerate(chunk, start=1)
+            ]
+        )
     started = time.perf_counter()
     for stored in prepared:
         recorder.insert_events(stored)
@@ -243,7 +259,9 @@ def read_in_subprocess(system: str, args: list[str]) -> tuple[float, int, float,
     """Run a reader in a fresh process: (seconds, events, peak RSS MB, RSS before read MB)."""
     out = subprocess.run(
         [sys.executable, __file__, "--read", system, *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return result["seconds"], result["events"], result["peak_mb"], result["base_mb"]
@@ -281,19 +299,39 @@ def pg_database(admin: str, name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--small-events", type=int, default=5_000,
-                        help="events for batch size 1 (one fsync per event)")
+    parser.add_argument(
+        "--small-events",
+        type=int,
+        default=5_000,
+        help="events for batch size 1 (one fsync per event)",
+    )
     parser.add_argument("--batch", type=int, action="append", default=None)
-    parser.add_argument("--pg", default=os.environ.get("TALLY_TEST_PG_URL"),
-                        help="admin URL of a PostgreSQL server (creates bench databases)")
-    parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append",
-                        default=None, help="run only this backend (repeatable)")
-    parser.add_argument("--system", action="append", default=None,
-                        choices=["tally", "raw", "es-recorder", "es-application"],
-                        help="run only this system (repeatable)")
-    parser.add_argument("--synchronous", choices=["full", "normal"], default="full",
-                        help="SQLite durability for tally and raw (the eventsourcing peers "
-                             "always use their own default, FULL)")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("TALLY_TEST_PG_URL"),
+        help="admin URL of a PostgreSQL server (creates bench databases)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgres"],
+        action="append",
+        default=None,
+        help="run only this backend (repeatable)",
+    )
+    parser.add_argument(
+        "--system",
+        action="append",
+        default=None,
+        choices=["tally", "raw", "es-recorder", "es-application"],
+        help="run only this system (repeatable)",
+    )
+    parser.add_argument(
+        "--synchronous",
+        choices=["full", "normal"],
+        default="full",
+        help="SQLite durability for tally and raw (the eventsourcing peers "
+        "always use their own default, FULL)",
+    )
     parser.add_argument("--read", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.read:
@@ -304,8 +342,10 @@ def main() -> None:
     sizes = args.batch or [1, 100, 1000]
     workdir = Path(tempfile.mkdtemp(prefix="tally-bench-"))
     rows: list[dict[str, Any]] = []
-    print(f"{'backend':<9} {'system':<15} {'batch':>5} {'events':>9} {'append/s':>10} "
-          f"{'vs tally':>8} {'read/s':>10} {'vs tally':>8} {'read RSS MB':>12}")
+    print(
+        f"{'backend':<9} {'system':<15} {'batch':>5} {'events':>9} {'append/s':>10} "
+        f"{'vs tally':>8} {'read/s':>10} {'vs tally':>8} {'read RSS MB':>12}"
+    )
     try:
         backends = args.backend or ["sqlite", "postgres"]
         for size in sizes if "sqlite" in backends else []:
@@ -369,15 +409,34 @@ def run_postgres(
     return results
 
 
-def report(backend: str, system: str, size: int, total: int, append: float, read: float,
-           peak: float, base: float, earlier: list[dict[str, Any]]) -> dict[str, Any]:
-    row = {"backend": backend, "system": system, "batch": size, "events": total,
-           "append_eps": total / append, "read_eps": total / read, "peak_mb": peak,
-           "base_mb": base}
+def report(
+    backend: str,
+    system: str,
+    size: int,
+    total: int,
+    append: float,
+    read: float,
+    peak: float,
+    base: float,
+    earlier: list[dict[str, Any]],
+) -> dict[str, Any]:
+    row = {
+        "backend": backend,
+        "system": system,
+        "batch": size,
+        "events": total,
+        "append_eps": total / append,
+        "read_eps": total / read,
+        "peak_mb": peak,
+        "base_mb": base,
+    }
     ours = next((r for r in earlier if r["system"] == "tally"), row)
-    print(f"{backend:<9} {system:<15} {size:>5} {total:>9,} {row['append_eps']:>10,.0f} "
-          f"{row['append_eps'] / ours['append_eps']:>7.2f}x {row['read_eps']:>10,.0f} "
-          f"{row['read_eps'] / ours['read_eps']:>7.2f}x {peak:>6.0f} ({base:.0f})", flush=True)
+    print(
+        f"{backend:<9} {system:<15} {size:>5} {total:>9,} {row['append_eps']:>10,.0f} "
+        f"{row['append_eps'] / ours['append_eps']:>7.2f}x {row['read_eps']:>10,.0f} "
+        f"{row['read_eps'] / ours['read_eps']:>7.2f}x {peak:>6.0f} ({base:.0f})",
+        flush=True,
+    )
     return row
 
 
@@ -385,19 +444,23 @@ def summarise(rows: list[dict[str, Any]], durable: bool) -> None:
     print("\nratios (tally / peer; >1 means tally is faster):")
     for backend in ("sqlite", "postgres"):
         for size in sorted({r["batch"] for r in rows if r["backend"] == backend}):
-            group = {r["system"]: r for r in rows if r["backend"] == backend
-                     and r["batch"] == size}
+            group = {r["system"]: r for r in rows if r["backend"] == backend and r["batch"] == size}
             ours = group.get("tally")
             if ours is None:
                 continue
-            parts = [f"{peer} append {ours['append_eps'] / r['append_eps']:.2f}x "
-                     f"read {ours['read_eps'] / r['read_eps']:.2f}x"
-                     for peer, r in group.items() if peer != "tally"]
+            parts = [
+                f"{peer} append {ours['append_eps'] / r['append_eps']:.2f}x "
+                f"read {ours['read_eps'] / r['read_eps']:.2f}x"
+                for peer, r in group.items()
+                if peer != "tally"
+            ]
             print(f"  {backend} batch {size}: " + "; ".join(parts))
     print("read RSS: peak of the reading process, MB (before the read in brackets)")
-    print(f"sqlite page size {PAGE_SIZE_BYTES} B, synchronous={'FULL' if durable else 'NORMAL'}"
-          ", WAL; "
-          f"python {sys.version.split()[0]}")
+    print(
+        f"sqlite page size {PAGE_SIZE_BYTES} B, synchronous={'FULL' if durable else 'NORMAL'}"
+        ", WAL; "
+        f"python {sys.version.split()[0]}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from ingest.settings import BreakerSettings
 from ledger import events
-from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock
 from ledger.errors import ProviderError
+from ledger.market import MESSAGE_LENGTH_MAX
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 Emit = Callable[[str, events.Event], None]
@@ -102,8 +102,14 @@ class CircuitBreaker:
 
     def snapshot(self) -> tuple[Any, ...]:
         """Everything the fold determines (for comparing a live breaker with a replay)."""
-        return (self.state, self.open_until, self.consecutive_failures, tuple(self.window),
-                self.trial_successes, self.counts)
+        return (
+            self.state,
+            self.open_until,
+            self.consecutive_failures,
+            tuple(self.window),
+            self.trial_successes,
+            self.counts,
+        )
 
     # --- live decisions ------------------------------------------------------------------
 
@@ -112,8 +118,12 @@ class CircuitBreaker:
         if self.state == OPEN and self.open_until is not None:
             if self.clock.now() < self.open_until:
                 return self._reject(symbol, emit)
-            self._emit(emit, events.CircuitHalfOpened(
-                breaker=self.name, open_s=Decimal(str(self.settings.open_s))))
+            self._emit(
+                emit,
+                events.CircuitHalfOpened(
+                    breaker=self.name, open_s=Decimal(str(self.settings.open_s))
+                ),
+            )
         if self.state == HALF_OPEN:
             if self._trials_in_flight >= self.settings.half_open_calls_max:
                 return self._reject(symbol, emit)
@@ -128,23 +138,32 @@ class CircuitBreaker:
             if failed:
                 self._open(emit, "a trial call failed while half-open")
             elif self.trial_successes >= self.settings.successes_to_close:
-                self._emit(emit, events.CircuitClosed(
-                    breaker=self.name, trial_successes=self.trial_successes))
+                self._emit(
+                    emit,
+                    events.CircuitClosed(breaker=self.name, trial_successes=self.trial_successes),
+                )
         elif self.state == CLOSED and failed:
             failures = sum(self.window)
             if self.consecutive_failures >= self.settings.failures_consecutive_max:
                 self._open(emit, f"{self.consecutive_failures} consecutive failures")
-            elif (len(self.window) >= self.settings.calls_min
-                  and failures / len(self.window) >= self.settings.failure_rate_max):
+            elif (
+                len(self.window) >= self.settings.calls_min
+                and failures / len(self.window) >= self.settings.failure_rate_max
+            ):
                 self._open(emit, f"{failures} of the last {len(self.window)} calls failed")
 
     def _open(self, emit: Emit, reason: str) -> None:
-        self._emit(emit, events.CircuitOpened(
-            breaker=self.name, reason=reason,
-            consecutive_failures=self.consecutive_failures,
-            window_calls=len(self.window), window_failures=sum(self.window),
-            open_until=self.clock.now() + timedelta(seconds=self.settings.open_s),
-        ))
+        self._emit(
+            emit,
+            events.CircuitOpened(
+                breaker=self.name,
+                reason=reason,
+                consecutive_failures=self.consecutive_failures,
+                window_calls=len(self.window),
+                window_failures=sum(self.window),
+                open_until=self.clock.now() + timedelta(seconds=self.settings.open_s),
+            ),
+        )
 
     def _reject(self, symbol: str, emit: Emit) -> bool:
         until = self.open_until or self.clock.now()
@@ -158,33 +177,56 @@ class CircuitBreaker:
     # --- conveniences for code that is not a fetch pipeline --------------------------------
 
     @asynccontextmanager
-    async def guard(self, emit: Emit, *, source: str, endpoint: str, symbol: str = ""
-                    ) -> AsyncIterator[None]:
+    async def guard(
+        self, emit: Emit, *, source: str, endpoint: str, symbol: str = ""
+    ) -> AsyncIterator[None]:
         """``async with breaker.guard(...)``: refuse while open, record the outcome."""
         if not self.allow(symbol, emit):
-            raise ProviderError(f"circuit breaker {self.name} is open",
-                                error_class="CircuitOpen", retryable=False)
+            raise ProviderError(
+                f"circuit breaker {self.name} is open", error_class="CircuitOpen", retryable=False
+            )
         try:
             yield
         except ProviderError as e:
-            self.record(events.FetchFailed(
-                source=source, endpoint=endpoint, symbol=symbol, attempt=1,
-                error_class=e.error_class, retryable=e.retryable, message=e.message[:MESSAGE_LENGTH_MAX],
-            ), symbol, emit)
+            self.record(
+                events.FetchFailed(
+                    source=source,
+                    endpoint=endpoint,
+                    symbol=symbol,
+                    attempt=1,
+                    error_class=e.error_class,
+                    retryable=e.retryable,
+                    message=e.message[:MESSAGE_LENGTH_MAX],
+                ),
+                symbol,
+                emit,
+            )
             raise
-        self.record(events.FetchSucceeded(
-            source=source, endpoint=endpoint, symbol=symbol, attempt=1, latency_ms=0,
-        ), symbol, emit)
+        self.record(
+            events.FetchSucceeded(
+                source=source,
+                endpoint=endpoint,
+                symbol=symbol,
+                attempt=1,
+                latency_ms=0,
+            ),
+            symbol,
+            emit,
+        )
 
-    def protect(self, emit: Emit, *, source: str, endpoint: str
-                ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    def protect(
+        self, emit: Emit, *, source: str, endpoint: str
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Decorator form of ``guard`` for an async function."""
+
         def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             @wraps(function)
             async def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
                 async with self.guard(emit, source=source, endpoint=endpoint):
                     return await function(*args, **kwargs)
+
             return wrapped
+
         return decorate
 
 
@@ -211,8 +253,12 @@ class BreakerRegistry:
         match event:
             case events.FetchSucceeded() | events.FetchFailed():
                 self.get(event.source, event.endpoint).apply(event)
-            case (events.CircuitOpened() | events.CircuitHalfOpened() | events.CircuitClosed()
-                  | events.CallRejected()):
+            case (
+                events.CircuitOpened()
+                | events.CircuitHalfOpened()
+                | events.CircuitClosed()
+                | events.CallRejected()
+            ):
                 source, _, endpoint = event.breaker.partition(":")
                 self.get(source, endpoint).apply(event)
 

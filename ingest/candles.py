@@ -23,15 +23,19 @@ import pandas as pd
 from ingest.contracts import check_ohlcv, read_ohlcv_csv
 from ingest.market import OHLCV_COLUMNS, Ticker, to_decimal, utc_from_ms
 from ingest.simulated import FaultInjector, SimulatedFaults
-from ledger.market import TIMEFRAME_MS, round_to_step
 from ledger.clock import Clock, to_micros
 from ledger.errors import InputError, ProviderError
+from ledger.market import TIMEFRAME_MS, round_to_step
 
 FILE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\d+[mhdw])\.(csv|parquet)$")
 SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
 # Where a sample symbol starts (whole units of the quote asset); others start in 50..5,000.
-SAMPLE_START_RANGES = {"BTC/USDT": (30_000, 70_000), "ETH/USDT": (1_500, 4_000),
-                       "SOL/USDT": (20, 200), "BNB/USDT": (200, 600)}
+SAMPLE_START_RANGES = {
+    "BTC/USDT": (30_000, 70_000),
+    "ETH/USDT": (1_500, 4_000),
+    "SOL/USDT": (20, 200),
+    "BNB/USDT": (200, 600),
+}
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,15 @@ def symbol_of(path: Path) -> tuple[str, str]:
         raise InputError(
             f"cannot tell the symbol from the file name {path.name!r}",
             hint="name OHLCV files BASE_QUOTE-TIMEFRAME.csv (or .parquet), e.g. ETH_BTC-5m.csv",
-            file=str(path))
+            file=str(path),
+        )
     base, quote, timeframe, _ = found.groups()
     if timeframe not in TIMEFRAME_MS:
-        raise InputError(f"unknown timeframe {timeframe!r} in {path.name}",
-                         hint=f"use one of {sorted(TIMEFRAME_MS)}", file=str(path))
+        raise InputError(
+            f"unknown timeframe {timeframe!r} in {path.name}",
+            hint=f"use one of {sorted(TIMEFRAME_MS)}",
+            file=str(path),
+        )
     return f"{base}/{quote}", timeframe
 
 
@@ -92,27 +100,35 @@ def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
         raw = raw.set_index("timestamp")
     missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
     if missing:
-        raise InputError(f"parquet OHLCV file lacks columns {missing}",
-                         hint="store timestamp,open,high,low,close,volume", file=str(path))
+        raise InputError(
+            f"parquet OHLCV file lacks columns {missing}",
+            hint="store timestamp,open,high,low,close,volume",
+            file=str(path),
+        )
     index = raw.index
     if not isinstance(index, pd.DatetimeIndex):
         index = pd.to_datetime(index.astype("int64"), unit="ms", utc=True)
     data = {c: [to_decimal(v) for v in raw[c].tolist()] for c in OHLCV_COLUMNS}
-    return pd.DataFrame(data, index=pd.DatetimeIndex(index, name="timestamp"),
-                        columns=list(OHLCV_COLUMNS))
+    return pd.DataFrame(
+        data, index=pd.DatetimeIndex(index, name="timestamp"), columns=list(OHLCV_COLUMNS)
+    )
 
 
 def load_candles(folder: Path) -> CandleSet:
     """Read every OHLCV file of ``folder``; refuse mixed timeframes and broken contracts."""
     if not folder.is_dir():
-        raise InputError(f"no such data folder: {folder}",
-                         hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv files with --data",
-                         folder=str(folder))
+        raise InputError(
+            f"no such data folder: {folder}",
+            hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv files with --data",
+            folder=str(folder),
+        )
     files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
     if not files:
-        raise InputError(f"no .csv or .parquet OHLCV files in {folder}",
-                         hint="one file a symbol, named BASE_QUOTE-TIMEFRAME.csv",
-                         folder=str(folder))
+        raise InputError(
+            f"no .csv or .parquet OHLCV files in {folder}",
+            hint="one file a symbol, named BASE_QUOTE-TIMEFRAME.csv",
+            folder=str(folder),
+        )
     frames: dict[str, pd.DataFrame] = {}
     manifest: list[dict[str, Any]] = []
     timeframes: set[str] = set()
@@ -120,8 +136,9 @@ def load_candles(folder: Path) -> CandleSet:
         symbol, timeframe = symbol_of(path)
         timeframes.add(timeframe)
         if symbol in frames:
-            raise InputError(f"two files hold {symbol}", hint="keep one file a symbol",
-                             file=str(path))
+            raise InputError(
+                f"two files hold {symbol}", hint="keep one file a symbol", file=str(path)
+            )
         frame = read_ohlcv_csv(path) if path.suffix == ".csv" else read_ohlcv_parquet(path)
         violations = check_ohlcv(frame)
         if violations:
@@ -129,13 +146,20 @@ def load_candles(folder: Path) -> CandleSet:
             raise InputError(
                 f"{path.name} breaks the OHLCV contract: {first.rule} "
                 f"(data rows {first.rows[:5]}, counted from 0 after the header)",
-                hint="fix or remove those rows", file=str(path), rule=first.rule)
+                hint="fix or remove those rows",
+                file=str(path),
+                rule=first.rule,
+            )
         frames[symbol] = frame
-        manifest.append({"name": path.name, "symbol": symbol, "rows": len(frame),
-                         "sha256": sha256_file(path)})
+        manifest.append(
+            {"name": path.name, "symbol": symbol, "rows": len(frame), "sha256": sha256_file(path)}
+        )
     if len(timeframes) > 1:
-        raise InputError(f"the files mix timeframes {sorted(timeframes)}",
-                         hint="backtest one timeframe at a time", folder=str(folder))
+        raise InputError(
+            f"the files mix timeframes {sorted(timeframes)}",
+            hint="backtest one timeframe at a time",
+            folder=str(folder),
+        )
     return CandleSet(timeframes.pop(), frames, manifest)
 
 
@@ -164,9 +188,15 @@ def write_candles(candles: CandleSet, folder: Path) -> list[Path]:
     return written
 
 
-def generate_sample(*, seed: int, start: datetime, days: int, timeframe: str = "5m",
-                    symbols: tuple[str, ...] = SAMPLE_SYMBOLS,
-                    missing_share: float = 0.003) -> CandleSet:
+def generate_sample(
+    *,
+    seed: int,
+    start: datetime,
+    days: int,
+    timeframe: str = "5m",
+    symbols: tuple[str, ...] = SAMPLE_SYMBOLS,
+    missing_share: float = 0.003,
+) -> CandleSet:
     """Seeded candles: a random walk per symbol with a few missing candles, exact Decimals.
 
     The same arguments give the same candles on every machine (Python's ``random`` with a
@@ -197,8 +227,14 @@ def generate_sample(*, seed: int, start: datetime, days: int, timeframe: str = "
         index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
         frame = pd.DataFrame(rows, index=index, columns=list(OHLCV_COLUMNS))
         frames[symbol] = frame
-        manifest.append({"name": f"{symbol.replace('/', '_')}-{timeframe}.csv (generated)",
-                         "symbol": symbol, "rows": len(frame), "sha256": frame_digest(frame)})
+        manifest.append(
+            {
+                "name": f"{symbol.replace('/', '_')}-{timeframe}.csv (generated)",
+                "symbol": symbol,
+                "rows": len(frame),
+                "sha256": frame_digest(frame),
+            }
+        )
     return CandleSet(timeframe, frames, manifest)
 
 
@@ -208,18 +244,30 @@ class CandleSource:
     retried: asking again cannot make it appear), so it takes the same fallback path as a
     feed outage. Optional seeded faults come on top."""
 
-    def __init__(self, candles: CandleSet, *, clock: Clock, seed: int, name: str = "candles",
-                 faults: SimulatedFaults | None = None) -> None:
+    def __init__(
+        self,
+        candles: CandleSet,
+        *,
+        clock: Clock,
+        seed: int,
+        name: str = "candles",
+        faults: SimulatedFaults | None = None,
+    ) -> None:
         self.name = name
         self.clock = clock
         self._step_ms = TIMEFRAME_MS[candles.timeframe]
         self._closes: dict[str, dict[int, Decimal]] = {}
         for symbol, frame in candles.frames.items():
             opens = pd.DatetimeIndex(frame.index).as_unit("ms").asi8
-            self._closes[symbol] = {int(ms) + self._step_ms: close
-                                    for ms, close in zip(opens, frame["close"], strict=True)}
-        self._faults = FaultInjector(name, seed=seed, clock=clock, faults=faults) \
-            if faults is not None else None
+            self._closes[symbol] = {
+                int(ms) + self._step_ms: close
+                for ms, close in zip(opens, frame["close"], strict=True)
+            }
+        self._faults = (
+            FaultInjector(name, seed=seed, clock=clock, faults=faults)
+            if faults is not None
+            else None
+        )
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
         now = await self._faults.enter(symbol, "ticker") if self._faults else self.clock.now()
@@ -228,12 +276,22 @@ class CandleSource:
         close_ms = to_micros(now) // 1000 // self._step_ms * self._step_ms
         closes = self._closes.get(symbol)
         if closes is None:
-            raise ProviderError(f"{self.name}: no data for {symbol}", error_class="BadSymbol",
-                                retryable=False, source=self.name, endpoint="ticker")
+            raise ProviderError(
+                f"{self.name}: no data for {symbol}",
+                error_class="BadSymbol",
+                retryable=False,
+                source=self.name,
+                endpoint="ticker",
+            )
         price = closes.get(close_ms)
         if price is None:
             raise ProviderError(
                 f"{self.name} ticker failed: no candle for {symbol} closing at "
-                f"{utc_from_ms(close_ms).isoformat()}", error_class="CandleMissing",
-                retryable=False, source=self.name, endpoint="ticker", symbol=symbol)
+                f"{utc_from_ms(close_ms).isoformat()}",
+                error_class="CandleMissing",
+                retryable=False,
+                source=self.name,
+                endpoint="ticker",
+                symbol=symbol,
+            )
         return Ticker(symbol=symbol, last=price, bid=None, ask=None, timestamp=now)

@@ -49,7 +49,9 @@ class CcxtSource:
             # ccxt parses a malformed body into an empty ticker rather than raising.
             raise provider_error(
                 ValueError("the response held no price (malformed or empty body)"),
-                source=self.name, endpoint="ticker", symbol=symbol,
+                source=self.name,
+                endpoint="ticker",
+                symbol=symbol,
             )
         return Ticker(
             symbol=str(raw.get("symbol") or symbol),
@@ -76,15 +78,15 @@ class CcxtSource:
         if not isinstance(rows, list):
             raise provider_error(
                 ValueError("the response held no candles (malformed body)"),
-                source=self.name, endpoint="ohlcv", symbol=symbol,
+                source=self.name,
+                endpoint="ohlcv",
+                symbol=symbol,
             )
         return ohlcv_frame(rows)
 
     async def fetch_balance(self, params: dict[str, Any] | None = None) -> Balance:
         await self.load_markets()
-        raw = await self.call(
-            "balance", None, lambda: self.exchange.fetch_balance(params or {})
-        )
+        raw = await self.call("balance", None, lambda: self.exchange.fetch_balance(params or {}))
         return Balance(
             **{
                 part: {
@@ -99,15 +101,16 @@ class CcxtSource:
     async def close(self) -> None:
         await self.exchange.close()
 
-    async def call(
-        self, endpoint: str, symbol: str | None, call: Callable[[], Awaitable[T]]
-    ) -> T:
+    async def call(self, endpoint: str, symbol: str | None, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call``; translate whatever it raises at this boundary, with Retry-After."""
         try:
             return await call()
         except Exception as e:
             raise provider_error(
-                e, source=self.name, endpoint=endpoint, symbol=symbol,
+                e,
+                source=self.name,
+                endpoint=endpoint,
+                symbol=symbol,
                 retry_after_s=self._retry_after(),
             ) from e
 
@@ -130,7 +133,6 @@ def ohlcv_frame(rows: list[list[Any]]) -> pd.DataFrame:
         pd.to_datetime([int(row[0]) for row in rows], unit="ms", utc=True), name="timestamp"
     )
     data = {
-        column: [to_decimal(row[i + 1]) for row in rows]
-        for i, column in enumerate(OHLCV_COLUMNS)
+        column: [to_decimal(row[i + 1]) for row in rows] for i, column in enumerate(OHLCV_COLUMNS)
     }
     return pd.DataFrame(data, index=index, columns=list(OHLCV_COLUMNS))

@@ -20,12 +20,11 @@ import pandas as pd
 
 from ingest.market import OHLCV_COLUMNS, to_decimal
 from ledger import events
-from ledger.market import TIMEFRAME_MS, round_to_step
 from ledger.errors import DataContractError, InputError
+from ledger.market import TIMEFRAME_MS, round_to_step
 
 ROWS_SHOWN_MAX = 10
 Emit = Callable[[str, events.Event], None]
-
 
 
 @dataclass(frozen=True)
@@ -46,22 +45,36 @@ def check_ohlcv(frame: pd.DataFrame) -> list[Violation]:
         found.append(Violation("utc_index", [], [str(getattr(index, "tz", index.dtype))]))
     else:
         order = index.asi8
-        found += _rows("sorted", [i for i in range(1, len(order)) if order[i] < order[i - 1]],
-                       lambda i: str(index[i]))
-        found += _rows("no_duplicates", [int(i) for i in (index.duplicated()).nonzero()[0]],
-                       lambda i: str(index[i]))
+        found += _rows(
+            "sorted",
+            [i for i in range(1, len(order)) if order[i] < order[i - 1]],
+            lambda i: str(index[i]),
+        )
+        found += _rows(
+            "no_duplicates",
+            [int(i) for i in (index.duplicated()).nonzero()[0]],
+            lambda i: str(index[i]),
+        )
     cells = {c: list(frame[c]) for c in OHLCV_COLUMNS}
     nan = [i for i in range(len(frame)) if any(_missing(cells[c][i]) for c in OHLCV_COLUMNS)]
     found += _rows("no_missing_values", nan, lambda i: str({c: cells[c][i] for c in cells}))
     good = [i for i in range(len(frame)) if i not in set(nan)]
     o, h, low, c, v = (cells[k] for k in OHLCV_COLUMNS)
-    found += _rows("positive_prices",
-                   [i for i in good if min(o[i], h[i], low[i], c[i]) <= 0],
-                   lambda i: f"o={o[i]} h={h[i]} l={low[i]} c={c[i]}")
-    found += _rows("high_at_least_open_close", [i for i in good if h[i] < max(o[i], c[i])],
-                   lambda i: f"h={h[i]} o={o[i]} c={c[i]}")
-    found += _rows("low_at_most_open_close", [i for i in good if low[i] > min(o[i], c[i])],
-                   lambda i: f"l={low[i]} o={o[i]} c={c[i]}")
+    found += _rows(
+        "positive_prices",
+        [i for i in good if min(o[i], h[i], low[i], c[i]) <= 0],
+        lambda i: f"o={o[i]} h={h[i]} l={low[i]} c={c[i]}",
+    )
+    found += _rows(
+        "high_at_least_open_close",
+        [i for i in good if h[i] < max(o[i], c[i])],
+        lambda i: f"h={h[i]} o={o[i]} c={c[i]}",
+    )
+    found += _rows(
+        "low_at_most_open_close",
+        [i for i in good if low[i] > min(o[i], c[i])],
+        lambda i: f"l={low[i]} o={o[i]} c={c[i]}",
+    )
     found += _rows("volume_not_negative", [i for i in good if v[i] < 0], lambda i: f"v={v[i]}")
     return found
 
@@ -84,27 +97,45 @@ def enforce_ohlcv(
     """Check a frame, record each violation as an event; in strict mode raise on the first."""
     found = check_ohlcv(frame)
     for violation in found:
-        emit(f"symbol/{symbol}", events.DataContractViolated(
-            symbol=symbol, source=source, rule=violation.rule, rows=violation.rows[:1000],
-            values=violation.values, strict=strict))
+        emit(
+            f"symbol/{symbol}",
+            events.DataContractViolated(
+                symbol=symbol,
+                source=source,
+                rule=violation.rule,
+                rows=violation.rows[:1000],
+                values=violation.values,
+                strict=strict,
+            ),
+        )
     if strict and found:
         first = found[0]
         raise DataContractError(
             f"{symbol} from {source} breaks the OHLCV contract: {first.rule}",
-            symbol=symbol, rule=first.rule, rows=first.rows[:ROWS_SHOWN_MAX],
+            symbol=symbol,
+            rule=first.rule,
+            rows=first.rows[:ROWS_SHOWN_MAX],
             values=first.values[:3],
         )
     return found
 
 
-def round_ohlcv(frame: pd.DataFrame, price_step: Decimal, volume_step: Decimal | None = None
-                ) -> pd.DataFrame:
+def round_ohlcv(
+    frame: pd.DataFrame, price_step: Decimal, volume_step: Decimal | None = None
+) -> pd.DataFrame:
     """Round prices (and volumes) to the market's steps, explicitly, half to even."""
-    steps = {"open": price_step, "high": price_step, "low": price_step, "close": price_step,
-             "volume": volume_step}
+    steps = {
+        "open": price_step,
+        "high": price_step,
+        "low": price_step,
+        "close": price_step,
+        "volume": volume_step,
+    }
     data = {
-        column: [round_to_step(v, step) if step is not None and isinstance(v, Decimal) else v
-                 for v in frame[column]]
+        column: [
+            round_to_step(v, step) if step is not None and isinstance(v, Decimal) else v
+            for v in frame[column]
+        ]
         for column, step in steps.items()
     }
     return pd.DataFrame(data, index=frame.index, columns=list(OHLCV_COLUMNS))
@@ -114,8 +145,9 @@ def candle_gaps(frame: pd.DataFrame, timeframe: str) -> list[tuple[int, int, int
     """Return (expected ms, received ms, missing candles) for each gap between candles."""
     step = TIMEFRAME_MS.get(timeframe)
     if step is None:
-        raise InputError(f"unknown timeframe {timeframe!r}",
-                         hint=f"use one of {sorted(TIMEFRAME_MS)}")
+        raise InputError(
+            f"unknown timeframe {timeframe!r}", hint=f"use one of {sorted(TIMEFRAME_MS)}"
+        )
     stamps = pd.DatetimeIndex(frame.index).as_unit("ms").asi8  # whatever the stored unit
     gaps = []
     for before, after in itertools.pairwise(stamps):
@@ -128,9 +160,15 @@ def report_gaps(frame: pd.DataFrame, *, symbol: str, timeframe: str, emit: Emit)
     """Record each candle gap as ``FeedGapDetected``; return the number of missing candles."""
     missing = 0
     for expected, received, count in candle_gaps(frame, timeframe):
-        emit(f"symbol/{symbol}", events.FeedGapDetected(
-            feed=f"candles/{symbol}/{timeframe}", expected=expected, received=received,
-            missing=count))
+        emit(
+            f"symbol/{symbol}",
+            events.FeedGapDetected(
+                feed=f"candles/{symbol}/{timeframe}",
+                expected=expected,
+                received=received,
+                missing=count,
+            ),
+        )
         missing += count
     return missing
 
@@ -149,7 +187,8 @@ def read_ohlcv_csv(path: Path) -> pd.DataFrame:
     if list(raw.columns) != expected:
         raise InputError(
             f"OHLCV columns must be {','.join(expected)}; found {','.join(raw.columns)}",
-            hint="export candles in ccxt row order with a header line", file=str(path),
+            hint="export candles in ccxt row order with a header line",
+            file=str(path),
         )
     data: dict[str, list[Decimal | None]] = {c: [] for c in OHLCV_COLUMNS}
     stamps: list[int] = []
@@ -159,7 +198,8 @@ def read_ohlcv_csv(path: Path) -> pd.DataFrame:
             for column, text in zip(OHLCV_COLUMNS, row[1:], strict=True):
                 data[column].append(to_decimal(text))
         except (TypeError, ValueError) as e:
-            raise InputError(f"bad OHLCV row: {e}", hint="fix or remove the row",
-                             file=str(path), line=line) from e
+            raise InputError(
+                f"bad OHLCV row: {e}", hint="fix or remove the row", file=str(path), line=line
+            ) from e
     index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
     return pd.DataFrame(data, index=index, columns=list(OHLCV_COLUMNS))

@@ -51,14 +51,21 @@ class SequencedFeed:
         elif sequence in self._pending:
             self._pending.discard(sequence)
             self.counters.out_of_order += 1
-            self.emit(self.stream, events.FeedOutOfOrderReceived(
-                feed=self.feed, sequence=sequence, after=self.high))
+            self.emit(
+                self.stream,
+                events.FeedOutOfOrderReceived(feed=self.feed, sequence=sequence, after=self.high),
+            )
         else:
-            reason = ("duplicate" if sequence > self.high - self.reorder_window_max
-                      else "older than the reorder window")
+            reason = (
+                "duplicate"
+                if sequence > self.high - self.reorder_window_max
+                else "older than the reorder window"
+            )
             self.counters.duplicates += 1
-            self.emit(self.stream, events.FeedDuplicateDropped(
-                feed=self.feed, sequence=sequence, reason=reason))
+            self.emit(
+                self.stream,
+                events.FeedDuplicateDropped(feed=self.feed, sequence=sequence, reason=reason),
+            )
             return False
         self.counters.accepted += 1
         return True
@@ -85,7 +92,11 @@ class SequencedFeed:
             count = previous - start + 1
             self.counters.gaps += 1
             self.counters.missing += count
-            self.emit(self.stream, events.FeedGapDetected(
-                feed=self.feed, expected=start, received=previous + 1, missing=count))
+            self.emit(
+                self.stream,
+                events.FeedGapDetected(
+                    feed=self.feed, expected=start, received=previous + 1, missing=count
+                ),
+            )
             if sequence is not None:
                 start = previous = sequence

@@ -27,31 +27,38 @@ def log_line(recorded: RecordedEvent) -> tuple[int, str] | None:
         case events.RetryScheduled():
             return logging.WARNING, (
                 f"DATA_RETRY symbol={e.symbol} source={e.source} endpoint={e.endpoint} "
-                f"attempt={e.attempt} delay_ms={e.delay_ms} {at}")
+                f"attempt={e.attempt} delay_ms={e.delay_ms} {at}"
+            )
         case events.FetchFailed():
             return logging.WARNING, (
                 f"DATA_FAILURE symbol={e.symbol} source={e.source} endpoint={e.endpoint} "
-                f"attempt={e.attempt} error={e.error_class} retryable={e.retryable} {at}")
+                f"attempt={e.attempt} error={e.error_class} retryable={e.retryable} {at}"
+            )
         case events.StalePriceUsed():
             return logging.WARNING, (
                 f"STALE_PRICING_USED symbol={e.symbol} price={e.price} "
-                f"as_of={e.as_of.isoformat()} age_s={e.age_s} reason=\"{e.reason}\" {at}")
+                f'as_of={e.as_of.isoformat()} age_s={e.age_s} reason="{e.reason}" {at}'
+            )
         case events.SymbolSkipped():
-            return logging.ERROR, f"DATA_SKIP symbol={e.symbol} reason=\"{e.reason}\" {at}"
+            return logging.ERROR, f'DATA_SKIP symbol={e.symbol} reason="{e.reason}" {at}'
         case events.DataRecovered():
             return logging.INFO, (
-                f"DATA_RECOVERY symbol={e.symbol} source={e.source} stale_s={e.stale_s} {at}")
+                f"DATA_RECOVERY symbol={e.symbol} source={e.source} stale_s={e.stale_s} {at}"
+            )
         case events.SnapshotSealed() if e.stale or e.failed:
             return logging.WARNING, (
                 f"SNAPSHOT_{e.snapshot_id}_PARTIAL fresh={e.fresh} stale={e.stale} "
-                f"failed={e.failed} {at}")
+                f"failed={e.failed} {at}"
+            )
         case events.CircuitOpened():
             return logging.ERROR, (
-                f"CIRCUIT_OPEN breaker={e.breaker} reason=\"{e.reason}\" "
-                f"open_until={e.open_until.isoformat()} {at}")
+                f'CIRCUIT_OPEN breaker={e.breaker} reason="{e.reason}" '
+                f"open_until={e.open_until.isoformat()} {at}"
+            )
         case events.CircuitClosed():
             return logging.INFO, (
-                f"CIRCUIT_CLOSED breaker={e.breaker} trial_successes={e.trial_successes} {at}")
+                f"CIRCUIT_CLOSED breaker={e.breaker} trial_successes={e.trial_successes} {at}"
+            )
     return None
 
 

@@ -88,8 +88,11 @@ class NonceAllocator:
             self.confirmed += 1
 
     def stats(self) -> dict[str, int]:
-        return {"next": min([*self._free, self._next]), "pending": len(self._pending),
-                "confirmed": self.confirmed}
+        return {
+            "next": min([*self._free, self._next]),
+            "pending": len(self._pending),
+            "confirmed": self.confirmed,
+        }
 
 
 class SubmissionFailed(Exception):
@@ -121,21 +124,40 @@ class OrderExecutor:
                 return self.book.status[cid]
         try:
             async with self.nonces.reserve() as nonce:
-                self._record(stream, events.OrderSubmitted(
-                    account=order.account, client_order_id=cid, symbol=order.symbol,
-                    side=order.side, order_type=order.order_type, qty=order.qty,
-                    price=order.price, nonce=nonce))
+                self._record(
+                    stream,
+                    events.OrderSubmitted(
+                        account=order.account,
+                        client_order_id=cid,
+                        symbol=order.symbol,
+                        side=order.side,
+                        order_type=order.order_type,
+                        qty=order.qty,
+                        price=order.price,
+                        nonce=nonce,
+                    ),
+                )
                 try:
                     result = await self.venue.submit(order, cid)
                 except Exception as raw:
                     error = provider_error(raw, source=self.venue.name, endpoint="order")
                     if error.retryable:  # it may or may not have reached the venue
-                        self._record(stream, events.OrderOutcomeUnknown(
-                            account=order.account, client_order_id=cid, reason=error.message))
+                        self._record(
+                            stream,
+                            events.OrderOutcomeUnknown(
+                                account=order.account, client_order_id=cid, reason=error.message
+                            ),
+                        )
                         return "unknown"
-                    self._record(stream, events.OrderRejected(
-                        account=order.account, client_order_id=cid, reason=error.message,
-                        retryable=False))
+                    self._record(
+                        stream,
+                        events.OrderRejected(
+                            account=order.account,
+                            client_order_id=cid,
+                            reason=error.message,
+                            retryable=False,
+                        ),
+                    )
                     raise SubmissionFailed(error.message) from raw
         except SubmissionFailed:
             return "rejected"
@@ -145,15 +167,36 @@ class OrderExecutor:
     def _outcome(self, order: OrderIntent, result: VenueOrder, stream: str) -> None:
         cid = result.client_order_id
         if result.status == "rejected":
-            self._record(stream, events.OrderRejected(
-                account=order.account, client_order_id=cid, reason=result.reason,
-                retryable=False))
+            self._record(
+                stream,
+                events.OrderRejected(
+                    account=order.account,
+                    client_order_id=cid,
+                    reason=result.reason,
+                    retryable=False,
+                ),
+            )
         elif result.status == "filled" and result.fill is not None:
             fill = result.fill
-            self._record(f"portfolio/{order.account}", events.TradeExecuted(
-                account=order.account, symbol=order.symbol, side=order.side, qty=fill.qty,
-                price=fill.price, order_id=result.order_id, trade_id=fill.trade_id,
-                client_order_id=cid))
-            self._record(f"portfolio/{order.account}", events.FeeCharged(
-                account=order.account, trade_id=fill.trade_id, asset=fill.fee_asset,
-                amount=fill.fee))
+            self._record(
+                f"portfolio/{order.account}",
+                events.TradeExecuted(
+                    account=order.account,
+                    symbol=order.symbol,
+                    side=order.side,
+                    qty=fill.qty,
+                    price=fill.price,
+                    order_id=result.order_id,
+                    trade_id=fill.trade_id,
+                    client_order_id=cid,
+                ),
+            )
+            self._record(
+                f"portfolio/{order.account}",
+                events.FeeCharged(
+                    account=order.account,
+                    trade_id=fill.trade_id,
+                    asset=fill.fee_asset,
+                    amount=fill.fee,
+                ),
+            )

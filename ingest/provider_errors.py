@@ -42,7 +42,11 @@ CCXT_RETRYABLE: dict[str, bool] = {
 
 
 def provider_error(
-    error: BaseException, *, source: str, endpoint: str, symbol: str | None = None,
+    error: BaseException,
+    *,
+    source: str,
+    endpoint: str,
+    symbol: str | None = None,
     retry_after_s: float | None = None,
 ) -> ProviderError:
     """Translate an exception raised by a source into a ``ProviderError``."""
@@ -59,23 +63,48 @@ def provider_error(
         # A malformed body that a parser choked on (or that held no data): a failure to
         # record, not a crash. Not retried: the same request would get the same body.
         name, retryable = "BadResponse", False
-    return _translated(name, retryable, str(error), source=source, endpoint=endpoint,
-                       symbol=symbol, retry_after_s=retry_after_s)
+    return _translated(
+        name,
+        retryable,
+        str(error),
+        source=source,
+        endpoint=endpoint,
+        symbol=symbol,
+        retry_after_s=retry_after_s,
+    )
 
 
-def simulated_error(error_class: str, text: str, *, source: str, endpoint: str,
-                    symbol: str | None = None) -> ProviderError:
+def simulated_error(
+    error_class: str, text: str, *, source: str, endpoint: str, symbol: str | None = None
+) -> ProviderError:
     """The error a ccxt exception of class ``error_class`` saying ``text`` translates to."""
     retryable = CCXT_RETRYABLE.get(error_class)
     if retryable is None:
-        raise ValueError(f"not a ccxt error class Tally knows: {error_class!r} "
-                         f"(known: {', '.join(sorted(CCXT_RETRYABLE))})")
-    return _translated(error_class, retryable, text, source=source, endpoint=endpoint,
-                       symbol=symbol, retry_after_s=None)
+        raise ValueError(
+            f"not a ccxt error class Tally knows: {error_class!r} "
+            f"(known: {', '.join(sorted(CCXT_RETRYABLE))})"
+        )
+    return _translated(
+        error_class,
+        retryable,
+        text,
+        source=source,
+        endpoint=endpoint,
+        symbol=symbol,
+        retry_after_s=None,
+    )
 
 
-def _translated(name: str, retryable: bool, text: str, *, source: str, endpoint: str,
-                symbol: str | None, retry_after_s: float | None) -> ProviderError:
+def _translated(
+    name: str,
+    retryable: bool,
+    text: str,
+    *,
+    source: str,
+    endpoint: str,
+    symbol: str | None,
+    retry_after_s: float | None,
+) -> ProviderError:
     said = text.strip()
     message = said.splitlines()[0][:MESSAGE_LENGTH_MAX] if said else name
     return ProviderError(

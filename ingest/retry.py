@@ -19,9 +19,9 @@ from ingest.breaker import CircuitBreaker
 from ingest.provider_errors import provider_error
 from ingest.settings import RetrySettings
 from ledger import events
-from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock
 from ledger.errors import ProviderError
+from ledger.market import MESSAGE_LENGTH_MAX
 
 T = TypeVar("T")
 Emit = Callable[[str, events.Event], None]
@@ -78,20 +78,30 @@ async def call_with_retry(
         if breaker is not None and not breaker.allow(symbol, emit):
             error = ProviderError(
                 f"{source} {endpoint}: circuit breaker {breaker.name} is open",
-                error_class="CircuitOpen", retryable=False, source=source, endpoint=endpoint,
+                error_class="CircuitOpen",
+                retryable=False,
+                source=source,
+                endpoint=endpoint,
             )
             return Failed(error, source, attempt - 1, rejected=True)
-        emit(stream, events.FetchAttempted(
-            source=source, endpoint=endpoint, symbol=symbol, attempt=attempt))
+        emit(
+            stream,
+            events.FetchAttempted(source=source, endpoint=endpoint, symbol=symbol, attempt=attempt),
+        )
         called = clock.now()
         try:
             value = await call()
         except Exception as raw:  # every failure of a source is recorded, none escapes
             error = provider_error(raw, source=source, endpoint=endpoint, symbol=symbol)
             failed = events.FetchFailed(
-                source=source, endpoint=endpoint, symbol=symbol, attempt=attempt,
-                error_class=error.error_class, retryable=error.retryable,
-                message=error.message[:MESSAGE_LENGTH_MAX], latency_ms=_ms_between(called, clock.now()),
+                source=source,
+                endpoint=endpoint,
+                symbol=symbol,
+                attempt=attempt,
+                error_class=error.error_class,
+                retryable=error.retryable,
+                message=error.message[:MESSAGE_LENGTH_MAX],
+                latency_ms=_ms_between(called, clock.now()),
             )
             emit(stream, failed)
             if breaker is not None:
@@ -100,16 +110,26 @@ async def call_with_retry(
             spent = _ms_between(started, clock.now())
             if delay is None or spent + delay > policy.fetch_budget_ms_max:
                 return Failed(error, source, attempt)
-            emit(stream, events.RetryScheduled(
-                source=source, endpoint=endpoint, symbol=symbol, attempt=attempt,
-                delay_ms=delay,
-                retry_after_ms=None if error.retry_after_s is None
-                else round(error.retry_after_s * 1000),
-            ))
+            emit(
+                stream,
+                events.RetryScheduled(
+                    source=source,
+                    endpoint=endpoint,
+                    symbol=symbol,
+                    attempt=attempt,
+                    delay_ms=delay,
+                    retry_after_ms=None
+                    if error.retry_after_s is None
+                    else round(error.retry_after_s * 1000),
+                ),
+            )
             await clock.sleep(delay / 1000)
             continue
         succeeded = events.FetchSucceeded(
-            source=source, endpoint=endpoint, symbol=symbol, attempt=attempt,
+            source=source,
+            endpoint=endpoint,
+            symbol=symbol,
+            attempt=attempt,
             latency_ms=_ms_between(called, clock.now()),
         )
         emit(stream, succeeded)

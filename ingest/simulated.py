@@ -18,9 +18,9 @@ import pandas as pd
 
 from ingest.market import OHLCV_COLUMNS, Balance, Ticker, utc_from_ms
 from ingest.provider_errors import simulated_error
+from ledger.clock import Clock
 from ledger.errors import ProviderError
 from ledger.market import round_to_step
-from ledger.clock import Clock
 
 PRICE_STEP = Decimal("0.00000001")
 
@@ -106,8 +106,9 @@ class SimulatedSource:
         now = await self._enter(symbol, "ticker")
         price = self.price_at(symbol, now)
         spread = round_to_step(price * Decimal("0.0005"), PRICE_STEP)
-        return Ticker(symbol=symbol, last=price, bid=price - spread, ask=price + spread,
-                      timestamp=now)
+        return Ticker(
+            symbol=symbol, last=price, bid=price - spread, ask=price + spread, timestamp=now
+        )
 
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since: int | None = None, limit: int | None = None
@@ -156,24 +157,31 @@ class FaultInjector:
             await self.clock.sleep(faults.latency_ms * (1 + rng.random() / 2) / 1000)
         now = self.clock.now()
         if any(now in window for window in faults.outages):
-            raise self._fault("ExchangeNotAvailable", f"{self.name} is down (simulated outage)",
-                              endpoint, symbol)
+            raise self._fault(
+                "ExchangeNotAvailable", f"{self.name} is down (simulated outage)", endpoint, symbol
+            )
         for burst in faults.bursts:
             if now in burst.window and (not burst.symbols or symbol in burst.symbols):
-                raise self._fault(burst.error_class, f"{self.name}: simulated burst", endpoint,
-                                  symbol)
+                raise self._fault(
+                    burst.error_class, f"{self.name}: simulated burst", endpoint, symbol
+                )
         if symbol in faults.always_failing:
-            raise self._fault("RequestTimeout",
-                              f"{self.name}: {symbol} always times out (simulated)", endpoint,
-                              symbol)
+            raise self._fault(
+                "RequestTimeout",
+                f"{self.name}: {symbol} always times out (simulated)",
+                endpoint,
+                symbol,
+            )
         if rng.random() < faults.failure_rate:
             error_class = faults.failure_classes[rng.randrange(len(faults.failure_classes))]
-            raise self._fault(error_class, f"{self.name}: simulated {error_class}", endpoint,
-                              symbol)
+            raise self._fault(
+                error_class, f"{self.name}: simulated {error_class}", endpoint, symbol
+            )
         if rng.random() < faults.malformed_rate:
             raise ValueError(f"{self.name}: malformed payload (simulated)")
         return now
 
     def _fault(self, error_class: str, text: str, endpoint: str, symbol: str) -> ProviderError:
-        return simulated_error(error_class, text, source=self.name, endpoint=endpoint,
-                               symbol=symbol)
+        return simulated_error(
+            error_class, text, source=self.name, endpoint=endpoint, symbol=symbol
+        )

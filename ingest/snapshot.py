@@ -22,8 +22,8 @@ from ingest.market import Ticker
 from ingest.retry import Failed, Fetched, call_with_retry, symbol_stream
 from ingest.settings import IngestSettings
 from ledger import events
-from ledger.market import MESSAGE_LENGTH_MAX, round_to_step
 from ledger.clock import Clock
+from ledger.market import MESSAGE_LENGTH_MAX, round_to_step
 from ledger.store import StreamAppend, group_appends
 
 Status = Literal["fresh", "stale", "failed"]
@@ -167,16 +167,19 @@ class SnapshotTaker:
         marks = {m.symbol: m.price for m, _ in results if m.price is not None}
         status = {m.symbol: m.status for m, _ in results}
         snapshot_id = f"{cycle}-{started.strftime('%Y%m%dT%H%M%S%fZ')}"
-        emit(self.stream, events.SnapshotSealed(
-            snapshot_id=snapshot_id,
-            fresh=sum(1 for s in status.values() if s == "fresh"),
-            stale=sum(1 for s in status.values() if s == "stale"),
-            failed=sum(1 for s in status.values() if s == "failed"),
-            marks=marks,
-            cycle=cycle,
-            stale_symbols=[s for s in ordered if status[s] == "stale"],
-            failed_symbols=[s for s in ordered if status[s] == "failed"],
-        ))
+        emit(
+            self.stream,
+            events.SnapshotSealed(
+                snapshot_id=snapshot_id,
+                fresh=sum(1 for s in status.values() if s == "fresh"),
+                stale=sum(1 for s in status.values() if s == "stale"),
+                failed=sum(1 for s in status.values() if s == "failed"),
+                marks=marks,
+                cycle=cycle,
+                stale_symbols=[s for s in ordered if status[s] == "stale"],
+                failed_symbols=[s for s in ordered if status[s] == "failed"],
+            ),
+        )
         return Snapshot(snapshot_id, cycle, marks, status, log)
 
     async def _price(self, symbol: str, cycle: int, emit: _Emit) -> Mark:
@@ -186,8 +189,13 @@ class SnapshotTaker:
             rng = LazyRandom(f"{self.seed}:{cycle}:{symbol}:{source.name}")
             result = await call_with_retry(
                 lambda source=source: source.fetch_ticker(symbol),  # type: ignore[misc]
-                source=source.name, endpoint="ticker", symbol=symbol,
-                policy=self.settings.retry, clock=self.clock, rng=rng, emit=emit,
+                source=source.name,
+                endpoint="ticker",
+                symbol=symbol,
+                policy=self.settings.retry,
+                clock=self.clock,
+                rng=rng,
+                emit=emit,
                 breaker=self.breakers.get(source.name, "ticker"),
             )
             if isinstance(result, Fetched):
@@ -198,9 +206,15 @@ class SnapshotTaker:
             elif isinstance(result, Failed):
                 reasons.append(f"{source.name}: {result.error.error_class}")
             if index + 1 < len(self.sources):
-                emit(stream, events.SourceFailedOver(
-                    symbol=symbol, from_source=source.name,
-                    to_source=self.sources[index + 1].name, reason=reasons[-1]))
+                emit(
+                    stream,
+                    events.SourceFailedOver(
+                        symbol=symbol,
+                        from_source=source.name,
+                        to_source=self.sources[index + 1].name,
+                        reason=reasons[-1],
+                    ),
+                )
         return self._fallback(symbol, "; ".join(reasons), emit)
 
     def _usable_price(self, ticker: Ticker) -> Decimal | None:
@@ -216,9 +230,12 @@ class SnapshotTaker:
         now = self.clock.now()
         since = self.cache.stale_since.pop(symbol, None)
         if since is not None:
-            emit(symbol_stream(symbol), events.DataRecovered(
-                symbol=symbol, source=source, stale_since=since,
-                stale_s=_seconds(now - since)))
+            emit(
+                symbol_stream(symbol),
+                events.DataRecovered(
+                    symbol=symbol, source=source, stale_since=since, stale_s=_seconds(now - since)
+                ),
+            )
         self.cache.last[symbol] = LastGood(price, now, source)
         return Mark(symbol, "fresh", price, source)
 
@@ -229,12 +246,21 @@ class SnapshotTaker:
             age = now - last.as_of
             if age.total_seconds() <= self.settings.stale_age_s_max:
                 self.cache.stale_since.setdefault(symbol, now)
-                emit(symbol_stream(symbol), events.StalePriceUsed(
-                    symbol=symbol, price=last.price, as_of=last.as_of, age_s=_seconds(age),
-                    reason=reason))
+                emit(
+                    symbol_stream(symbol),
+                    events.StalePriceUsed(
+                        symbol=symbol,
+                        price=last.price,
+                        as_of=last.as_of,
+                        age_s=_seconds(age),
+                        reason=reason,
+                    ),
+                )
                 return Mark(symbol, "stale", last.price, last.source, reason)
-            reason = (f"{reason}; last good price is {_seconds(age)} s old, "
-                      f"over stale_age_s_max {self.settings.stale_age_s_max:g}")
+            reason = (
+                f"{reason}; last good price is {_seconds(age)} s old, "
+                f"over stale_age_s_max {self.settings.stale_age_s_max:g}"
+            )
         else:
             reason = f"{reason}; no last good price"
         emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
@@ -248,6 +274,7 @@ class _Emit(Protocol):
 def _appender(log: list[tuple[str, events.Event]]) -> _Emit:
     def emit(stream: str, event: events.Event) -> None:
         log.append((stream, event))
+
     return emit
 
 

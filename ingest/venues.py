@@ -95,8 +95,12 @@ class PaperVenue:
         self.orders[client_order_id] = result
         if self.lose_answers > 0:
             self.lose_answers -= 1
-            raise simulated_error("RequestTimeout", f"{self.name}: no answer to "
-                                  f"{client_order_id}", source=self.name, endpoint="order")
+            raise simulated_error(
+                "RequestTimeout",
+                f"{self.name}: no answer to {client_order_id}",
+                source=self.name,
+                endpoint="order",
+            )
         return result
 
     async def fetch_order(self, client_order_id: str) -> VenueOrder | None:
@@ -113,8 +117,12 @@ class PaperVenue:
             return VenueOrder(cid, order_id, "rejected", reason=f"unknown symbol {order.symbol}")
         qty = floor_to_step(order.qty, market.qty_step)
         if qty <= 0:
-            return VenueOrder(cid, order_id, "rejected",
-                              reason=f"quantity {order.qty} is below the step {market.qty_step}")
+            return VenueOrder(
+                cid,
+                order_id,
+                "rejected",
+                reason=f"quantity {order.qty} is below the step {market.qty_step}",
+            )
         mark = self.marks.get(order.symbol)
         if mark is None:
             return VenueOrder(cid, order_id, "rejected", reason="no price for the symbol")
@@ -137,8 +145,9 @@ class PaperVenue:
             return VenueOrder(cid, order_id, "rejected", reason="insufficient balance")
         sign = 1 if order.side == "buy" else -1
         self.balances[market.base] = self.balances.get(market.base, Decimal(0)) + sign * qty
-        self.balances[market.quote] = (self.balances.get(market.quote, Decimal(0))
-                                       - sign * cost - exact_fee)
+        self.balances[market.quote] = (
+            self.balances.get(market.quote, Decimal(0)) - sign * cost - exact_fee
+        )
         fill = Fill(f"{order_id}-1", qty, price, fee, market.quote)
         return VenueOrder(cid, order_id, "filled", fill)
 
@@ -165,10 +174,17 @@ class CcxtVenue:
         self._source = CcxtSource(exchange, self.name)
 
     async def submit(self, order: OrderIntent, client_order_id: str) -> VenueOrder:
-        raw = await self._call("order", lambda: self.exchange.create_order(
-            order.symbol, order.order_type, order.side, str(order.qty),
-            None if order.price is None else str(order.price),
-            {"clientOrderId": client_order_id}))
+        raw = await self._call(
+            "order",
+            lambda: self.exchange.create_order(
+                order.symbol,
+                order.order_type,
+                order.side,
+                str(order.qty),
+                None if order.price is None else str(order.price),
+                {"clientOrderId": client_order_id},
+            ),
+        )
         return _venue_order(raw, client_order_id)
 
     async def fetch_order(self, client_order_id: str) -> VenueOrder | None:
@@ -177,17 +193,20 @@ class CcxtVenue:
 
         try:
             raw = await self.exchange.fetch_order(
-                client_order_id, None, {"clientOrderId": client_order_id})
+                client_order_id, None, {"clientOrderId": client_order_id}
+            )
         except ccxt.OrderNotFound:
             return None
         except Exception as e:
             raise provider_error(e, source=self.name, endpoint="order") from e
         return _venue_order(raw, client_order_id)
 
-    async def fetch_my_trades(self, symbol: str, since: int | None = None,
-                              limit: int | None = None) -> list[VenueTrade]:
-        rows = await self._call("trades", lambda: self.exchange.fetch_my_trades(
-            symbol, since, limit))
+    async def fetch_my_trades(
+        self, symbol: str, since: int | None = None, limit: int | None = None
+    ) -> list[VenueTrade]:
+        rows = await self._call(
+            "trades", lambda: self.exchange.fetch_my_trades(symbol, since, limit)
+        )
         return [_venue_trade(row) for row in rows]
 
     async def fetch_balance(self) -> Balance:
@@ -206,9 +225,18 @@ def _venue_order(raw: dict[str, Any], client_order_id: str) -> VenueOrder:
     if status == "closed" and filled > 0:
         price = to_decimal(raw.get("average")) or to_decimal(raw.get("price")) or Decimal(0)
         fee = raw.get("fee") or {}
-        return VenueOrder(client_order_id, order_id, "filled", Fill(
-            f"{order_id}-fill", filled, price, to_decimal(fee.get("cost")) or Decimal(0),
-            str(fee.get("currency") or "")))
+        return VenueOrder(
+            client_order_id,
+            order_id,
+            "filled",
+            Fill(
+                f"{order_id}-fill",
+                filled,
+                price,
+                to_decimal(fee.get("cost")) or Decimal(0),
+                str(fee.get("currency") or ""),
+            ),
+        )
     # Accepted, fill not known yet (a venue that answers with an id only, as kraken does):
     # the fills arrive through fetch_my_trades.
     return VenueOrder(client_order_id, order_id, "open")
@@ -216,7 +244,11 @@ def _venue_order(raw: dict[str, Any], client_order_id: str) -> VenueOrder:
 
 def _venue_trade(row: dict[str, Any]) -> VenueTrade:
     fee = row.get("fee") or {}
-    fill = Fill(str(row["id"]), to_decimal(row["amount"]) or Decimal(0),
-                to_decimal(row["price"]) or Decimal(0),
-                to_decimal(fee.get("cost")) or Decimal(0), str(fee.get("currency") or ""))
+    fill = Fill(
+        str(row["id"]),
+        to_decimal(row["amount"]) or Decimal(0),
+        to_decimal(row["price"]) or Decimal(0),
+        to_decimal(fee.get("cost")) or Decimal(0),
+        str(fee.get("currency") or ""),
+    )
     return VenueTrade(str(row["symbol"]), row["side"], str(row.get("order")), fill)

@@ -102,8 +102,7 @@ class ChainVerifier:
             raise broken(
                 missing,
                 "row_missing",
-                f"position {missing} is missing (the next row is {position}): "
-                "a row was deleted",
+                f"position {missing} is missing (the next row is {position}): a row was deleted",
             )
         raise broken(position, "rows_reordered", "positions are not increasing")
 
@@ -190,16 +189,22 @@ def check_columns(row: Row, recorded: RecordedEvent, prev_hash: bytes) -> None:
 Explain = Callable[[int, bytes, bytes, bytes], NoReturn]
 
 
-def explain_standalone(position: int, record: bytes, prev_hash: bytes,
-                       stored_hash: bytes) -> NoReturn:
+def explain_standalone(
+    position: int, record: bytes, prev_hash: bytes, stored_hash: bytes
+) -> NoReturn:
     """A row read on its own (by stream or type): only its own hash can be checked."""
     check_self(position, record, prev_hash, stored_hash)
     decode_record(record, position=position)  # raises UnknownEventType
     raise broken(position, "payload_changed", _CHANGED)  # pragma: no cover - unreachable
 
 
-def checked_row(position: int, record: bytes, prev_hash: bytes, stored_hash: bytes,
-                explain: Explain = explain_standalone) -> RecordedEvent:
+def checked_row(
+    position: int,
+    record: bytes,
+    prev_hash: bytes,
+    stored_hash: bytes,
+    explain: Explain = explain_standalone,
+) -> RecordedEvent:
     """The one check every reader makes of a row before it hands the event out.
 
     The row's hash must be ``sha256(prev_hash || tag || record)``, its record must decode,
@@ -215,9 +220,11 @@ def checked_row(position: int, record: bytes, prev_hash: bytes, stored_hash: byt
         decode_record(bytes(record), position=position)  # raises with the reason
         raise  # pragma: no cover - decode_record raised
     if recorded.position != position:
-        raise broken(position, "column_changed",
-                     f"the row at position {position} holds the record of position "
-                     f"{recorded.position}")
+        raise broken(
+            position,
+            "column_changed",
+            f"the row at position {position} holds the record of position {recorded.position}",
+        )
     if recorded.type != type(recorded.event).__name__:
         check_event_type(recorded)
     force_setattr(recorded, "prev_hash", prev_hash)

@@ -30,6 +30,8 @@ def from_micros(micros: int) -> datetime:
 
 
 class Clock(Protocol):
+    """What domain code asks for the time and for sleeps."""
+
     def now(self) -> datetime:
         """Return the current time, timezone-aware, UTC."""
         ...
@@ -47,9 +49,11 @@ class SystemClock:
     """The real clock, for live and paper runs."""
 
     def now(self) -> datetime:
+        """The operating system's time, UTC, to the microsecond."""
         return EPOCH + timedelta(microseconds=time.time_ns() // 1000)
 
     async def sleep(self, seconds: float) -> None:
+        """Wait for real."""
         await asyncio.sleep(seconds)
 
     def settle(self, elapsed: timedelta) -> None:
@@ -77,21 +81,25 @@ class SimulatedClock:
         self._tick = tick
 
     def now(self) -> datetime:
+        """The simulated time (this task's, sleeps included); moves on by ``tick``."""
         current = self._now + _task_offset.get()
         self._now += self._tick
         return current
 
     def advance(self, delta: timedelta) -> None:
+        """Move the time on by ``delta`` (never back)."""
         if delta < timedelta(0):
             raise ValueError("a clock never goes backwards")
         self._now += delta
 
     def set(self, moment: datetime) -> None:
+        """Move the time on to ``moment`` (never back)."""
         if moment < self._now:
             raise ValueError("a clock never goes backwards")
         self._now = moment
 
     async def sleep(self, seconds: float) -> None:
+        """Sleep in zero wall time: only this task's view of the time moves on."""
         if seconds < 0:
             raise ValueError("cannot sleep a negative time")
         _task_offset.set(_task_offset.get() + timedelta(seconds=seconds))
@@ -99,6 +107,7 @@ class SimulatedClock:
         await asyncio.sleep(0)
 
     def settle(self, elapsed: timedelta) -> None:
+        """Concurrent work took ``elapsed``: move the shared time on by it."""
         self.advance(elapsed)
 
 

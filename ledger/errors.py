@@ -23,9 +23,7 @@ class TallyError(Exception):
     exit_code: ClassVar[int] = EXIT_USAGE
     default_hint: ClassVar[str] = "see `tally --help`"
 
-    def __init__(
-        self, message: str, *, hint: str | None = None, **context: Any
-    ) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, **context: Any) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
@@ -45,10 +43,14 @@ class TallyError(Exception):
 
 
 class ConfigError(TallyError):
+    """A configuration file or value that cannot be used."""
+
     default_hint = "fix the named key in the configuration file or the command line"
 
 
 class ConcurrencyError(TallyError):
+    """An append's expected version is stale: another writer got there first."""
+
     default_hint = "another writer appended to this stream first: re-read it and retry"
 
     def __init__(self, stream: str, expected: int | None, actual: int) -> None:
@@ -64,12 +66,14 @@ class ConcurrencyError(TallyError):
 
 
 class IdempotencyConflict(TallyError):
-    default_hint = (
-        "an idempotency key names one request: use a new key for different events"
-    )
+    """An idempotency key was reused for different events."""
+
+    default_hint = "an idempotency key names one request: use a new key for different events"
 
 
 class ChainIntegrityError(TallyError):
+    """The hash chain is broken at a position (exit 1)."""
+
     exit_code = EXIT_INTEGRITY
     default_hint = (
         "the ledger was changed outside Tally: restore it from a backup and compare "
@@ -83,6 +87,8 @@ class ChainIntegrityError(TallyError):
 
 
 class UnknownEventType(TallyError):
+    """A stored record this version of Tally cannot decode."""
+
     default_hint = (
         "this ledger holds an event this version of Tally does not know: upgrade Tally, "
         "or check where the row came from"
@@ -122,14 +128,20 @@ class ImmutabilityViolation(TallyError):
 
 
 class SchemaOutdated(TallyError):
+    """The ledger's schema is missing or not the one this code needs."""
+
     default_hint = "run `tally init` (with the same --db) to create or upgrade the ledger"
 
 
 class DataContractError(TallyError):
+    """Market data broke the OHLCV contract in strict mode."""
+
     default_hint = "fix the input data at the named row, or run without strict mode"
 
 
 class ProviderError(TallyError):
+    """A data provider or venue failed; ``retryable`` says if trying again may help."""
+
     default_hint = "the data provider failed; retryable errors are retried automatically"
 
     def __init__(
@@ -149,11 +161,15 @@ class ProviderError(TallyError):
 
 
 class CacheCorruptionError(TallyError):
+    """A cached file or checkpoint does not match its checksum (exit 1)."""
+
     exit_code = EXIT_INTEGRITY
     default_hint = "delete the named cache file; it is re-fetched on the next run"
 
 
 class BacktestInvariantError(TallyError):
+    """An accounting invariant broke: postings that do not balance (exit 1)."""
+
     exit_code = EXIT_INTEGRITY
     default_hint = "a backtest broke an accounting invariant: report it with the run id"
 

@@ -67,6 +67,8 @@ def _check_money(event: str, field: str, value: Any) -> None:
 
 
 class RunStarted(Event, frozen=True, kw_only=True):
+    """A run began, with everything needed to run it again."""
+
     run_id: str
     mode: str
     seed: int
@@ -81,6 +83,8 @@ class RunStarted(Event, frozen=True, kw_only=True):
 
 
 class RunFinished(Event, frozen=True, kw_only=True):
+    """A run ended: its status, its summary and its fingerprint."""
+
     run_id: str
     cycles: int = 0
     status: str = "completed"
@@ -93,6 +97,8 @@ class RunFinished(Event, frozen=True, kw_only=True):
 
 
 class FetchAttempted(Event, frozen=True, kw_only=True):
+    """A source was asked for data (one attempt)."""
+
     source: str
     endpoint: str
     symbol: str
@@ -100,6 +106,8 @@ class FetchAttempted(Event, frozen=True, kw_only=True):
 
 
 class FetchSucceeded(Event, frozen=True, kw_only=True):
+    """A fetch answered, with its latency."""
+
     source: str
     endpoint: str
     symbol: str
@@ -108,6 +116,8 @@ class FetchSucceeded(Event, frozen=True, kw_only=True):
 
 
 class FetchFailed(Event, frozen=True, kw_only=True):
+    """A fetch failed: the error's class, whether it is retryable, its message."""
+
     source: str
     endpoint: str
     symbol: str
@@ -119,6 +129,8 @@ class FetchFailed(Event, frozen=True, kw_only=True):
 
 
 class RetryScheduled(Event, frozen=True, kw_only=True):
+    """A failed fetch will be tried again after a jittered delay."""
+
     source: str
     endpoint: str
     symbol: str
@@ -128,6 +140,8 @@ class RetryScheduled(Event, frozen=True, kw_only=True):
 
 
 class SourceFailedOver(Event, frozen=True, kw_only=True):
+    """A symbol's price is asked of the next source in its chain."""
+
     symbol: str
     from_source: str
     to_source: str
@@ -135,6 +149,8 @@ class SourceFailedOver(Event, frozen=True, kw_only=True):
 
 
 class StalePriceUsed(Event, frozen=True, kw_only=True):
+    """A last good price stands in for a symbol no source priced, with its age."""
+
     symbol: str
     price: Decimal
     as_of: datetime
@@ -143,11 +159,15 @@ class StalePriceUsed(Event, frozen=True, kw_only=True):
 
 
 class SymbolSkipped(Event, frozen=True, kw_only=True):
+    """A symbol could not be priced this cycle; the others carry on."""
+
     symbol: str
     reason: str
 
 
 class DataRecovered(Event, frozen=True, kw_only=True):
+    """Fresh data returned for a symbol after a stale spell."""
+
     symbol: str
     source: str
     stale_since: datetime
@@ -155,6 +175,8 @@ class DataRecovered(Event, frozen=True, kw_only=True):
 
 
 class DataContractViolated(Event, frozen=True, kw_only=True):
+    """A frame of market data broke a rule of the OHLCV contract."""
+
     symbol: str
     source: str
     rule: str
@@ -164,6 +186,8 @@ class DataContractViolated(Event, frozen=True, kw_only=True):
 
 
 class FeedGapDetected(Event, frozen=True, kw_only=True):
+    """A sequenced feed is missing a run of messages."""
+
     feed: str
     expected: int
     received: int
@@ -171,12 +195,16 @@ class FeedGapDetected(Event, frozen=True, kw_only=True):
 
 
 class FeedDuplicateDropped(Event, frozen=True, kw_only=True):
+    """A sequenced feed's message was seen before and dropped."""
+
     feed: str
     sequence: int
     reason: str = "duplicate"
 
 
 class FeedOutOfOrderReceived(Event, frozen=True, kw_only=True):
+    """A missing message of a sequenced feed arrived late."""
+
     feed: str
     sequence: int
     after: int
@@ -186,6 +214,8 @@ class FeedOutOfOrderReceived(Event, frozen=True, kw_only=True):
 
 
 class CircuitOpened(Event, frozen=True, kw_only=True):
+    """A breaker opened: calls are refused until ``open_until``."""
+
     breaker: str
     reason: str
     consecutive_failures: int
@@ -195,22 +225,30 @@ class CircuitOpened(Event, frozen=True, kw_only=True):
 
 
 class CircuitHalfOpened(Event, frozen=True, kw_only=True):
+    """A breaker lets trial calls through after its open time."""
+
     breaker: str
     open_s: Decimal
 
 
 class CircuitClosed(Event, frozen=True, kw_only=True):
+    """A breaker closed again after enough trial successes."""
+
     breaker: str
     trial_successes: int
 
 
 class CallRejected(Event, frozen=True, kw_only=True):
+    """An open breaker refused a call; the source was not asked."""
+
     breaker: str
     symbol: str
     open_until: datetime
 
 
 class SnapshotSealed(Event, frozen=True, kw_only=True):
+    """A cycle's pricing snapshot: the marks every later step uses, and counts."""
+
     snapshot_id: str
     fresh: int
     stale: int
@@ -225,6 +263,8 @@ class SnapshotSealed(Event, frozen=True, kw_only=True):
 
 
 class TradeExecuted(Event, frozen=True, kw_only=True):
+    """A fill: quantity at a price, on an account."""
+
     account: str
     symbol: str
     side: Side
@@ -237,6 +277,8 @@ class TradeExecuted(Event, frozen=True, kw_only=True):
 
 
 class FeeCharged(Event, frozen=True, kw_only=True):
+    """A fee charged for a trade, in its asset."""
+
     account: str
     trade_id: str
     asset: str
@@ -244,6 +286,8 @@ class FeeCharged(Event, frozen=True, kw_only=True):
 
 
 class FundsDeposited(Event, frozen=True, kw_only=True):
+    """Funds arrived in an account."""
+
     account: str
     asset: str
     amount: Decimal
@@ -251,12 +295,16 @@ class FundsDeposited(Event, frozen=True, kw_only=True):
 
 
 class FundsWithdrawn(Event, frozen=True, kw_only=True):
+    """Funds left an account."""
+
     account: str
     asset: str
     amount: Decimal
 
 
 class OrderSubmitted(Event, frozen=True, kw_only=True):
+    """An order was sent to a venue, under its client order id and nonce."""
+
     account: str
     client_order_id: str
     symbol: str
@@ -268,12 +316,16 @@ class OrderSubmitted(Event, frozen=True, kw_only=True):
 
 
 class OrderOutcomeUnknown(Event, frozen=True, kw_only=True):
+    """A submission's answer was lost: the venue is asked before any retry."""
+
     account: str
     client_order_id: str
     reason: str
 
 
 class OrderRejected(Event, frozen=True, kw_only=True):
+    """A venue refused an order."""
+
     account: str
     client_order_id: str
     reason: str
@@ -284,12 +336,16 @@ class OrderRejected(Event, frozen=True, kw_only=True):
 
 
 class ValidationPassed(Event, frozen=True, kw_only=True):
+    """A cycle's books agreed with the reference within epsilon."""
+
     account: str
     cycle: int
     diff: dict[str, Any]
 
 
 class PortfolioReconciled(Event, frozen=True, kw_only=True):
+    """A small difference was booked away, with the diff and adjustments."""
+
     account: str
     cycle: int
     diff: dict[str, Any]
@@ -298,6 +354,8 @@ class PortfolioReconciled(Event, frozen=True, kw_only=True):
 
 
 class CycleDiscarded(Event, frozen=True, kw_only=True):
+    """A cycle's money events were refused, with the reason and what was staged."""
+
     account: str
     cycle: int
     reason: str
@@ -318,6 +376,8 @@ class CandleImported(Event, frozen=True, kw_only=True):
 
 
 class BalanceObserved(Event, frozen=True, kw_only=True):
+    """A venue reported an account's balances."""
+
     account: str
     venue: str
     balances: dict[str, Decimal]
@@ -357,9 +417,7 @@ AnyEvent = (
     | BalanceObserved
 )
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__name__: cls for cls in typing.get_args(AnyEvent)
-}
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in typing.get_args(AnyEvent)}
 
 for _cls in EVENT_TYPES.values():
     _hints = typing.get_type_hints(_cls)

@@ -35,13 +35,30 @@ class ErrorTracker:
         event = recorded.event
         if isinstance(event, events.FetchFailed):
             self.by_class[event.error_class] += 1
-            self.recent.append(ErrorSeen(recorded.position, recorded.recorded_at, event.source,
-                                         event.endpoint, event.symbol, event.error_class,
-                                         event.message))
+            self.recent.append(
+                ErrorSeen(
+                    recorded.position,
+                    recorded.recorded_at,
+                    event.source,
+                    event.endpoint,
+                    event.symbol,
+                    event.error_class,
+                    event.message,
+                )
+            )
         elif isinstance(event, events.OrderRejected):
             self.by_class["OrderRejected"] += 1
-            self.recent.append(ErrorSeen(recorded.position, recorded.recorded_at, "venue",
-                                         "order", "", "OrderRejected", event.reason))
+            self.recent.append(
+                ErrorSeen(
+                    recorded.position,
+                    recorded.recorded_at,
+                    "venue",
+                    "order",
+                    "",
+                    "OrderRejected",
+                    event.reason,
+                )
+            )
 
     def rate_per_minute(self, now: datetime) -> float:
         since = now - self.window

@@ -23,7 +23,6 @@ import msgspec
 from ledger import events
 from ledger.errors import BacktestInvariantError, InputError
 from ledger.market import split_symbol
-
 from ledger.recorded import RecordedEvent
 from projections.runner import fold as fold_projection
 
@@ -35,8 +34,15 @@ Posting = tuple[str, str, Decimal]  # (book, asset, amount)
 
 
 # The event types that move an account's money: a rebuild reads only these.
-MONEY_TYPES = ("FundsDeposited", "FundsWithdrawn", "TradeExecuted", "FeeCharged",
-               "PortfolioReconciled")
+MONEY_TYPES = (
+    "FundsDeposited",
+    "FundsWithdrawn",
+    "TradeExecuted",
+    "FeeCharged",
+    "PortfolioReconciled",
+)
+
+
 def postings(event: events.Event) -> list[Posting]:
     """The double-entry postings of a money event (empty for other events)."""
     match event:
@@ -44,18 +50,24 @@ def postings(event: events.Event) -> list[Posting]:
             return [(account, asset, amount), ("outside", asset, -amount)]
         case events.FundsWithdrawn(account=account, asset=asset, amount=amount):
             return [(account, asset, -amount), ("outside", asset, amount)]
-        case events.TradeExecuted(account=account, symbol=symbol, side=side, qty=qty,
-                                  price=price):
+        case events.TradeExecuted(account=account, symbol=symbol, side=side, qty=qty, price=price):
             base, quote = split_symbol(symbol)
             sign = 1 if side == "buy" else -1
             cost = qty * price
-            return [(account, base, sign * qty), ("counterparty", base, -sign * qty),
-                    (account, quote, -sign * cost), ("counterparty", quote, sign * cost)]
+            return [
+                (account, base, sign * qty),
+                ("counterparty", base, -sign * qty),
+                (account, quote, -sign * cost),
+                ("counterparty", quote, sign * cost),
+            ]
         case events.FeeCharged(account=account, asset=asset, amount=amount):
             return [(account, asset, -amount), ("fees", asset, amount)]
         case events.PortfolioReconciled(account=account, adjustments=adjustments):
-            return [p for asset, amount in sorted(adjustments.items())
-                    for p in ((account, asset, amount), ("reconciliation", asset, -amount))]
+            return [
+                p
+                for asset, amount in sorted(adjustments.items())
+                for p in ((account, asset, amount), ("reconciliation", asset, -amount))
+            ]
     return []
 
 
@@ -73,12 +85,15 @@ class PortfolioState:
     def copy(self) -> PortfolioState:
         """An independent copy (Decimals are immutable: copying the dicts is enough)."""
         return PortfolioState(
-            account=self.account, quote=self.quote,
+            account=self.account,
+            quote=self.quote,
             cash=defaultdict(Decimal, self.cash),
             positions=defaultdict(Decimal, self.positions),
             average_cost=defaultdict(Decimal, self.average_cost),
             realized_pnl=defaultdict(Decimal, self.realized_pnl),
-            fees_paid=defaultdict(Decimal, self.fees_paid), position=self.position)
+            fees_paid=defaultdict(Decimal, self.fees_paid),
+            position=self.position,
+        )
 
     def equity(self, marks: dict[str, Decimal]) -> Decimal:
         """Cash plus positions at ``marks`` ({symbol: price}), in the account's quote asset."""
@@ -107,20 +122,29 @@ class PortfolioState:
         return total
 
     def positions_value(self, marks: dict[str, Decimal]) -> Decimal:
-        return sum((qty * _mark(marks, s) for s, qty in sorted(self.positions.items())
-                    if qty != 0), ZERO)
+        return sum(
+            (qty * _mark(marks, s) for s, qty in sorted(self.positions.items()) if qty != 0), ZERO
+        )
 
     def unrealized_pnl(self, marks: dict[str, Decimal]) -> Decimal:
-        return sum(((_mark(marks, s) - self.average_cost[s]) * qty
-                    for s, qty in sorted(self.positions.items()) if qty != 0), ZERO)
+        return sum(
+            (
+                (_mark(marks, s) - self.average_cost[s]) * qty
+                for s, qty in sorted(self.positions.items())
+                if qty != 0
+            ),
+            ZERO,
+        )
 
 
 def _mark(marks: dict[str, Decimal], symbol: str) -> Decimal:
     price = marks.get(symbol)
     if price is None:
-        raise InputError(f"no mark for {symbol}: equity needs a price for every holding",
-                         hint="value the portfolio with the cycle's sealed snapshot marks",
-                         symbol=symbol)
+        raise InputError(
+            f"no mark for {symbol}: equity needs a price for every holding",
+            hint="value the portfolio with the cycle's sealed snapshot marks",
+            symbol=symbol,
+        )
     return price
 
 
@@ -145,7 +169,9 @@ def apply(state: PortfolioState, event: events.Event, position: int = 0) -> Port
 def _unbalanced(event: events.Event, position: int) -> BacktestInvariantError:
     return BacktestInvariantError(
         f"postings do not balance at position {position}: {postings(event)}",
-        hint="an amount is NaN or infinite; the event cannot be booked", position=position)
+        hint="an amount is NaN or infinite; the event cannot be booked",
+        position=position,
+    )
 
 
 def _deposit(state: PortfolioState, event: events.FundsDeposited, position: int) -> None:
@@ -173,8 +199,7 @@ def _fee(state: PortfolioState, event: events.FeeCharged, position: int) -> None
         state.fees_paid[event.asset] += amount
 
 
-def _reconciled(state: PortfolioState, event: events.PortfolioReconciled,
-                position: int) -> None:
+def _reconciled(state: PortfolioState, event: events.PortfolioReconciled, position: int) -> None:
     if not all(amount.is_finite() for amount in event.adjustments.values()):
         raise _unbalanced(event, position)
     if event.account == state.account:
@@ -211,8 +236,7 @@ _STEPS: dict[type, Any] = {
 }
 
 
-def apply_postings(state: PortfolioState, event: events.Event,
-                   position: int = 0) -> PortfolioState:
+def apply_postings(state: PortfolioState, event: events.Event, position: int = 0) -> PortfolioState:
     """The reference fold: book ``postings`` line by line, summing the balance per asset.
 
     Slower than ``apply`` and equal to it (tests compare them); kept as the specification.
@@ -227,8 +251,12 @@ def apply_postings(state: PortfolioState, event: events.Event,
                 touched = True
         if touched:
             if type(event) is events.TradeExecuted:
-                _trade(state, event.symbol, event.qty if event.side == "buy" else -event.qty,
-                       event.price)
+                _trade(
+                    state,
+                    event.symbol,
+                    event.qty if event.side == "buy" else -event.qty,
+                    event.price,
+                )
             elif type(event) is events.FeeCharged:
                 state.fees_paid[event.asset] += event.amount
             elif type(event) is events.FundsDeposited and state.quote is None:
@@ -246,8 +274,8 @@ def _check_balanced(lines: list[Posting], position: int) -> None:
     for total in totals.values():
         if total.is_nan() or total:
             raise BacktestInvariantError(
-                f"postings do not balance at position {position}: {totals}",
-                position=position)
+                f"postings do not balance at position {position}: {totals}", position=position
+            )
 
 
 def _trade(state: PortfolioState, symbol: str, delta: Decimal, price: Decimal) -> None:
@@ -272,8 +300,13 @@ def _trade(state: PortfolioState, symbol: str, delta: Decimal, price: Decimal) -
         average_cost[symbol] = price
 
 
-def fold(account: str, history: Iterable[events.Event], *, quote: str | None = None,
-         state: PortfolioState | None = None) -> PortfolioState:
+def fold(
+    account: str,
+    history: Iterable[events.Event],
+    *,
+    quote: str | None = None,
+    state: PortfolioState | None = None,
+) -> PortfolioState:
     """Fold events (without positions) into a portfolio."""
     state = state or PortfolioState(account=account, quote=quote)
     for event in history:
@@ -327,15 +360,22 @@ class PortfolioProjection:
         return decode_state(raw)
 
 
-def rebuild(store: EventStore, account: str = "main", to_position: int | None = None,
-            *, quote: str | None = None, checkpoint: bool = True) -> PortfolioState:
+def rebuild(
+    store: EventStore,
+    account: str = "main",
+    to_position: int | None = None,
+    *,
+    quote: str | None = None,
+    checkpoint: bool = True,
+) -> PortfolioState:
     """Rebuild an account's portfolio from the ledger, up to ``to_position``.
 
     With ``checkpoint``, start from the last checkpoint this code version made (when it is
     not past ``to_position``) and fold only the tail; a rebuild to the head saves a new one.
     """
-    folded = fold_projection(store, PortfolioProjection(account, quote),
-                             to_position=to_position, checkpoint=checkpoint)
+    folded = fold_projection(
+        store, PortfolioProjection(account, quote), to_position=to_position, checkpoint=checkpoint
+    )
     state = folded.state
     state.position = max(state.position, folded.position)  # it reflects everything up to here
     return state

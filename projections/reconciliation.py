@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from ledger import events
 from ledger.errors import InputError
+from ledger.market import split_symbol
 from ledger.recorded import RecordedEvent
 from projections import portfolio
-from ledger.market import split_symbol
 from projections.portfolio import ZERO, PortfolioState
 from projections.runner import fold
 from projections.validator import Decision, ValidatorSettings, validate
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from ledger.store import EventStore
 
 
-def state_from_balances(account: str, balances: dict[str, Decimal], *, quote: str | None,
-                        symbols: list[str]) -> PortfolioState:
+def state_from_balances(
+    account: str, balances: dict[str, Decimal], *, quote: str | None, symbols: list[str]
+) -> PortfolioState:
     """A venue's balances as a portfolio: base assets of known symbols become positions."""
     state = PortfolioState(account=account, quote=quote)
     state.cash = defaultdict(Decimal, {a: v for a, v in balances.items() if v != 0})
@@ -64,23 +65,35 @@ class ReconciliationReport:
         return "refused"
 
     def table(self) -> str:
-        lines = [f"reconciliation of {self.account} against {self.venue}: "
-                 f"{self.decision.outcome} ({self.decision.reason})",
-                 f"{'asset':<8} {'ledger':>22} {'venue':>22} {'delta':>16}  decision"]
+        lines = [
+            f"reconciliation of {self.account} against {self.venue}: "
+            f"{self.decision.outcome} ({self.decision.reason})",
+            f"{'asset':<8} {'ledger':>22} {'venue':>22} {'delta':>16}  decision",
+        ]
         for row in self.rows:
-            lines.append(f"{row.asset:<8} {row.ledger:>22} {row.venue:>22} "
-                         f"{row.delta:>+16}  {self.row_decision(row)}")
-        lines.append(f"equity delta {self.decision.diff.equity:+} "
-                     f"(epsilon {self.decision.diff.epsilon})")
+            lines.append(
+                f"{row.asset:<8} {row.ledger:>22} {row.venue:>22} "
+                f"{row.delta:>+16}  {self.row_decision(row)}"
+            )
+        lines.append(
+            f"equity delta {self.decision.diff.equity:+} (epsilon {self.decision.diff.epsilon})"
+        )
         return "\n".join(lines)
 
 
-def reconcile(state: PortfolioState, venue: str, balances: dict[str, Decimal],
-              marks: dict[str, Decimal], *, settings: ValidatorSettings,
-              price_steps: dict[str, Decimal] | None = None) -> ReconciliationReport:
+def reconcile(
+    state: PortfolioState,
+    venue: str,
+    balances: dict[str, Decimal],
+    marks: dict[str, Decimal],
+    *,
+    settings: ValidatorSettings,
+    price_steps: dict[str, Decimal] | None = None,
+) -> ReconciliationReport:
     """Compare the ledger's portfolio with a venue's balances, asset by asset."""
-    reference = state_from_balances(state.account, balances, quote=state.quote,
-                                    symbols=sorted(state.positions))
+    reference = state_from_balances(
+        state.account, balances, quote=state.quote, symbols=sorted(state.positions)
+    )
     decision = validate(state, reference, marks, settings=settings, price_steps=price_steps)
     assets = sorted(set(state.cash) | set(balances))
     rows = [Row(a, state.cash.get(a, ZERO), balances.get(a, ZERO)) for a in assets]
@@ -114,8 +127,9 @@ class ObservedProjection:
         return state
 
 
-def reconcile_with_venue(store: EventStore, account: str, *,
-                         settings: ValidatorSettings) -> ReconciliationReport:
+def reconcile_with_venue(
+    store: EventStore, account: str, *, settings: ValidatorSettings
+) -> ReconciliationReport:
     """The account's books against the latest balances its venue reported."""
     observed = fold(store, ObservedProjection(account)).state
     if observed.balances is None:
@@ -125,5 +139,10 @@ def reconcile_with_venue(store: EventStore, account: str, *,
             account=account,
         )
     books = portfolio.rebuild(store, account=account)
-    return reconcile(books, observed.balances.venue, observed.balances.balances,
-                     observed.marks, settings=settings)
+    return reconcile(
+        books,
+        observed.balances.venue,
+        observed.balances.balances,
+        observed.marks,
+        settings=settings,
+    )

@@ -38,9 +38,17 @@ class MarketView:
 class MarketProjection:
     """``MarketView`` as a projection: the types its views fold, nothing else is read."""
 
-    types = ("FetchFailed", "FetchSucceeded", "OrderRejected", "CallRejected",
-             "CircuitOpened", "CircuitHalfOpened", "CircuitClosed", "SnapshotSealed",
-             "CandleImported")
+    types = (
+        "FetchFailed",
+        "FetchSucceeded",
+        "OrderRejected",
+        "CallRejected",
+        "CircuitOpened",
+        "CircuitHalfOpened",
+        "CircuitClosed",
+        "SnapshotSealed",
+        "CandleImported",
+    )
 
     def initial(self) -> MarketView:
         return MarketView()
@@ -87,7 +95,9 @@ class Replay:
         return {
             "position": self.position,
             "recorded_at": market.last_time.isoformat() if market.last_time else None,
-            "account": self.account, "run_id": self.run_id, "quote": books.quote,
+            "account": self.account,
+            "run_id": self.run_id,
+            "quote": books.quote,
             "cash": {a: str(v) for a, v in sorted(books.cash.items()) if v},
             "positions": {s: str(v) for s, v in held},
             "average_cost": {s: str(books.average_cost[s]) for s, _ in held},
@@ -96,17 +106,29 @@ class Replay:
             "equity": str(equity) if equity is not None else None,
             "marks": {s: str(v) for s, v in sorted(market.marks.items())},
             "errors": dict(sorted(market.errors.by_class.items())),
-            "last_errors": [{"position": e.position, "class": e.error_class,
-                             "symbol": e.symbol, "message": e.message}
-                            for e in list(market.errors.recent)[-RECENT_ERRORS_SHOWN:]],
-            "breakers": {n: {"state": b.state, "calls": b.calls, "successes": b.successes,
-                             "failures": b.failures, "rejected": b.rejected}
-                         for n, b in sorted(market.breakers.breakers.items())},
+            "last_errors": [
+                {
+                    "position": e.position,
+                    "class": e.error_class,
+                    "symbol": e.symbol,
+                    "message": e.message,
+                }
+                for e in list(market.errors.recent)[-RECENT_ERRORS_SHOWN:]
+            ],
+            "breakers": {
+                n: {
+                    "state": b.state,
+                    "calls": b.calls,
+                    "successes": b.successes,
+                    "failures": b.failures,
+                    "rejected": b.rejected,
+                }
+                for n, b in sorted(market.breakers.breakers.items())
+            },
         }
 
 
-def replay(store: EventStore, *, account: str, position: int,
-           run_id: str | None = None) -> Replay:
+def replay(store: EventStore, *, account: str, position: int, run_id: str | None = None) -> Replay:
     """The account's books and the market view as of ``position`` (one run's events only,
     for the market view, when ``run_id`` is given)."""
     books = portfolio.rebuild(store, account=account, to_position=position)

@@ -24,7 +24,10 @@ S = TypeVar("S")
 class Projection(Protocol[S]):
     """What the runner needs of a projection."""
 
-    types: tuple[str, ...]  # the event types ``apply`` reads (empty: every event)
+    @property
+    def types(self) -> tuple[str, ...]:
+        """The event types ``apply`` reads (empty: every event)."""
+        ...
 
     def initial(self) -> S:
         """The state before any event."""
@@ -79,16 +82,18 @@ def fold(
         if saved is not None and (to_position is None or saved[0] <= to_position):
             state, start = saved_by.decode(saved[1]), saved[0] + 1
     apply, count = projection.apply, 0
-    for recorded in store.query(types=projection.types, from_position=start,
-                                to_position=to_position):
+    for recorded in store.query(
+        types=projection.types, from_position=start, to_position=to_position
+    ):
         if where is None or where(recorded):
             state = apply(state, recorded)
             count += 1
     head = store.head()
     last = head if to_position is None else min(to_position, head)
     if saved_by is not None and to_position is None and last >= start:
-        store.save_checkpoint(saved_by.checkpoint_name, last, saved_by.version,
-                              saved_by.encode(state))
+        store.save_checkpoint(
+            saved_by.checkpoint_name, last, saved_by.version, saved_by.encode(state)
+        )
     return Folded(state, max(last, start - 1), count)
 
 

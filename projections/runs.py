@@ -75,9 +75,13 @@ def finished_run(store: EventStore, run_id: str) -> RunRecord:
     """The run ``run_id``, which must have finished (there is nothing whole to show else)."""
     found = list_runs(store).get(run_id)
     if found is None:
-        raise InputError(f"no run {run_id!r} in this ledger",
-                         hint="list runs with `tally runs`", run_id=run_id)
+        raise InputError(
+            f"no run {run_id!r} in this ledger", hint="list runs with `tally runs`", run_id=run_id
+        )
     if found.finished is None:
-        raise InputError(f"run {run_id} never finished: there is nothing complete to compare",
-                         hint="record the run again into a fresh ledger", run_id=run_id)
+        raise InputError(
+            f"run {run_id} never finished: there is nothing complete to compare",
+            hint="record the run again into a fresh ledger",
+            run_id=run_id,
+        )
     return found

@@ -21,7 +21,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ledger.config import StrictModel
-
 from projections.portfolio import ZERO, PortfolioState
 
 Outcome = Literal["passed", "reconciled", "discarded"]
@@ -67,8 +66,12 @@ class Diff:
 
     def table(self) -> str:
         """The diff as a readable table (only the lines that differ, plus the totals)."""
-        rows = [("equity", self.equity), ("positions value", self.positions_value),
-                ("rounding", self.rounding), ("epsilon", self.epsilon)]
+        rows = [
+            ("equity", self.equity),
+            ("positions value", self.positions_value),
+            ("rounding", self.rounding),
+            ("epsilon", self.epsilon),
+        ]
         rows += [(f"cash {a}", v) for a, v in sorted(self.cash.items()) if v]
         rows += [(f"realized pnl {a}", v) for a, v in sorted(self.realized_pnl.items()) if v]
         rows += [(f"fees {a}", v) for a, v in sorted(self.fees.items()) if v]
@@ -87,19 +90,36 @@ class Decision:
 
 def _delta(ours: dict[str, Decimal], theirs: dict[str, Decimal]) -> dict[str, Decimal]:
     keys = sorted(set(ours) | set(theirs))
-    return {k: ours.get(k, ZERO) - theirs.get(k, ZERO) for k in keys
-            if ours.get(k, ZERO) != theirs.get(k, ZERO)}
+    return {
+        k: ours.get(k, ZERO) - theirs.get(k, ZERO)
+        for k in keys
+        if ours.get(k, ZERO) != theirs.get(k, ZERO)
+    }
 
 
-def diff(candidate: PortfolioState, reference: PortfolioState, marks: dict[str, Decimal], *,
-         settings: ValidatorSettings, price_steps: dict[str, Decimal] | None = None) -> Diff:
+def diff(
+    candidate: PortfolioState,
+    reference: PortfolioState,
+    marks: dict[str, Decimal],
+    *,
+    settings: ValidatorSettings,
+    price_steps: dict[str, Decimal] | None = None,
+) -> Diff:
     """The differences candidate - reference, valued at ``marks``."""
     steps = price_steps or {}
     per_symbol = _delta(candidate.positions, reference.positions)
     equity = candidate.equity(marks) - reference.equity(marks)
-    epsilon = max(settings.base_epsilon, sum(
-        (3 * steps.get(s, settings.price_step_default) * abs(q)
-         for s, q in sorted(candidate.positions.items()) if q), ZERO))
+    epsilon = max(
+        settings.base_epsilon,
+        sum(
+            (
+                3 * steps.get(s, settings.price_step_default) * abs(q)
+                for s, q in sorted(candidate.positions.items())
+                if q
+            ),
+            ZERO,
+        ),
+    )
     rounding = equity if abs(equity) <= epsilon else ZERO
     return Diff(
         cash=_delta(candidate.cash, reference.cash),
@@ -114,9 +134,14 @@ def diff(candidate: PortfolioState, reference: PortfolioState, marks: dict[str, 
     )
 
 
-def validate(candidate: PortfolioState, reference: PortfolioState, marks: dict[str, Decimal],
-             *, settings: ValidatorSettings,
-             price_steps: dict[str, Decimal] | None = None) -> Decision:
+def validate(
+    candidate: PortfolioState,
+    reference: PortfolioState,
+    marks: dict[str, Decimal],
+    *,
+    settings: ValidatorSettings,
+    price_steps: dict[str, Decimal] | None = None,
+) -> Decision:
     """Decide whether ``candidate`` may be committed, given what ``reference`` says."""
     found = diff(candidate, reference, marks, settings=settings, price_steps=price_steps)
     critical = _critical(candidate, marks, found, settings)
@@ -127,15 +152,25 @@ def validate(candidate: PortfolioState, reference: PortfolioState, marks: dict[s
     limit = settings.max_auto_reconcile_pct * abs(found.equity_reference)
     if abs(found.equity) <= limit:
         adjustments = {a: -v for a, v in found.cash.items()}
-        return Decision("reconciled", f"|equity diff| {abs(found.equity)} is above epsilon "
-                        f"{found.epsilon} and within {settings.max_auto_reconcile_pct} of "
-                        f"equity ({limit})", found, adjustments)
-    return Decision("discarded", f"|equity diff| {abs(found.equity)} is above the "
-                    f"auto-reconcile limit {limit}", found, {})
+        return Decision(
+            "reconciled",
+            f"|equity diff| {abs(found.equity)} is above epsilon "
+            f"{found.epsilon} and within {settings.max_auto_reconcile_pct} of "
+            f"equity ({limit})",
+            found,
+            adjustments,
+        )
+    return Decision(
+        "discarded",
+        f"|equity diff| {abs(found.equity)} is above the auto-reconcile limit {limit}",
+        found,
+        {},
+    )
 
 
-def _critical(candidate: PortfolioState, marks: dict[str, Decimal], found: Diff,
-              settings: ValidatorSettings) -> str:
+def _critical(
+    candidate: PortfolioState, marks: dict[str, Decimal], found: Diff, settings: ValidatorSettings
+) -> str:
     negative = {a: v for a, v in sorted(candidate.cash.items()) if v < 0}
     if negative:
         return f"negative cash: {negative}"
@@ -143,8 +178,14 @@ def _critical(candidate: PortfolioState, marks: dict[str, Decimal], found: Diff,
     if equity < 0:
         return f"negative equity: {equity}"
     moved = sum((abs(q) * marks.get(s, ZERO) for s, q in found.per_symbol.items()), ZERO)
-    if found.per_symbol and len(found.per_symbol) > 1 and equity > 0 \
-            and moved > settings.leak_pct_max * equity:
-        return f"quantity leak across symbols worth {moved} (over {settings.leak_pct_max} " \
-               f"of equity {equity})"
+    if (
+        found.per_symbol
+        and len(found.per_symbol) > 1
+        and equity > 0
+        and moved > settings.leak_pct_max * equity
+    ):
+        return (
+            f"quantity leak across symbols worth {moved} (over {settings.leak_pct_max} "
+            f"of equity {equity})"
+        )
     return ""

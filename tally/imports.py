@@ -11,7 +11,7 @@ import csv
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -55,8 +55,7 @@ class _BadField(ValueError):
         self.field = field
 
 
-def _trade_row(cells: dict[str, str]) -> tuple[datetime, str, str, Decimal, Decimal, Decimal,
-                                               str]:
+def _trade_row(cells: dict[str, str]) -> tuple[datetime, str, str, Decimal, Decimal, Decimal, str]:
     """Parse one row's fields; raise ``_BadField`` naming the first bad one."""
     field = "timestamp"
     try:
@@ -94,15 +93,21 @@ def read_trades(path: Path, account: str) -> tuple[list[events.Event], str]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise InputError(f"{path.name} is not UTF-8 text (byte {e.start})",
-                         hint="save the file as UTF-8 CSV", file=str(path)) from e
+        raise InputError(
+            f"{path.name} is not UTF-8 text (byte {e.start})",
+            hint="save the file as UTF-8 CSV",
+            file=str(path),
+        ) from e
     rows = list(csv.reader(text.splitlines()))
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if tuple(header) != TRADE_COLUMNS:
-        raise InputError(f"{path.name}: the header must be {','.join(TRADE_COLUMNS)}; found "
-                         f"{','.join(header) or 'nothing'}",
-                         hint="put the header line first, columns in that order",
-                         file=str(path), line=1)
+        raise InputError(
+            f"{path.name}: the header must be {','.join(TRADE_COLUMNS)}; found "
+            f"{','.join(header) or 'nothing'}",
+            hint="put the header line first, columns in that order",
+            file=str(path),
+            line=1,
+        )
     found: list[events.Event] = []
     problems: list[str] = []
     for line, row in enumerate(rows[1:], start=2):
@@ -118,20 +123,32 @@ def read_trades(path: Path, account: str) -> tuple[list[events.Event], str]:
             problems.append(f"line {line}: {e.field}: {e}")
             continue
         trade_id = f"import-{digest[:12]}-{line}"
-        found.append(events.TradeExecuted(
-            account=account, symbol=symbol, side=side,  # type: ignore[arg-type]
-            qty=qty, price=price, order_id=trade_id, trade_id=trade_id, executed_at=at))
+        found.append(
+            events.TradeExecuted(
+                account=account,
+                symbol=symbol,
+                side=side,  # type: ignore[arg-type]
+                qty=qty,
+                price=price,
+                order_id=trade_id,
+                trade_id=trade_id,
+                executed_at=at,
+            )
+        )
         if fee:
-            found.append(events.FeeCharged(account=account, trade_id=trade_id,
-                                           asset=fee_asset, amount=fee))
+            found.append(
+                events.FeeCharged(account=account, trade_id=trade_id, asset=fee_asset, amount=fee)
+            )
     if problems:
         shown = "\n  ".join(problems[:ERRORS_SHOWN_MAX])
         more = len(problems) - ERRORS_SHOWN_MAX
         raise InputError(
             f"{path.name}: {len(problems)} bad row(s), nothing imported:\n  {shown}"
             + (f"\n  ... and {more} more" if more > 0 else ""),
-            hint="fix the named lines and import the file again", file=str(path),
-            line=int(problems[0].split()[1].rstrip(":")))
+            hint="fix the named lines and import the file again",
+            file=str(path),
+            line=int(problems[0].split()[1].rstrip(":")),
+        )
     if not found:
         raise InputError(f"{path.name} holds no trades", file=str(path))
     return found, digest
@@ -139,8 +156,12 @@ def read_trades(path: Path, account: str) -> tuple[list[events.Event], str]:
 
 def import_trades(store: EventStore, path: Path, account: str) -> Imported:
     found, digest = read_trades(path, account)
-    return _append(store, [StreamAppend(f"portfolio/{account}", found)],
-                   f"import/trades/{account}/{digest}", "trades")
+    return _append(
+        store,
+        [StreamAppend(f"portfolio/{account}", found)],
+        f"import/trades/{account}/{digest}",
+        "trades",
+    )
 
 
 def import_ohlcv(store: EventStore, folder: Path) -> Imported:
@@ -148,27 +169,46 @@ def import_ohlcv(store: EventStore, folder: Path) -> Imported:
     batches = []
     for symbol in candles.symbols:
         frame = candles.frames[symbol]
-        rows = zip(frame.index, frame["open"], frame["high"], frame["low"], frame["close"],
-                   frame["volume"], strict=True)
-        batches.append(StreamAppend(f"candles/{symbol}/{candles.timeframe}", [
-            events.CandleImported(symbol=symbol, timeframe=candles.timeframe,
-                                  open_time=stamp.to_pydatetime(), open=o, high=h, low=lo,
-                                  close=c, volume=v)
-            for stamp, o, h, lo, c, v in rows]))
-    key = hashlib.sha256("|".join(f"{f['name']}:{f['sha256']}" for f in candles.manifest)
-                         .encode()).hexdigest()
+        rows = zip(
+            frame.index,
+            frame["open"],
+            frame["high"],
+            frame["low"],
+            frame["close"],
+            frame["volume"],
+            strict=True,
+        )
+        batches.append(
+            StreamAppend(
+                f"candles/{symbol}/{candles.timeframe}",
+                [
+                    events.CandleImported(
+                        symbol=symbol,
+                        timeframe=candles.timeframe,
+                        open_time=stamp.to_pydatetime(),
+                        open=o,
+                        high=h,
+                        low=lo,
+                        close=c,
+                        volume=v,
+                    )
+                    for stamp, o, h, lo, c, v in rows
+                ],
+            )
+        )
+    key = hashlib.sha256(
+        "|".join(f"{f['name']}:{f['sha256']}" for f in candles.manifest).encode()
+    ).hexdigest()
     return _append(store, batches, f"import/ohlcv/{key}", "candles")
 
 
 def _append(store: EventStore, batches: list[StreamAppend], key: str, what: str) -> Imported:
     head = store.head()
     positions = [p for batch in store.append_many(batches, idempotency_key=key) for p in batch]
-    return Imported(what, len(positions), positions[0], positions[-1],
-                    already=positions[0] <= head)
+    return Imported(what, len(positions), positions[0], positions[-1], already=positions[0] <= head)
 
 
-def deposit(store: EventStore, asset: str, amount: str, account: str,
-            at: str | None = None) -> int:
+def deposit(store: EventStore, asset: str, amount: str, account: str, at: str | None = None) -> int:
     code = asset.upper()
     if not ASSET.match(code):
         raise InputError(f"not an asset code: {asset!r}", hint="e.g. USDT or BTC")
@@ -177,5 +217,8 @@ def deposit(store: EventStore, asset: str, amount: str, account: str,
     except ValueError as e:
         raise InputError(f"the amount {e}", hint="e.g. tally deposit USDT 10000") from e
     when = parse_time_arg(at, "--at") if at is not None else None
-    return store.append(f"portfolio/{account}", [events.FundsDeposited(
-        account=account, asset=code, amount=value, at=when)], expected_version=None)[0]
+    return store.append(
+        f"portfolio/{account}",
+        [events.FundsDeposited(account=account, asset=code, amount=value, at=when)],
+        expected_version=None,
+    )[0]

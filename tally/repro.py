@@ -21,18 +21,25 @@ import msgspec
 from ledger import events
 from ledger.errors import InputError
 from ledger.recorded import RecordedEvent
-from tally.settings import Settings
 from ledger.store import EventStore, init_store, open_store
 from projections.reports import load_series
-from tally.run import context
 from projections.runs import finished_run
+from tally.run import context
 from tally.run.backtest import RunSummary, run_backtest
+from tally.settings import Settings
 
 # Fields that name the run itself: two different runs always differ there.
 IDENTITY_FIELDS = ("run_id", "account", "client_order_id", "stream", "idempotency_key")
 FIELDS_SHOWN_MAX = 12
-RECORD_FIELDS = ("stream", "type", "recorded_at", "run_id", "causation_id", "correlation_id",
-                 "idempotency_key")
+RECORD_FIELDS = (
+    "stream",
+    "type",
+    "recorded_at",
+    "run_id",
+    "causation_id",
+    "correlation_id",
+    "idempotency_key",
+)
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,11 @@ class Divergence:
     fields: dict[str, tuple[Any, Any]]  # field -> (a, b)
 
     def render(self, a: str = "recorded", b: str = "re-executed") -> str:
-        lines = [f"first difference at event #{self.index + 1} of the run "
-                 f"({a}: position {self.position_a} {self.type_a}; "
-                 f"{b}: position {self.position_b} {self.type_b})"]
+        lines = [
+            f"first difference at event #{self.index + 1} of the run "
+            f"({a}: position {self.position_a} {self.type_a}; "
+            f"{b}: position {self.position_b} {self.type_b})"
+        ]
         shown = list(self.fields.items())[:FIELDS_SHOWN_MAX]
         width = max((len(k) for k, _ in shown), default=5)
         for name, (left, right) in shown:
@@ -81,8 +90,9 @@ def flatten(form: bytes) -> dict[str, Any]:
     return flat
 
 
-def field_diff(a: bytes | None, b: bytes | None, ignore: tuple[str, ...] = ()
-               ) -> dict[str, tuple[Any, Any]]:
+def field_diff(
+    a: bytes | None, b: bytes | None, ignore: tuple[str, ...] = ()
+) -> dict[str, tuple[Any, Any]]:
     left = flatten(a) if a is not None else {}
     right = flatten(b) if b is not None else {}
     out = {}
@@ -95,10 +105,12 @@ def field_diff(a: bytes | None, b: bytes | None, ignore: tuple[str, ...] = ()
     return out
 
 
-def first_divergence(a: list[tuple[int, bytes]], b: list[tuple[int, bytes]],
-                     ignore: tuple[str, ...] = (),
-                     normalize: tuple[dict[str, str], dict[str, str]] | None = None
-                     ) -> Divergence | None:
+def first_divergence(
+    a: list[tuple[int, bytes]],
+    b: list[tuple[int, bytes]],
+    ignore: tuple[str, ...] = (),
+    normalize: tuple[dict[str, str], dict[str, str]] | None = None,
+) -> Divergence | None:
     """The first index where the runs differ (beyond ``ignore``d fields), or None."""
     for index in range(max(len(a), len(b))):
         left = a[index] if index < len(a) else None
@@ -113,8 +125,14 @@ def first_divergence(a: list[tuple[int, bytes]], b: list[tuple[int, bytes]],
         fields = field_diff(lf, rf, ignore)
         if not fields:
             continue
-        return Divergence(index, left[0] if left else None, right[0] if right else None,
-                          _type_of(lf), _type_of(rf), fields)
+        return Divergence(
+            index,
+            left[0] if left else None,
+            right[0] if right else None,
+            _type_of(lf),
+            _type_of(rf),
+            fields,
+        )
     return None
 
 
@@ -153,17 +171,24 @@ class CheckResult:
         return self.divergence is None and self.fingerprint == self.replayed_fingerprint
 
 
-def check(store: EventStore, run_id: str, *, scratch_url: str | None = None,
-          data_dir: Path | None = None, progress: Any = None) -> CheckResult:
+def check(
+    store: EventStore,
+    run_id: str,
+    *,
+    scratch_url: str | None = None,
+    data_dir: Path | None = None,
+    progress: Any = None,
+) -> CheckResult:
     """Re-execute ``run_id`` into a scratch ledger and compare it event by event."""
     store.verify()  # never compare against a ledger that was tampered with
     recorded = started_of(store, run_id)
     started = recorded.event
     assert isinstance(started, events.RunStarted)
     if started.mode != "backtest":
-        raise InputError(f"run {run_id} is a {started.mode} run: only backtests re-execute",
-                         hint="a paper or live run met the real world; audit it with "
-                              "`tally replay` instead")
+        raise InputError(
+            f"run {run_id} is a {started.mode} run: only backtests re-execute",
+            hint="a paper or live run met the real world; audit it with `tally replay` instead",
+        )
     settings = Settings.model_validate(started.config)
     original = run_forms(store, run_id, recorded.position)
     notes = []
@@ -175,11 +200,18 @@ def check(store: EventStore, run_id: str, *, scratch_url: str | None = None,
         init_store(url)
         with open_store(url, durable=False) as scratch:
             if scratch.head() != 0:
-                raise InputError("the scratch ledger is not empty",
-                                 hint="pass an empty database to --scratch-db")
+                raise InputError(
+                    "the scratch ledger is not empty", hint="pass an empty database to --scratch-db"
+                )
             summary: RunSummary = run_backtest(
-                scratch, settings.run, settings.ingest, config=started.config,
-                data_dir=data_dir, replay_of=started, progress=progress)
+                scratch,
+                settings.run,
+                settings.ingest,
+                config=started.config,
+                data_dir=data_dir,
+                replay_of=started,
+                progress=progress,
+            )
             replayed = run_forms(scratch, run_id, 1)
     divergence = first_divergence(original, replayed)
     ours = context.fingerprint(form for _, form in original[:-1])[0]  # before RunFinished
@@ -204,22 +236,32 @@ def diverge(store: EventStore, run_a: str, run_b: str) -> RunDiff:
     acc_b = first_b.event.account  # type: ignore[union-attr]
     names = ({run_a: "<run>", acc_a: "<account>"}, {run_b: "<run>", acc_b: "<account>"})
     # The inputs (RunStarted) apart, then the first event where the runs behave differently.
-    inputs = field_diff(_renamed(a[0][1], names[0]), _renamed(b[0][1], names[1]),
-                        ("config_hash", "run_id", "account"))
+    inputs = field_diff(
+        _renamed(a[0][1], names[0]),
+        _renamed(b[0][1], names[1]),
+        ("config_hash", "run_id", "account"),
+    )
     divergence = first_divergence(
-        a[1:], b[1:], ignore=(*IDENTITY_FIELDS, "config_hash", "fingerprint"),
-        normalize=names)
+        a[1:], b[1:], ignore=(*IDENTITY_FIELDS, "config_hash", "fingerprint"), normalize=names
+    )
     if divergence is not None:  # count from the run's first event, RunStarted included
         divergence = dataclasses.replace(divergence, index=divergence.index + 1)
     series_a = load_series(store, acc_a, run_id=run_a).rows
     series_b = load_series(store, acc_b, run_id=run_b).rows
-    return RunDiff(run_a, run_b, len(a), len(b), inputs, divergence, equity_side_by_side(
-        {r[0]: r[1] for r in series_a}, {r[0]: r[1] for r in series_b}))
+    return RunDiff(
+        run_a,
+        run_b,
+        len(a),
+        len(b),
+        inputs,
+        divergence,
+        equity_side_by_side({r[0]: r[1] for r in series_a}, {r[0]: r[1] for r in series_b}),
+    )
 
 
-def equity_side_by_side(a: dict[datetime, Decimal], b: dict[datetime, Decimal]
-                        ) -> list[tuple[datetime, Decimal | None, Decimal | None,
-                                        Decimal | None]]:
+def equity_side_by_side(
+    a: dict[datetime, Decimal], b: dict[datetime, Decimal]
+) -> list[tuple[datetime, Decimal | None, Decimal | None, Decimal | None]]:
     """(time, equity A, equity B, A - B) over the union of both runs' time steps; a run
     without a row at a time carries its last equity forward (None before its first)."""
     rows = []

@@ -24,7 +24,8 @@ from ledger.store import EventStore
 
 PG_ENV = "TALLY_TEST_PG_URL"
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-TEMPLATE_DB = "tally_template"
+# One template per xdist worker: a worker never drops the template another is cloning.
+TEMPLATE_DB = f"tally_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 _counter = itertools.count()
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ledger.clock import Clock
 from ledger.recorded import RecordedEvent, StoreStats
-from ledger.store.backend import open_backend
 from ledger.store.append import StreamAppend, group_appends
+from ledger.store.backend import open_backend
 from ledger.store.event_store import EventStore
 from ledger.store.migrate import check_schema, upgrade
 from ledger.store.settings import StoreSettings
@@ -22,8 +22,13 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, clock: Clock | None = None, durable: bool | None = None,
-               settings: StoreSettings | None = None) -> EventStore:
+def open_store(
+    url: str,
+    *,
+    clock: Clock | None = None,
+    durable: bool | None = None,
+    settings: StoreSettings | None = None,
+) -> EventStore:
     """Open the ledger at ``url``; never creates or changes a schema.
 
     ``settings`` bounds every wait (locks, statements, the pool); ``durable`` overrides

@@ -73,9 +73,13 @@ class Appender:
         backend, sql = self.reader.backend, self.reader.sql
         with backend.guard(), self._writing() as cursor:
             # Read the clock under the append lock: on one machine, times follow positions.
-            envelope = Envelope(recorded_at=self.now().astimezone(UTC), run_id=run_id,
-                                causation_id=causation_id, correlation_id=correlation_id,
-                                idempotency_key=idempotency_key)
+            envelope = Envelope(
+                recorded_at=self.now().astimezone(UTC),
+                run_id=run_id,
+                causation_id=causation_id,
+                correlation_id=correlation_id,
+                idempotency_key=idempotency_key,
+            )
             # Plain DBAPI calls inside the transaction SQLAlchemy manages: a single-event
             # append costs ~4 statements, and SQLAlchemy's per-statement overhead was most
             # of its time.
@@ -108,11 +112,22 @@ class Appender:
                 for event in batch.events:
                     position += 1
                     version += 1
-                    record = encode_record(envelope, event, position=position, stream=stream,
-                                           version=version)
+                    record = encode_record(
+                        envelope, event, position=position, stream=stream, version=version
+                    )
                     row_hash = chain_hash(prev, record)
-                    rows.append((position, stream, version, type(event).__name__,
-                                 recorded_at_us, record, prev, row_hash))
+                    rows.append(
+                        (
+                            position,
+                            stream,
+                            version,
+                            type(event).__name__,
+                            recorded_at_us,
+                            record,
+                            prev,
+                            row_hash,
+                        )
+                    )
                     prev = row_hash
                 versions[stream] = version
             backend.insert_rows(cursor, rows)
@@ -142,13 +157,20 @@ class Appender:
             yield cursor
 
 
-def _check_names(batches: Sequence[StreamAppend], idempotency_key: str | None,
-                 run_id: str | None, causation_id: str | None,
-                 correlation_id: str | None) -> None:
+def _check_names(
+    batches: Sequence[StreamAppend],
+    idempotency_key: str | None,
+    run_id: str | None,
+    causation_id: str | None,
+    correlation_id: str | None,
+) -> None:
     for batch in batches:
         check_name("stream", batch.stream, STREAM_LENGTH_MAX)
-    for what, value in (("run_id", run_id), ("causation_id", causation_id),
-                        ("correlation_id", correlation_id)):
+    for what, value in (
+        ("run_id", run_id),
+        ("causation_id", causation_id),
+        ("correlation_id", correlation_id),
+    ):
         if value is not None:
             check_name(what, value, ENVELOPE_ID_LENGTH_MAX)
     if idempotency_key is not None:

@@ -12,9 +12,7 @@ from sqlalchemy.exc import ArgumentError
 from ledger.errors import ConfigError, TallyError
 from ledger.store.settings import StoreSettings
 
-URL_HINT = (
-    "use sqlite:///path/to/ledger.db or postgresql+psycopg://user:password@host:5432/dbname"
-)
+URL_HINT = "use sqlite:///path/to/ledger.db or postgresql+psycopg://user:password@host:5432/dbname"
 
 
 class Backend(Protocol):
@@ -22,7 +20,11 @@ class Backend(Protocol):
 
     name: str
     display_url: str
-    driver_error: type[BaseException]
+
+    @property
+    def driver_error(self) -> type[BaseException]:
+        """The driver's base exception class."""
+        ...
 
     def engine(self, *, create: bool) -> Engine:
         """Return an engine; ``create`` allows creating a missing database file."""
@@ -61,21 +63,15 @@ def parse_url(raw: str) -> URL:
     try:
         url = make_url(raw)
     except ArgumentError as e:
-        raise ConfigError(
-            f"not a database URL: {raw!r}", hint=URL_HINT, url=raw
-        ) from e
+        raise ConfigError(f"not a database URL: {raw!r}", hint=URL_HINT, url=raw) from e
     driver = url.drivername
     if driver in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg3"):
         return url.set(drivername="postgresql+psycopg")
     if driver in ("sqlite", "sqlite+pysqlite"):
         if not url.database or url.database == ":memory:":
-            raise ConfigError(
-                "a SQLite ledger needs a file path", hint=URL_HINT, url=raw
-            )
+            raise ConfigError("a SQLite ledger needs a file path", hint=URL_HINT, url=raw)
         return url.set(drivername="sqlite")
-    raise ConfigError(
-        f"unsupported database URL scheme {driver!r}", hint=URL_HINT, url=raw
-    )
+    raise ConfigError(f"unsupported database URL scheme {driver!r}", hint=URL_HINT, url=raw)
 
 
 def open_backend(raw_url: str, settings: StoreSettings | None = None) -> Backend:

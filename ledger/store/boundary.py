@@ -22,7 +22,11 @@ class Translator(Protocol):
     """What a backend supplies: its driver's base error class and its code table."""
 
     display_url: str
-    driver_error: type[BaseException]
+
+    @property
+    def driver_error(self) -> type[BaseException]:
+        """The driver's base exception class."""
+        ...
 
     def translate(self, error: BaseException) -> TallyError:
         """Classify one driver error into the Tally error family."""

@@ -23,8 +23,9 @@ class Checkpoints:
         digest = sha256(state).digest()
         with reader.backend.guard(), reader.backend.write(reader.engine) as cursor:
             cursor.execute(sql.delete_checkpoint, (name,))
-            cursor.execute(sql.insert_checkpoint,
-                           (name, position, code_version, state, digest, chain))
+            cursor.execute(
+                sql.insert_checkpoint, (name, position, code_version, state, digest, chain)
+            )
 
     def load(self, name: str, code_version: str) -> tuple[int, bytes] | None:
         """Return (position, state) of a checkpoint made by ``code_version``, if usable.
@@ -40,8 +41,10 @@ class Checkpoints:
         state, state_hash, chain = bytes(state), bytes(state_hash), bytes(chain)
         if sha256(state).digest() != state_hash:
             raise CacheCorruptionError(
-                f"checkpoint {name!r} does not match its hash", checkpoint=name,
-                hint="delete the checkpoint row; the projection rebuilds from the events")
+                f"checkpoint {name!r} does not match its hash",
+                checkpoint=name,
+                hint="delete the checkpoint row; the projection rebuilds from the events",
+            )
         if version != code_version or self.reader.hash_at(position) != chain:
             return None
         return int(position), state

@@ -39,7 +39,8 @@ class EventStore:
         # Public and replaceable: a run hands the store its own (simulated) clock.
         self.clock: Clock = clock or SystemClock()
         self._reader = Reader(backend, engine, Statements.for_backend(backend.sql))
-        self._appender = Appender(self._reader, lambda: self.clock.now())
+        # A lambda, not self.clock.now: the clock may be replaced after the store is opened.
+        self._appender = Appender(self._reader, lambda: self.clock.now())  # noqa: PLW0108
         self._checkpoints = Checkpoints(self._reader)
 
     @property
@@ -79,8 +80,11 @@ class EventStore:
         """
         (positions,) = self._appender.append_many(
             [StreamAppend(stream, events, expected_version)],
-            idempotency_key=idempotency_key, run_id=run_id, causation_id=causation_id,
-            correlation_id=correlation_id)
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
         return positions
 
     def append_many(
@@ -98,8 +102,12 @@ class EventStore:
         consecutive positions in the order given; a stream may appear more than once.
         """
         return self._appender.append_many(
-            batches, idempotency_key=idempotency_key, run_id=run_id,
-            causation_id=causation_id, correlation_id=correlation_id)
+            batches,
+            idempotency_key=idempotency_key,
+            run_id=run_id,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
 
     def unit_of_work(self) -> AbstractContextManager[None]:
         """Hold one write transaction (and the append lock) across several appends.
@@ -161,8 +169,13 @@ class EventStore:
         limit: int | None = None,
     ) -> Iterator[RecordedEvent]:
         """Yield events matching the filters, in position order; each row's hash is checked."""
-        return self._reader.query(stream=stream, types=types, from_position=from_position,
-                                  to_position=to_position, limit=limit)
+        return self._reader.query(
+            stream=stream,
+            types=types,
+            from_position=from_position,
+            to_position=to_position,
+            limit=limit,
+        )
 
     def verify(
         self,

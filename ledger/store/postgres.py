@@ -35,32 +35,67 @@ APPEND_LOCK_KEY = 0x7A11_1ED6_E500
 # SQLSTATE (or its two-character class) -> (error, what happened, hint). The immutability
 # triggers raise P0001 (plpgsql's RAISE EXCEPTION); nothing else in a Tally schema does.
 SQLSTATES: dict[str, tuple[type[TallyError], str, str]] = {
-    "P0001": (ImmutabilityViolation, "refused by the ledger's immutability trigger",
-              "ledger rows are never changed or deleted: append a correcting event"),
-    "55P03": (StoreBusy, "waited longer than store.lock_timeout_ms for a lock",
-              "another writer holds the ledger ({self.lock_timeout_ms} ms); retry"),
-    "57014": (StoreBusy, "a statement ran longer than store.statement_timeout_ms",
-              "the server is overloaded or stalled ({self.statement_timeout_ms} ms); retry"),
-    "25P03": (StoreBusy, "a transaction stayed idle past the server's limit",
-              "retry; the transaction was rolled back whole"),
+    "P0001": (
+        ImmutabilityViolation,
+        "refused by the ledger's immutability trigger",
+        "ledger rows are never changed or deleted: append a correcting event",
+    ),
+    "55P03": (
+        StoreBusy,
+        "waited longer than store.lock_timeout_ms for a lock",
+        "another writer holds the ledger ({self.lock_timeout_ms} ms); retry",
+    ),
+    "57014": (
+        StoreBusy,
+        "a statement ran longer than store.statement_timeout_ms",
+        "the server is overloaded or stalled ({self.statement_timeout_ms} ms); retry",
+    ),
+    "25P03": (
+        StoreBusy,
+        "a transaction stayed idle past the server's limit",
+        "retry; the transaction was rolled back whole",
+    ),
     "40001": (StoreBusy, "a serialization failure", "retry; nothing was committed"),
     "40P01": (StoreBusy, "a deadlock was broken", "retry; nothing was committed"),
-    "08": (StoreConnectionLost, "the connection to PostgreSQL failed",
-           "is the server running? the call can be retried when it is back"),
-    **{state: (StoreConnectionLost, "the PostgreSQL server is shutting down or starting",
-               "retry when the server is back") for state in ("57P01", "57P02", "57P03")},
-    "28": (StoreUnavailable, "PostgreSQL refused the login",
-           "check the user name and password in the database URL"),
-    "3D000": (StoreUnavailable, "the PostgreSQL database does not exist",
-              "create it first (createdb NAME), then run `tally init --db URL`"),
-    "42P01": (SchemaOutdated, "the ledger's tables are missing",
-              "run `tally init` (with the same --db) to create the schema"),
-    "53100": (StoreUnavailable, "the PostgreSQL server's disk is full",
-              "free space on the server; nothing partial was committed"),
+    "08": (
+        StoreConnectionLost,
+        "the connection to PostgreSQL failed",
+        "is the server running? the call can be retried when it is back",
+    ),
+    **{
+        state: (
+            StoreConnectionLost,
+            "the PostgreSQL server is shutting down or starting",
+            "retry when the server is back",
+        )
+        for state in ("57P01", "57P02", "57P03")
+    },
+    "28": (
+        StoreUnavailable,
+        "PostgreSQL refused the login",
+        "check the user name and password in the database URL",
+    ),
+    "3D000": (
+        StoreUnavailable,
+        "the PostgreSQL database does not exist",
+        "create it first (createdb NAME), then run `tally init --db URL`",
+    ),
+    "42P01": (
+        SchemaOutdated,
+        "the ledger's tables are missing",
+        "run `tally init` (with the same --db) to create the schema",
+    ),
+    "53100": (
+        StoreUnavailable,
+        "the PostgreSQL server's disk is full",
+        "free space on the server; nothing partial was committed",
+    ),
 }
 
 
 class PostgresBackend:
+    """PostgreSQL through psycopg 3: advisory-locked appends, COPY inserts."""
+
     name = "postgresql"
 
     driver_error = psycopg.Error
@@ -73,14 +108,17 @@ class PostgresBackend:
         self.statement_timeout_ms = settings.statement_timeout_ms
 
     def engine(self, *, create: bool) -> Engine:
+        """An engine with every wait bounded by the store settings."""
         # ``create`` is moot: a PostgreSQL database is created by its administrator.
         limits = self.settings
         # Every wait on the server is bounded: the append lock (an advisory lock obeys
         # lock_timeout), any one statement, and a transaction left idle.
-        options = (f"-c lock_timeout={limits.lock_timeout_ms} "
-                   f"-c statement_timeout={limits.statement_timeout_ms} "
-                   f"-c idle_in_transaction_session_timeout="
-                   f"{limits.idle_in_transaction_timeout_ms}")
+        options = (
+            f"-c lock_timeout={limits.lock_timeout_ms} "
+            f"-c statement_timeout={limits.statement_timeout_ms} "
+            f"-c idle_in_transaction_session_timeout="
+            f"{limits.idle_in_transaction_timeout_ms}"
+        )
         return create_engine(
             self.url,
             connect_args={"connect_timeout": limits.connect_timeout_s, "options": options},
@@ -96,6 +134,7 @@ class PostgresBackend:
 
     @contextmanager
     def write(self, engine: Engine) -> Iterator[psycopg.Cursor[Any]]:
+        """A write transaction holding the append lock; yields its DBAPI cursor."""
         with engine.connect() as conn, conn.begin():
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -105,12 +144,14 @@ class PostgresBackend:
                 cursor.close()
 
     def insert_rows(self, cursor: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
+        """Insert full rows inside the write transaction."""
         # COPY is PostgreSQL's bulk path: one stream instead of a statement per row.
         with cursor.copy(f"COPY events ({ROW_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
     def sql(self, statement: str) -> str:
+        """The statement in this driver's parameter style."""
         return statement.replace("?", "%s")
 
     def guard(self) -> AbstractContextManager[None]:
@@ -129,12 +170,13 @@ class PostgresBackend:
                 return StoreConnectionLost(
                     f"cannot reach or log in to the PostgreSQL server ({said})",
                     hint="is the server running at the URL's host and port? are the user, "
-                         "password and database name right? (createdb NAME, then "
-                         "`tally init --db URL`)", **where)
+                    "password and database name right? (createdb NAME, then "
+                    "`tally init --db URL`)",
+                    **where,
+                )
             return StoreUnavailable(f"PostgreSQL error: {said}", **where)
         found = SQLSTATES.get(state) or SQLSTATES.get(state[:2])
         if found is None:
-            return StoreUnavailable(f"PostgreSQL error {state}: {said}", sqlstate=state,
-                                    **where)
+            return StoreUnavailable(f"PostgreSQL error {state}: {said}", sqlstate=state, **where)
         kind, what, hint = found
         return kind(f"{what} ({said})", hint=hint.format(self=self), sqlstate=state, **where)

@@ -137,8 +137,7 @@ class Reader:
         Filters run in SQL on the indexed copies of the envelope; every row returned is then
         checked against its own hash, and its record against the filter.
         """
-        statement = self.sql.query(self.backend.sql, stream=stream is not None,
-                                   types=len(types))
+        statement = self.sql.query(self.backend.sql, stream=stream is not None, types=len(types))
         params: tuple[Any, ...] = (*((stream,) if stream is not None else ()), *types)
         remaining = limit if limit is not None else _NO_UPPER
         wanted = frozenset(types) if types else None
@@ -151,7 +150,8 @@ class Reader:
             for position, record, prev_hash, stored_hash in rows:
                 recorded = checked_row(position, record, prev_hash, stored_hash)
                 if (stream is not None and recorded.stream != stream) or (
-                        wanted is not None and recorded.type not in wanted):
+                    wanted is not None and recorded.type not in wanted
+                ):
                     raise _found_by_column(recorded, position)
                 yield recorded
             remaining -= len(rows)
@@ -217,9 +217,7 @@ class Reader:
             prev = self.hash_at(first - 1)
             if not prev:
                 raise broken(first - 1, "row_missing", f"position {first - 1} is missing")
-        return ChainVerifier(
-            first_position=first, prev_hash=prev, prev_hash_at=self._prev_hash_at
-        )
+        return ChainVerifier(first_position=first, prev_hash=prev, prev_hash_at=self._prev_hash_at)
 
     def _prev_hash_at(self, position: int) -> bytes | None:
         found = self.scalar(self.sql.prev_hash_at, (position,))
@@ -232,7 +230,9 @@ def _linked_explainer(verifier: ChainVerifier) -> Callable[[int, bytes, bytes, b
     def explain(position: int, record: bytes, prev_hash: bytes, stored_hash: bytes) -> NoReturn:
         verifier.prev_hash, verifier.expected_position = prev_hash, position
         verifier.check(position, record, stored_hash)
-        raise broken(position, "payload_changed", "the row does not match its hash")  # pragma: no cover
+        raise broken(
+            position, "payload_changed", "the row does not match its hash"
+        )  # pragma: no cover
 
     return explain
 

@@ -37,30 +37,43 @@ class Statements:
         """The statements in the style of the backend's ``sql`` converter."""
         return cls(
             idempotency=sql(
-                "SELECT first_position, count, digest FROM idempotency_keys WHERE key = ?"),
-            insert_key=sql("INSERT INTO idempotency_keys (key, first_position, count, digest) "
-                           "VALUES (?, ?, ?, ?)"),
+                "SELECT first_position, count, digest FROM idempotency_keys WHERE key = ?"
+            ),
+            insert_key=sql(
+                "INSERT INTO idempotency_keys (key, first_position, count, digest) "
+                "VALUES (?, ?, ?, ?)"
+            ),
             stream_version=sql("SELECT MAX(version) FROM events WHERE stream = ?"),
             version_and_head=sql(
                 "SELECT (SELECT MAX(version) FROM events WHERE stream = ?), "
-                "position, record, prev_hash, hash FROM events ORDER BY position DESC LIMIT 1"),
+                "position, record, prev_hash, hash FROM events ORDER BY position DESC LIMIT 1"
+            ),
             head_row=_HEAD,
             head_position="SELECT MAX(position) FROM events",
             position_at=sql("SELECT MAX(position) FROM events WHERE recorded_at_us <= ?"),
-            page=sql("SELECT position, record, hash FROM events WHERE position > ? AND "
-                     "position <= ? ORDER BY position LIMIT ?"),
-            full_page=sql(f"SELECT {ROW_COLUMNS} FROM events WHERE position > ? AND "
-                          "position <= ? ORDER BY position LIMIT ?"),
-            stream_page=sql("SELECT position, record, prev_hash, hash FROM events "
-                            "WHERE stream = ? AND version > ? AND version <= ? ORDER BY version"),
+            page=sql(
+                "SELECT position, record, hash FROM events WHERE position > ? AND "
+                "position <= ? ORDER BY position LIMIT ?"
+            ),
+            full_page=sql(
+                f"SELECT {ROW_COLUMNS} FROM events WHERE position > ? AND "
+                "position <= ? ORDER BY position LIMIT ?"
+            ),
+            stream_page=sql(
+                "SELECT position, record, prev_hash, hash FROM events "
+                "WHERE stream = ? AND version > ? AND version <= ? ORDER BY version"
+            ),
             hash_at=sql("SELECT hash FROM events WHERE position = ?"),
             prev_hash_at=sql("SELECT prev_hash FROM events WHERE position = ?"),
             delete_checkpoint=sql("DELETE FROM checkpoints WHERE name = ?"),
             insert_checkpoint=sql(
                 "INSERT INTO checkpoints (name, position, code_version, state, state_hash, "
-                "chain_hash) VALUES (?, ?, ?, ?, ?, ?)"),
-            load_checkpoint=sql("SELECT position, code_version, state, state_hash, chain_hash "
-                                "FROM checkpoints WHERE name = ?"),
+                "chain_hash) VALUES (?, ?, ?, ?, ?, ?)"
+            ),
+            load_checkpoint=sql(
+                "SELECT position, code_version, state, state_hash, chain_hash "
+                "FROM checkpoints WHERE name = ?"
+            ),
             count_by_type="SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type",
             count_by_stream="SELECT stream, COUNT(*) FROM events GROUP BY stream ORDER BY stream",
         )
@@ -72,5 +85,7 @@ class Statements:
             where.append("stream = ?")
         if types:
             where.append(f"type IN ({', '.join('?' * types)})")
-        return sql("SELECT position, record, prev_hash, hash FROM events "
-                   f"WHERE {' AND '.join(where)} ORDER BY position LIMIT ?")
+        return sql(
+            "SELECT position, record, prev_hash, hash FROM events "
+            f"WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
+        )

@@ -41,6 +41,8 @@ _WRITE_OPTION = "tally_write"
 
 
 class SqliteBackend:
+    """One SQLite file in WAL mode: BEGIN IMMEDIATE appends, multi-row inserts."""
+
     name = "sqlite"
 
     driver_error = sqlite3.Error
@@ -54,6 +56,7 @@ class SqliteBackend:
         self._insert_cache: dict[int, str] = {}
 
     def engine(self, *, create: bool) -> Engine:
+        """An engine with every wait bounded by the store settings."""
         path = self.path
         if not create and not path.exists():
             raise SchemaOutdated(
@@ -68,9 +71,7 @@ class SqliteBackend:
             # isolation_level=None: we issue BEGIN ourselves (see _begin) so that a write
             # transaction can be IMMEDIATE; check_same_thread=False: the pool hands
             # connections to whichever thread asks.
-            return sqlite3.connect(
-                uri, uri=True, isolation_level=None, check_same_thread=False
-            )
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
 
         # A real pool: with a creator and a bare "sqlite://" URL SQLAlchemy would pick its
         # in-memory pool, one connection per thread, so a read inside a unit of work would
@@ -111,6 +112,7 @@ class SqliteBackend:
 
     @contextmanager
     def write(self, engine: Engine) -> Iterator[sqlite3.Cursor]:
+        """A write transaction holding the append lock; yields its DBAPI cursor."""
         with engine.connect() as plain:
             conn = plain.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
@@ -121,6 +123,7 @@ class SqliteBackend:
                     cursor.close()
 
     def insert_rows(self, cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Insert full rows inside the write transaction."""
         # Multi-row VALUES statements: ~10% faster than executemany.
         for start in range(0, len(rows), INSERT_CHUNK_ROWS):
             chunk = rows[start : start + INSERT_CHUNK_ROWS]
@@ -136,6 +139,7 @@ class SqliteBackend:
         return sql
 
     def sql(self, statement: str) -> str:
+        """The statement in this driver's parameter style."""
         return statement
 
     def guard(self) -> AbstractContextManager[None]:
@@ -155,7 +159,7 @@ class SqliteBackend:
                 f"{self.path} is locked by another writer for more than "
                 f"{self.busy_timeout_ms / 1000:g} s",
                 hint="another process holds a long write transaction; retry when it ends "
-                     "(store.busy_timeout_ms sets the wait)",
+                "(store.busy_timeout_ms sets the wait)",
                 **where,
             )
         if primary in (SQLITE_CORRUPT, SQLITE_NOTADB):
@@ -167,16 +171,24 @@ class SqliteBackend:
         if primary == SQLITE_CANTOPEN:
             return StoreUnavailable(
                 f"cannot open {self.path} ({said})",
-                hint="check that the folder exists and is writable", **where)
+                hint="check that the folder exists and is writable",
+                **where,
+            )
         if primary == SQLITE_READONLY:
-            return StoreUnavailable(f"{self.path} is read-only ({said})",
-                                    hint="check the file's permissions", **where)
+            return StoreUnavailable(
+                f"{self.path} is read-only ({said})", hint="check the file's permissions", **where
+            )
         if primary == SQLITE_FULL:
-            return StoreUnavailable(f"the disk holding {self.path} is full ({said})",
-                                    hint="free some space; nothing partial was committed",
-                                    **where)
+            return StoreUnavailable(
+                f"the disk holding {self.path} is full ({said})",
+                hint="free some space; nothing partial was committed",
+                **where,
+            )
         if primary == SQLITE_IOERR:
-            return StoreUnavailable(f"disk I/O error on {self.path} ({said})",
-                                    hint="check the disk and the file system", **where)
+            return StoreUnavailable(
+                f"disk I/O error on {self.path} ({said})",
+                hint="check the disk and the file system",
+                **where,
+            )
         name = getattr(error, "sqlite_errorname", type(error).__name__)
         return StoreUnavailable(f"SQLite error {name} on {self.path}: {said}", **where)

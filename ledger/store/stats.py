@@ -11,7 +11,8 @@ def stats(reader: Reader) -> StoreStats:
     """Return counts by type and stream, and the chain head."""
     sql = reader.sql
     by_type, by_stream, head = reader.fetch_together(
-        sql.count_by_type, sql.count_by_stream, sql.head_row)
+        sql.count_by_type, sql.count_by_stream, sql.head_row
+    )
     return StoreStats(
         head_position=0 if not head else int(head[0][0]),
         head_hash=(GENESIS_HASH if not head else bytes(head[0][3])).hex(),

@@ -35,10 +35,17 @@ def account_of(store: EventStore, args: argparse.Namespace) -> tuple[str, str | 
 
 def _repro_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("run_id", metavar="RUN")
-    check.add_argument("--scratch-db", metavar="URL",
-                       help="an empty ledger to re-execute into (default: a temporary SQLite)")
-    check.add_argument("--data", type=Path, metavar="DIR",
-                       help="where the run's input files are now (checked by sha256)")
+    check.add_argument(
+        "--scratch-db",
+        metavar="URL",
+        help="an empty ledger to re-execute into (default: a temporary SQLite)",
+    )
+    check.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="where the run's input files are now (checked by sha256)",
+    )
 
 
 def repro_check(call: Invocation) -> int:
@@ -53,8 +60,13 @@ def repro_check(call: Invocation) -> int:
         bar.update(done)
 
     try:
-        result = repro.check(call.ledger, args.run_id, scratch_url=args.scratch_db,
-                             data_dir=args.data, progress=progress)
+        result = repro.check(
+            call.ledger,
+            args.run_id,
+            scratch_url=args.scratch_db,
+            data_dir=args.data,
+            progress=progress,
+        )
     finally:
         bar.close()
     for note in result.notes:
@@ -65,8 +77,7 @@ def repro_check(call: Invocation) -> int:
     print(f"NOT reproduced: run {result.run_id} ({result.events:,} events recorded)")
     if result.divergence is not None:
         print(result.divergence.render())
-    print(f"fingerprint recorded {result.fingerprint}, re-executed "
-          f"{result.replayed_fingerprint}")
+    print(f"fingerprint recorded {result.fingerprint}, re-executed {result.replayed_fingerprint}")
     return EXIT_INTEGRITY
 
 
@@ -86,21 +97,29 @@ def diff(call: Invocation) -> int:
         for name, (left, right) in found.inputs.items():
             print(f"  {name}: {repro.show(left)} vs {repro.show(right)}")
     if found.divergence is None:
-        print(f"runs {args.run_a} and {args.run_b} record the same events "
-              f"({found.events_a:,}), apart from their own names")
+        print(
+            f"runs {args.run_a} and {args.run_b} record the same events "
+            f"({found.events_a:,}), apart from their own names"
+        )
     else:
         print(found.divergence.render(a=args.run_a, b=args.run_b))
     rows = found.equity
     if args.csv:
         lines = ["timestamp,equity_a,equity_b,delta"] + [
-            ",".join("" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
-                     for v in row) for row in rows]
+            ",".join(
+                "" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
+                for v in row
+            )
+            for row in rows
+        ]
         write_text(args.csv, "\n".join(lines) + "\n")
         print(f"equity over time written to {args.csv}")
     deltas = [row[3] for row in rows if row[3] is not None]
     if deltas:
-        print(f"equity difference (A - B) over {len(rows):,} time steps: final {deltas[-1]}, "
-              f"largest {max(deltas, key=abs)}")
+        print(
+            f"equity difference (A - B) over {len(rows):,} time steps: final {deltas[-1]}, "
+            f"largest {max(deltas, key=abs)}"
+        )
         step = max(1, len(rows) // 10)
         print(f"{'time':<26} {'equity A':>18} {'equity B':>18} {'A - B':>16}")
         for i in sorted({*range(0, len(rows), step), len(rows) - 1}):
@@ -129,8 +148,10 @@ def replay(call: Invocation) -> int:
     elif args.at is not None:
         position = store.position_at(parse_time_arg(args.at, "--at"))
         if position == 0:
-            raise InputError(f"the ledger holds nothing recorded at or before {args.at}",
-                             hint="pick a later time; `tally events` shows recorded times")
+            raise InputError(
+                f"the ledger holds nothing recorded at or before {args.at}",
+                hint="pick a later time; `tally events` shows recorded times",
+            )
     else:
         position = head
     view = replay_view(store, account=account, position=position, run_id=run_id)
@@ -140,21 +161,27 @@ def replay(call: Invocation) -> int:
         return EXIT_OK
     quote = view.books.quote
     print(f"as of position {position:,} ({out['recorded_at']}), account {account}")
-    print(f"  equity     {out['equity'] or 'unknown (no price for ' + ', '.join(view.unpriced) + ')'}"
-          f" {quote or ''}")
+    print(
+        f"  equity     {out['equity'] or 'unknown (no price for ' + ', '.join(view.unpriced) + ')'}"
+        f" {quote or ''}"
+    )
     for asset, amount in out["cash"].items():
         print(f"  cash       {asset:<10} {amount}")
     for symbol, qty in out["positions"].items():
-        print(f"  position   {symbol:<10} {qty} @ avg {out['average_cost'][symbol]}"
-              f" (mark {out['marks'].get(symbol, '?')})")
+        print(
+            f"  position   {symbol:<10} {qty} @ avg {out['average_cost'][symbol]}"
+            f" (mark {out['marks'].get(symbol, '?')})"
+        )
     for asset, amount in out["fees_paid"].items():
         print(f"  fees paid  {asset:<10} {amount}")
     for asset, amount in out["realized_pnl"].items():
         print(f"  realized   {asset:<10} {amount}")
     print(f"  errors     {out['errors'] or 'none'}")
     for name, breaker in out["breakers"].items():
-        print(f"  breaker    {name}: {breaker['state']} (calls {breaker['calls']}, failures "
-              f"{breaker['failures']}, rejected {breaker['rejected']})")
+        print(
+            f"  breaker    {name}: {breaker['state']} (calls {breaker['calls']}, failures "
+            f"{breaker['failures']}, rejected {breaker['rejected']})"
+        )
     return EXIT_OK
 
 
@@ -168,25 +195,56 @@ def reconcile(call: Invocation) -> int:
 
     report = reconcile_with_venue(call.ledger, call.args.account, settings=ValidatorSettings())
     if call.args.json:
-        print(json.dumps({
-            "account": report.account, "venue": report.venue,
-            "outcome": report.decision.outcome, "reason": report.decision.reason,
-            "rows": [{"asset": r.asset, "ledger": str(r.ledger), "venue": str(r.venue),
-                      "delta": str(r.delta), "decision": report.row_decision(r)}
-                     for r in report.rows],
-        }))
+        print(
+            json.dumps(
+                {
+                    "account": report.account,
+                    "venue": report.venue,
+                    "outcome": report.decision.outcome,
+                    "reason": report.decision.reason,
+                    "rows": [
+                        {
+                            "asset": r.asset,
+                            "ledger": str(r.ledger),
+                            "venue": str(r.venue),
+                            "delta": str(r.delta),
+                            "decision": report.row_decision(r),
+                        }
+                        for r in report.rows
+                    ],
+                }
+            )
+        )
     else:
         print(report.table())
     return EXIT_INTEGRITY if report.decision.outcome == "discarded" else EXIT_OK
 
 
 COMMANDS = [
-    Command("repro check", "re-execute RUN into a scratch ledger and compare event by event",
-            repro_check, _repro_arguments, json=False),
-    Command("diff", "where two runs part ways, and their equity difference over time", diff,
-            _diff_arguments, json=False),
-    Command("replay", "the books, errors and breakers as of a position or time", replay,
-            _replay_arguments),
-    Command("reconcile", "the ledger's books against the latest venue balances", reconcile,
-            _reconcile_arguments),
+    Command(
+        "repro check",
+        "re-execute RUN into a scratch ledger and compare event by event",
+        repro_check,
+        _repro_arguments,
+        json=False,
+    ),
+    Command(
+        "diff",
+        "where two runs part ways, and their equity difference over time",
+        diff,
+        _diff_arguments,
+        json=False,
+    ),
+    Command(
+        "replay",
+        "the books, errors and breakers as of a position or time",
+        replay,
+        _replay_arguments,
+    ),
+    Command(
+        "reconcile",
+        "the ledger's books against the latest venue balances",
+        reconcile,
+        _reconcile_arguments,
+    ),
 ]

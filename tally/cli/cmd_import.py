@@ -24,11 +24,15 @@ def _ohlcv_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _say(done: Imported) -> int:
     if done.already:
-        print(f"already imported: {done.count:,} events at positions {done.first_position:,}.."
-              f"{done.last_position:,}; nothing new recorded")
+        print(
+            f"already imported: {done.count:,} events at positions {done.first_position:,}.."
+            f"{done.last_position:,}; nothing new recorded"
+        )
     else:
-        print(f"imported {done.what}: {done.count:,} events at positions "
-              f"{done.first_position:,}..{done.last_position:,}")
+        print(
+            f"imported {done.what}: {done.count:,} events at positions "
+            f"{done.first_position:,}..{done.last_position:,}"
+        )
     return EXIT_OK
 
 
@@ -48,8 +52,9 @@ def _deposit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("asset", metavar="ASSET")
     parser.add_argument("amount", metavar="AMOUNT")
     parser.add_argument("--account", default="main")
-    parser.add_argument("--at", metavar="TIME",
-                        help="when the funds arrived (ISO-8601 or epoch ms; default: now)")
+    parser.add_argument(
+        "--at", metavar="TIME", help="when the funds arrived (ISO-8601 or epoch ms; default: now)"
+    )
 
 
 def deposit(call: Invocation) -> int:
@@ -57,15 +62,24 @@ def deposit(call: Invocation) -> int:
 
     args = call.args
     position = imports.deposit(call.ledger, args.asset, args.amount, args.account, args.at)
-    print(f"deposited {args.amount} {args.asset.upper()} into {args.account} "
-          f"(position {position})")
+    print(f"deposited {args.amount} {args.asset.upper()} into {args.account} (position {position})")
     return EXIT_OK
 
 
 COMMANDS = [
-    Command("import trades", "a CSV of fills: timestamp,symbol,side,qty,price,fee,fee_asset",
-            import_trades, _trades_arguments, json=False),
-    Command("import ohlcv", "a folder of BASE_QUOTE-TIMEFRAME.csv|.parquet files",
-            import_ohlcv, _ohlcv_arguments, json=False),
+    Command(
+        "import trades",
+        "a CSV of fills: timestamp,symbol,side,qty,price,fee,fee_asset",
+        import_trades,
+        _trades_arguments,
+        json=False,
+    ),
+    Command(
+        "import ohlcv",
+        "a folder of BASE_QUOTE-TIMEFRAME.csv|.parquet files",
+        import_ohlcv,
+        _ohlcv_arguments,
+        json=False,
+    ),
     Command("deposit", "record starting funds", deposit, _deposit_arguments, json=False),
 ]

@@ -19,8 +19,10 @@ def init(run: Invocation) -> int:
     from ledger.store.backend import parse_url
 
     before, after = init_store(run.url, run.settings.store)
-    state = "created" if before is None else (
-        "already up to date" if before == after else f"upgraded from {before}"
+    state = (
+        "created"
+        if before is None
+        else ("already up to date" if before == after else f"upgraded from {before}")
     )
     shown = parse_url(run.url).render_as_string(hide_password=True)
     print(f"ledger {state}: {shown} (schema {after})")
@@ -154,7 +156,11 @@ def stats(run: Invocation) -> int:
 COMMANDS = [
     Command("init", "create or upgrade the ledger", init, opens_store=False, json=False),
     Command("verify", "check the whole hash chain", verify, _verify_arguments),
-    Command("events", "list events with filters (--json: one JSON object a line)",
-            list_events, _events_arguments),
+    Command(
+        "events",
+        "list events with filters (--json: one JSON object a line)",
+        list_events,
+        _events_arguments,
+    ),
     Command("stats", "counts by type and stream, head", stats),
 ]

@@ -26,16 +26,18 @@ def equity(call: Invocation) -> int:
     account, run_id = account_of(store, args)
     series = reports.load_series(store, account, run_id=run_id)
     if not series.rows:
-        raise InputError(f"no equity to report for account {account!r}",
-                         hint="pick a run with --run (`tally runs` lists them), or import "
-                              "trades and prices for the account first", account=account)
+        raise InputError(
+            f"no equity to report for account {account!r}",
+            hint="pick a run with --run (`tally runs` lists them), or import "
+            "trades and prices for the account first",
+            account=account,
+        )
     if args.format == "csv":
         text = reports.to_csv(series)
     elif args.format == "json":
         text = json.dumps(reports.to_json(series)) + "\n"
     else:
-        text = reports.to_html(series, f"Equity of {account}" + (f" ({run_id})" if run_id
-                                                                   else ""))
+        text = reports.to_html(series, f"Equity of {account}" + (f" ({run_id})" if run_id else ""))
     if args.out:
         write_text(args.out, text)
         print(f"{len(series.rows):,} rows written to {args.out}")

@@ -15,18 +15,34 @@ if TYPE_CHECKING:
 
 
 def _run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--data", type=Path, metavar="DIR",
-                     help="folder of OHLCV files BASE_QUOTE-TIMEFRAME.csv|.parquet")
+    run.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="folder of OHLCV files BASE_QUOTE-TIMEFRAME.csv|.parquet",
+    )
     run.add_argument("--seed", type=int, help="override run.seed")
     run.add_argument("--mode", choices=["backtest", "paper", "live"], help="override run.mode")
     faults = run.add_mutually_exclusive_group()
-    faults.add_argument("--faults", dest="faults", action="store_true", default=None,
-                        help="inject feed faults (default: on for the sample, off for --data)")
+    faults.add_argument(
+        "--faults",
+        dest="faults",
+        action="store_true",
+        default=None,
+        help="inject feed faults (default: on for the sample, off for --data)",
+    )
     faults.add_argument("--no-faults", dest="faults", action="store_false")
-    run.add_argument("--cycles", type=int, metavar="N", help="paper/live: cycles to run "
-                     "(default run.live.cycles)")
-    run.add_argument("--live", action="store_true",
-                     help="required for live mode: real orders with keys from the environment")
+    run.add_argument(
+        "--cycles",
+        type=int,
+        metavar="N",
+        help="paper/live: cycles to run (default run.live.cycles)",
+    )
+    run.add_argument(
+        "--live",
+        action="store_true",
+        help="required for live mode: real orders with keys from the environment",
+    )
 
 
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -49,9 +65,11 @@ def run(call: Invocation) -> int:
     settings = with_overrides(call.settings, args)
     mode = settings.run.mode
     if mode == "live" and not args.live:
-        raise InputError("live mode places real orders and needs --live",
-                         hint="run `tally run --mode live --live` with keys in "
-                              "TALLY_API_KEY / TALLY_API_SECRET; try --mode paper first")
+        raise InputError(
+            "live mode places real orders and needs --live",
+            hint="run `tally run --mode live --live` with keys in "
+            "TALLY_API_KEY / TALLY_API_SECRET; try --mode paper first",
+        )
     if mode != "backtest":
         return _run_live(call, settings, mode)
     from tally.run.backtest import run_backtest
@@ -67,9 +85,15 @@ def run(call: Invocation) -> int:
             bar.update(done)
 
         try:
-            summary = run_backtest(store, settings.run, settings.ingest,
-                                   config=settings.run_config(), data_dir=args.data,
-                                   faults=args.faults, progress=progress)
+            summary = run_backtest(
+                store,
+                settings.run,
+                settings.ingest,
+                config=settings.run_config(),
+                data_dir=args.data,
+                faults=args.faults,
+                progress=progress,
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -93,10 +117,19 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
     with open_store(call.url, settings=settings.store) as store:
         bar = Progress("cycles", args.cycles or live.cycles)
         try:
-            summary = asyncio.run(run_live(
-                store, settings.run, settings.ingest, config=settings.run_config(),
-                exchange=exchange, mode=mode, cycles=args.cycles or live.cycles,
-                interval_s=live.interval_s, progress=lambda done, _total: bar.update(done)))
+            summary = asyncio.run(
+                run_live(
+                    store,
+                    settings.run,
+                    settings.ingest,
+                    config=settings.run_config(),
+                    exchange=exchange,
+                    mode=mode,
+                    cycles=args.cycles or live.cycles,
+                    interval_s=live.interval_s,
+                    progress=lambda done, _total: bar.update(done),
+                )
+            )
         finally:
             bar.close()
     print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else summary.render())
@@ -109,29 +142,44 @@ def runs(call: Invocation) -> int:
     rows = []
     for record in list_runs(call.ledger).records():
         begin, end = record.start, record.finish
-        rows.append({
-            "run_id": begin.run_id, "mode": begin.mode, "seed": begin.seed,
-            "account": begin.account, "started_position": record.started.position,
-            "finished_position": record.finished.position if record.finished else None,
-            "cycles": end.cycles if end is not None else None,
-            "fingerprint": end.fingerprint if end is not None else None,
-        })
+        rows.append(
+            {
+                "run_id": begin.run_id,
+                "mode": begin.mode,
+                "seed": begin.seed,
+                "account": begin.account,
+                "started_position": record.started.position,
+                "finished_position": record.finished.position if record.finished else None,
+                "cycles": end.cycles if end is not None else None,
+                "fingerprint": end.fingerprint if end is not None else None,
+            }
+        )
     if call.args.json:
         print(json.dumps(rows))
         return EXIT_OK
     if not rows:
         print("no runs in this ledger (record one with `tally run`)")
     for row in rows:
-        state = (f"finished at {row['finished_position']}, {row['cycles']} cycles, "
-                 f"fingerprint {str(row['fingerprint'])[:16]}" if row["finished_position"]
-                 else "never finished")
-        print(f"{row['run_id']}  {row['mode']:<8} seed {row['seed']:<6} account "
-              f"{row['account']:<20} started at {row['started_position']}, {state}")
+        state = (
+            f"finished at {row['finished_position']}, {row['cycles']} cycles, "
+            f"fingerprint {str(row['fingerprint'])[:16]}"
+            if row["finished_position"]
+            else "never finished"
+        )
+        print(
+            f"{row['run_id']}  {row['mode']:<8} seed {row['seed']:<6} account "
+            f"{row['account']:<20} started at {row['started_position']}, {state}"
+        )
     return EXIT_OK
 
 
 COMMANDS = [
-    Command("run", "the main job: a trading cycle loop (default: a backtest on generated "
-            "sample data)", run, _run_arguments, opens_store=False),
+    Command(
+        "run",
+        "the main job: a trading cycle loop (default: a backtest on generated sample data)",
+        run,
+        _run_arguments,
+        opens_store=False,
+    ),
     Command("runs", "list the runs in the ledger", runs),
 ]

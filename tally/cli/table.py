@@ -106,8 +106,7 @@ def build_parser(commands: Sequence[Command], version: str) -> argparse.Argument
             where, name = groups[group], member
         else:
             where, name = top, group
-        sub = where.add_parser(name, parents=[common], help=command.help,
-                               description=command.help)
+        sub = where.add_parser(name, parents=[common], help=command.help, description=command.help)
         command.arguments(sub)
         if command.json:
             sub.add_argument("--json", action="store_true", help="print the result as JSON")

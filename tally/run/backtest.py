@@ -24,14 +24,14 @@ from ingest.venues import MarketSpec, PaperVenue
 from ledger import events
 from ledger.clock import SimulatedClock
 from ledger.errors import InputError
+from ledger.market import split_symbol
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore, StreamAppend
 from projections import portfolio
-from ledger.market import split_symbol
 from projections.portfolio import PortfolioState
 from projections.runs import list_runs
 from tally.run import context
-from tally.run.cycle_loop import CycleLoop
+from tally.run.cycle_loop import Collaborators, CycleLoop
 from tally.run.settings import FaultSettings, RunSettings
 from tally.run.strategy import load_strategy
 
@@ -60,16 +60,14 @@ class RunSummary:
         marks = c["fresh"] + c["stale"] + c["failed"]
         lines = [
             f"run {self.run_id} ({self.mode}, seed {self.seed}, account {self.account})"
-            + (" - already in this ledger, nothing new recorded" if self.already_recorded
-               else ""),
+            + (" - already in this ledger, nothing new recorded" if self.already_recorded else ""),
             f"  cycles           {c['cycles']:,}",
             f"  trades           {c['trades']:,}  (orders rejected {c['orders_rejected']:,})",
             f"  marks            {marks:,}: fresh {c['fresh']:,}, stale {c['stale']:,}, "
             f"failed {c['failed']:,}  (retries {c['retries']:,})",
             f"  validations      passed {c['passed']:,}, reconciled {c['reconciled']:,}, "
             f"discarded {c['discarded']:,}",
-            f"  equity           {self.equity_start:,.2f} -> {self.equity_end:,.2f} "
-            f"{self.quote}",
+            f"  equity           {self.equity_start:,.2f} -> {self.equity_end:,.2f} {self.quote}",
             f"  events           {self.events:,}  (positions {self.first_position:,}.."
             f"{self.last_position:,})",
             f"  fingerprint      {self.fingerprint}",
@@ -84,24 +82,32 @@ class Inputs:
     faults: bool
 
 
-def prepare_inputs(settings: RunSettings, data_dir: Path | None,
-                   faults: bool | None) -> Inputs:
+def prepare_inputs(settings: RunSettings, data_dir: Path | None, faults: bool | None) -> Inputs:
     """Load ``data_dir`` or generate the sample; faults default on for the sample only."""
     if data_dir is None:
         spec = settings.sample
-        candles = generate_sample(seed=settings.seed, start=spec.start, days=spec.days,
-                                  timeframe=spec.timeframe, symbols=tuple(spec.symbols),
-                                  missing_share=spec.missing_share)
-        data = {"kind": "generated", "sample": msgspec.to_builtins(spec.model_dump()),
-                "files": candles.manifest}
+        candles = generate_sample(
+            seed=settings.seed,
+            start=spec.start,
+            days=spec.days,
+            timeframe=spec.timeframe,
+            symbols=tuple(spec.symbols),
+            missing_share=spec.missing_share,
+        )
+        data = {
+            "kind": "generated",
+            "sample": msgspec.to_builtins(spec.model_dump()),
+            "files": candles.manifest,
+        }
         return Inputs(candles, data, True if faults is None else faults)
     candles = load_candles(data_dir)
     data = {"kind": "files", "folder": str(data_dir.resolve()), "files": candles.manifest}
     return Inputs(candles, data, False if faults is None else faults)
 
 
-def inputs_from_record(started: events.RunStarted, settings: RunSettings,
-                       data_dir: Path | None) -> Inputs:
+def inputs_from_record(
+    started: events.RunStarted, settings: RunSettings, data_dir: Path | None
+) -> Inputs:
     """Rebuild a recorded run's inputs and check them against its manifest."""
     data = started.data
     faults = bool(data.get("faults", False))
@@ -118,12 +124,15 @@ def inputs_from_record(started: events.RunStarted, settings: RunSettings,
                 f"input {entry['name']} is not the file run {started.run_id} used "
                 f"(sha256 {entry['sha256'][:16]}..., recorded "
                 f"{(before or {}).get('sha256', 'nothing')[:16]}...)",
-                hint="point --data at the original files; a run reproduces only from its "
-                     "own data", file=entry["name"])
+                hint="point --data at the original files; a run reproduces only from its own data",
+                file=entry["name"],
+            )
     missing = sorted(set(recorded) - {e["name"] for e in fresh.candles.manifest})
     if missing:
-        raise InputError(f"inputs of run {started.run_id} are missing: {missing}",
-                         hint="point --data at the folder the run used")
+        raise InputError(
+            f"inputs of run {started.run_id} are missing: {missing}",
+            hint="point --data at the folder the run used",
+        )
     return Inputs(fresh.candles, {**data, "files": fresh.candles.manifest}, faults)
 
 
@@ -131,16 +140,17 @@ def single_quote(symbols: list[str], where: str, hint: str) -> str:
     """The one quote asset of ``symbols`` (a run values everything in it)."""
     quotes = sorted({split_symbol(s)[1] for s in symbols})
     if len(quotes) != 1:
-        raise InputError(f"a run trades against one quote asset; {where} has {quotes}",
-                         hint=hint)
+        raise InputError(f"a run trades against one quote asset; {where} has {quotes}", hint=hint)
     return quotes[0]
 
 
 def starting_cash(settings: RunSettings, quote: str) -> Decimal:
     cash = settings.starting_cash.get(quote)
     if cash is None:
-        raise InputError(f"no starting cash for {quote}",
-                         hint=f"set run.starting_cash.{quote} in the configuration")
+        raise InputError(
+            f"no starting cash for {quote}",
+            hint=f"set run.starting_cash.{quote} in the configuration",
+        )
     return cash
 
 
@@ -153,9 +163,17 @@ def market_specs(settings: RunSettings, symbols: list[str]) -> dict[str, MarketS
             raise InputError(
                 f"no market steps for {symbol}",
                 hint=f"add run.markets.{quote} (or run.markets.{symbol}) with price_step, "
-                     "qty_step and fee_step to the configuration", symbol=symbol)
-        specs[symbol] = MarketSpec(symbol, steps.price_step, steps.qty_step, steps.fee_step,
-                                   steps.maker_bps, steps.taker_bps)
+                "qty_step and fee_step to the configuration",
+                symbol=symbol,
+            )
+        specs[symbol] = MarketSpec(
+            symbol,
+            steps.price_step,
+            steps.qty_step,
+            steps.fee_step,
+            steps.maker_bps,
+            steps.taker_bps,
+        )
     return specs
 
 
@@ -165,11 +183,19 @@ def simulated_faults(config: FaultSettings, times: list[datetime]) -> SimulatedF
         if outage.start_cycle >= len(times):
             continue
         end = min(outage.start_cycle + outage.cycles, len(times) - 1)
-        window = Window(times[outage.start_cycle], times[end] if end > outage.start_cycle
-                        else times[outage.start_cycle] + (times[1] - times[0]))
+        window = Window(
+            times[outage.start_cycle],
+            times[end]
+            if end > outage.start_cycle
+            else times[outage.start_cycle] + (times[1] - times[0]),
+        )
         bursts.append(ErrorBurst(window, outage.error_class, frozenset(outage.symbols)))
-    return SimulatedFaults(latency_ms=config.latency_ms, failure_rate=config.failure_rate,
-                           malformed_rate=config.malformed_rate, bursts=bursts)
+    return SimulatedFaults(
+        latency_ms=config.latency_ms,
+        failure_rate=config.failure_rate,
+        malformed_rate=config.malformed_rate,
+        bursts=bursts,
+    )
 
 
 def find_run(store: EventStore, run_id: str) -> tuple[RecordedEvent | None, RecordedEvent | None]:
@@ -182,10 +208,21 @@ def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunS
     begin, end = started.event, finished.event
     assert isinstance(begin, events.RunStarted) and isinstance(end, events.RunFinished)
     s = end.summary
-    return RunSummary(begin.run_id, begin.account, begin.mode, begin.seed, s["counts"],
-                      Decimal(s["equity_start"]), Decimal(s["equity_end"]), s["quote"],
-                      end.fingerprint, s["events"], started.position, finished.position,
-                      already_recorded=True)
+    return RunSummary(
+        begin.run_id,
+        begin.account,
+        begin.mode,
+        begin.seed,
+        s["counts"],
+        Decimal(s["equity_start"]),
+        Decimal(s["equity_end"]),
+        s["quote"],
+        end.fingerprint,
+        s["events"],
+        started.position,
+        finished.position,
+        already_recorded=True,
+    )
 
 
 def run_backtest(
@@ -209,10 +246,16 @@ def run_backtest(
         data = {**inputs.data, "faults": inputs.faults}
         run_id = context.run_id_for(digest, settings.seed, data)
         started_event = events.RunStarted(
-            run_id=run_id, mode="backtest", seed=settings.seed, config=config,
-            config_hash=digest, code_version=context.code_version(),
-            account=f"{settings.account}-{run_id[4:]}", environment=context.environment(),
-            data=data)
+            run_id=run_id,
+            mode="backtest",
+            seed=settings.seed,
+            config=config,
+            config_hash=digest,
+            code_version=context.code_version(),
+            account=f"{settings.account}-{run_id[4:]}",
+            environment=context.environment(),
+            data=data,
+        )
     run_id, account = started_event.run_id, started_event.account
     if replay_of is None:
         before, after = find_run(store, run_id)
@@ -221,8 +264,11 @@ def run_backtest(
         if before is not None:
             raise InputError(
                 f"run {run_id} was started in this ledger (position {before.position}) and "
-                "never finished", hint="record it again into a fresh ledger (--db), or change "
-                "the seed (--seed) to record a different run", run_id=run_id)
+                "never finished",
+                hint="record it again into a fresh ledger (--db), or change "
+                "the seed (--seed) to record a different run",
+                run_id=run_id,
+            )
 
     candles = inputs.candles
     symbols = candles.symbols
@@ -232,42 +278,95 @@ def run_backtest(
     times = candles.cycle_times()
     clock = SimulatedClock(times[0])
     store.clock = clock
-    source = CandleSource(candles, clock=clock, seed=started_event.seed,
-                          faults=simulated_faults(settings.faults, times)
-                          if inputs.faults else None)
+    source = CandleSource(
+        candles,
+        clock=clock,
+        seed=started_event.seed,
+        faults=simulated_faults(settings.faults, times) if inputs.faults else None,
+    )
     venue = PaperVenue(name="paper", markets=markets, balances={quote: cash})
     deposit = events.FundsDeposited(account=account, asset=quote, amount=cash)
     positions = store.append_many(
-        [StreamAppend(f"run/{run_id}", [started_event], expected_version=0),
-         StreamAppend(f"portfolio/{account}", [deposit], expected_version=0)],
-        run_id=run_id, idempotency_key=f"run/{run_id}/start")
+        [
+            StreamAppend(f"run/{run_id}", [started_event], expected_version=0),
+            StreamAppend(f"portfolio/{account}", [deposit], expected_version=0),
+        ],
+        run_id=run_id,
+        idempotency_key=f"run/{run_id}/start",
+    )
     first = positions[0][0]
     books = PortfolioState(account=account, quote=quote)
     portfolio.apply(books, deposit, positions[1][0])
     loop = CycleLoop(
-        store=store, run_id=run_id, account=account, quote=quote, symbols=symbols,
-        markets=markets, sources=[source], venue=venue,
+        store=store,
+        run_id=run_id,
+        account=account,
+        quote=quote,
+        symbols=symbols,
+        markets=markets,
+        sources=[source],
+        venue=venue,
         strategy=load_strategy(settings.strategy.path, dict(settings.strategy.params)),
-        clock=clock, seed=started_event.seed, ingest=ingest, validator=settings.validator,
-        books=books, commit_cycles=settings.commit_cycles,
-        progress=(lambda done: progress(done, len(times))) if progress else None)
+        clock=clock,
+        seed=started_event.seed,
+        ingest=ingest,
+        validator=settings.validator,
+        books=books,
+        collaborators=Collaborators.fresh(ingest, clock),
+        commit_cycles=settings.commit_cycles,
+        progress=(lambda done: progress(done, len(times))) if progress else None,
+    )
     asyncio.run(loop.run(times))
     return finish_run(store, started_event, loop, first=first, equity_start=cash)
 
 
-def finish_run(store: EventStore, started: events.RunStarted, loop: CycleLoop, *,
-               first: int, equity_start: Decimal, status: str = "completed") -> RunSummary:
+def finish_run(
+    store: EventStore,
+    started: events.RunStarted,
+    loop: CycleLoop,
+    *,
+    first: int,
+    equity_start: Decimal,
+    status: str = "completed",
+) -> RunSummary:
     """Fingerprint the run's events, append ``RunFinished``, return the summary."""
     run_id = started.run_id
     equity_end = loop.books.equity(loop.marks)
     # Our own rows, just written: the chain was checked when each batch was appended.
     forms = (form for _, form in context.run_records(store.raw_records(first), run_id))
     fingerprint, count = context.fingerprint(forms)
-    summary = {"counts": loop.counts.as_dict(), "equity_start": str(equity_start),
-               "equity_end": str(equity_end), "quote": loop.quote, "events": count + 1}
-    finished = events.RunFinished(run_id=run_id, cycles=loop.counts.cycles, status=status,
-                                  summary=summary, fingerprint=fingerprint)
-    last = store.append(f"run/{run_id}", [finished], expected_version=1, run_id=run_id,
-                        idempotency_key=f"run/{run_id}/finish")[0]
-    return RunSummary(run_id, loop.account, started.mode, started.seed, loop.counts.as_dict(),
-                      equity_start, equity_end, loop.quote, fingerprint, count + 1, first, last)
+    summary = {
+        "counts": loop.counts.as_dict(),
+        "equity_start": str(equity_start),
+        "equity_end": str(equity_end),
+        "quote": loop.quote,
+        "events": count + 1,
+    }
+    finished = events.RunFinished(
+        run_id=run_id,
+        cycles=loop.counts.cycles,
+        status=status,
+        summary=summary,
+        fingerprint=fingerprint,
+    )
+    last = store.append(
+        f"run/{run_id}",
+        [finished],
+        expected_version=1,
+        run_id=run_id,
+        idempotency_key=f"run/{run_id}/finish",
+    )[0]
+    return RunSummary(
+        run_id,
+        loop.account,
+        started.mode,
+        started.seed,
+        loop.counts.as_dict(),
+        equity_start,
+        equity_end,
+        loop.quote,
+        fingerprint,
+        count + 1,
+        first,
+        last,
+    )

@@ -32,8 +32,11 @@ def record_snapshot(
     """Append every event of a cycle in one transaction, then log the committed events."""
     key = f"snapshot/{run_id or '-'}/{snapshot.snapshot_id}"
     head_before = store.head()
-    positions = [p for batch in store.append_many(
-        snapshot.batches(), run_id=run_id, idempotency_key=key) for p in batch]
+    positions = [
+        p
+        for batch in store.append_many(snapshot.batches(), run_id=run_id, idempotency_key=key)
+        for p in batch
+    ]
     if not positions:
         return []
     committed = list(store.read_all(positions[0], positions[-1]))
@@ -69,23 +72,46 @@ def commit_cycle(
     candidate = books.copy()
     for _, event in staged:
         portfolio.apply(candidate, event)
-    decision = validate(candidate, candidate if reference is None else reference, marks,
-                        settings=settings, price_steps=price_steps)
+    decision = validate(
+        candidate,
+        candidate if reference is None else reference,
+        marks,
+        settings=settings,
+        price_steps=price_steps,
+    )
     diff = decision.diff.as_dict()
     stream = f"portfolio/{account}"
     if decision.outcome == "discarded":
         diff["staged"] = [msgspec.to_builtins(e) for _, e in staged]
-        outcome: list[tuple[str, events.Event]] = [(stream, events.CycleDiscarded(
-            account=account, cycle=cycle, reason=decision.reason, diff=diff))]
+        outcome: list[tuple[str, events.Event]] = [
+            (
+                stream,
+                events.CycleDiscarded(
+                    account=account, cycle=cycle, reason=decision.reason, diff=diff
+                ),
+            )
+        ]
     elif decision.outcome == "reconciled":
-        outcome = [*staged, (stream, events.PortfolioReconciled(
-            account=account, cycle=cycle, diff=diff, adjustments=decision.adjustments))]
+        outcome = [
+            *staged,
+            (
+                stream,
+                events.PortfolioReconciled(
+                    account=account, cycle=cycle, diff=diff, adjustments=decision.adjustments
+                ),
+            ),
+        ]
     else:
-        outcome = [*staged, (stream, events.ValidationPassed(
-            account=account, cycle=cycle, diff=diff))]
-    committed = store.append_many(group_appends([*observed, *outcome]), run_id=run_id,
-                                  idempotency_key=f"cycle/{run_id}/{account}/{cycle}")
-    positions = [p for batch in committed for p in batch][len(observed):]
+        outcome = [
+            *staged,
+            (stream, events.ValidationPassed(account=account, cycle=cycle, diff=diff)),
+        ]
+    committed = store.append_many(
+        group_appends([*observed, *outcome]),
+        run_id=run_id,
+        idempotency_key=f"cycle/{run_id}/{account}/{cycle}",
+    )
+    positions = [p for batch in committed for p in batch][len(observed) :]
     for (_, event), position in zip(outcome, positions, strict=True):
         portfolio.apply(books, event, position)  # a discard moves only the position
     return decision
@@ -94,7 +120,8 @@ def commit_cycle(
 def restore_ingest_state(
     store: EventStore, settings: IngestSettings, clock: Clock
 ) -> tuple[BreakerRegistry, PriceCache]:
-    """Rebuild breakers and last good prices from the ledger (after a restart)."""
+    """Rebuild breakers and last good prices from the ledger (after a restart): hand them to
+    a cycle loop as its ``Collaborators`` and it carries on where its predecessor stopped."""
     breakers = BreakerRegistry(settings.breaker, clock)
     cache = PriceCache()
     for recorded in store.read_all():

@@ -47,11 +47,19 @@ def code_version() -> str:
     """The git commit of the code when it runs from a checkout, else the package version."""
     try:
         found = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-            timeout=5, check=False)
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         dirty = subprocess.run(
             ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=False)
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return f"tally-ledger {__version__}"
     sha = found.stdout.strip()
@@ -100,15 +108,26 @@ def canonical(record: bytes) -> tuple[str | None, bytes]:
     body = row.event
     if row.type == "RunStarted":
         started = _event_decoder.decode(body)
-        body = msgspec.Raw(_encoder.encode(
-            msgspec.structs.replace(started, code_version="", environment={})))
-    return row.run_id, _encoder.encode((row.stream, row.type, row.recorded_at, row.run_id,
-                                        row.causation_id, row.correlation_id,
-                                        row.idempotency_key, body))
+        body = msgspec.Raw(
+            _encoder.encode(msgspec.structs.replace(started, code_version="", environment={}))
+        )
+    return row.run_id, _encoder.encode(
+        (
+            row.stream,
+            row.type,
+            row.recorded_at,
+            row.run_id,
+            row.causation_id,
+            row.correlation_id,
+            row.idempotency_key,
+            body,
+        )
+    )
 
 
-def run_records(records: Iterable[tuple[int, bytes, bytes]],
-                run_id: str) -> Iterator[tuple[int, bytes]]:
+def run_records(
+    records: Iterable[tuple[int, bytes, bytes]], run_id: str
+) -> Iterator[tuple[int, bytes]]:
     """(position, canonical form) of ``run_id``'s records, in ledger order."""
     for position, record, _hash in records:
         owner, form = canonical(record)

@@ -17,16 +17,16 @@ from ingest.breaker import BreakerRegistry
 from ingest.orders import NonceAllocator, OrderExecutor, OrderStatus
 from ingest.provider_errors import provider_error
 from ingest.settings import IngestSettings
-from ingest.snapshot import SnapshotTaker, TickerSource
+from ingest.snapshot import PriceCache, SnapshotTaker, TickerSource
 from ingest.venues import MarketSpec, PaperVenue, Venue
 from ledger import events
-from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock, SimulatedClock
-from tally.run.commit import commit_cycle
+from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore
 from projections.portfolio import PortfolioState
 from projections.reconciliation import state_from_balances
 from projections.validator import ValidatorSettings
+from tally.run.commit import commit_cycle
 from tally.run.strategy import CycleView, Strategy
 
 MONEY = (events.TradeExecuted, events.FeeCharged)
@@ -52,7 +52,25 @@ class CycleCounts:
 
 
 @dataclass
+class Collaborators:
+    """The state a cycle loop carries from cycle to cycle, which a restart rebuilds from
+    the ledger (``tally.run.commit.restore_ingest_state``) instead of starting empty."""
+
+    breakers: BreakerRegistry
+    prices: PriceCache
+    orders: OrderStatus = field(default_factory=OrderStatus)
+    nonces: NonceAllocator = field(default_factory=NonceAllocator)
+
+    @classmethod
+    def fresh(cls, ingest: IngestSettings, clock: Clock) -> Collaborators:
+        """Closed breakers, no last good prices, no orders: a run's first start."""
+        return cls(BreakerRegistry(ingest.breaker, clock), PriceCache())
+
+
+@dataclass
 class CycleLoop:
+    """Runs cycles: its venue and collaborators are handed in, never built inside."""
+
     store: EventStore
     run_id: str
     account: str
@@ -67,27 +85,39 @@ class CycleLoop:
     ingest: IngestSettings
     validator: ValidatorSettings
     books: PortfolioState
+    collaborators: Collaborators
     commit_cycles: int = 1
     progress: Callable[[int], None] | None = None
     counts: CycleCounts = field(default_factory=CycleCounts)
     marks: dict[str, Decimal] = field(default_factory=dict)  # last known mark per symbol
 
     def __post_init__(self) -> None:
-        self.breakers = BreakerRegistry(self.ingest.breaker, self.clock)
+        held = self.collaborators
+        self.breakers = held.breakers
         self.taker = SnapshotTaker(
-            self.sources, settings=self.ingest, clock=self.clock, seed=self.seed,
-            breakers=self.breakers, stream=f"snapshots/{self.account}",
-            price_steps={s: m.price_step for s, m in self.markets.items()})
+            self.sources,
+            settings=self.ingest,
+            clock=self.clock,
+            seed=self.seed,
+            breakers=held.breakers,
+            cache=held.prices,
+            stream=f"snapshots/{self.account}",
+            price_steps={s: m.price_step for s, m in self.markets.items()},
+        )
         self._log: list[tuple[str, events.Event]] = []
-        self.orders = OrderExecutor(self.venue, OrderStatus(), NonceAllocator(),
-                                    emit=lambda stream, e: self._log.append((stream, e)))
+        self.orders = OrderExecutor(
+            self.venue,
+            held.orders,
+            held.nonces,
+            emit=lambda stream, e: self._log.append((stream, e)),
+        )
         self.price_steps = {s: m.price_step for s, m in self.markets.items()}
 
     async def run(self, times: Sequence[datetime], first_cycle: int = 0) -> None:
         """Run one cycle at each of ``times``, committing every ``commit_cycles`` cycles."""
         for start in range(0, len(times), self.commit_cycles):
             with self.store.unit_of_work():
-                for offset, moment in enumerate(times[start:start + self.commit_cycles]):
+                for offset, moment in enumerate(times[start : start + self.commit_cycles]):
                     await self.cycle(first_cycle + start + offset, moment)
             if self.progress is not None:
                 self.progress(min(start + self.commit_cycles, len(times)))
@@ -101,15 +131,22 @@ class CycleLoop:
         counts.fresh += snapshot.fresh
         counts.stale += snapshot.stale
         counts.failed += snapshot.failed
-        counts.retries += sum(1 for _, e in snapshot.events
-                              if type(e) is events.RetryScheduled)
+        counts.retries += sum(1 for _, e in snapshot.events if type(e) is events.RetryScheduled)
         self.marks.update(snapshot.marks)
         if isinstance(self.venue, PaperVenue):
             self.venue.set_marks(snapshot.marks)
         equity = self.books.equity(self.marks)
         fresh = frozenset(s for s, status in snapshot.status.items() if status == "fresh")
-        view = CycleView(self.account, cycle, self.clock.now(), snapshot.marks, fresh,
-                         self.books, equity, self.markets)
+        view = CycleView(
+            self.account,
+            cycle,
+            self.clock.now(),
+            snapshot.marks,
+            fresh,
+            self.books,
+            equity,
+            self.markets,
+        )
         self._log.clear()
         for intent in self.strategy.decide(view):
             await self.orders.execute(intent, run_id=self.run_id, cycle=cycle)
@@ -119,9 +156,18 @@ class CycleLoop:
         counts.orders_rejected += sum(1 for _, e in observed if type(e) is events.OrderRejected)
         reference = await self._venue_books(staged, observed)
         decision = commit_cycle(
-            self.store, account=self.account, cycle=cycle, run_id=self.run_id, staged=staged,
-            books=self.books, reference=reference, marks=self.marks,
-            settings=self.validator, price_steps=self.price_steps, observed=observed)
+            self.store,
+            account=self.account,
+            cycle=cycle,
+            run_id=self.run_id,
+            staged=staged,
+            books=self.books,
+            reference=reference,
+            marks=self.marks,
+            settings=self.validator,
+            price_steps=self.price_steps,
+            observed=observed,
+        )
         if decision.outcome == "passed":
             counts.passed += 1
         elif decision.outcome == "reconciled":
@@ -129,21 +175,39 @@ class CycleLoop:
         else:
             counts.discarded += 1
 
-
-    async def _venue_books(self, staged: Sequence[tuple[str, events.Event]],
-                           observed: list[tuple[str, events.Event]]) -> PortfolioState | None:
+    async def _venue_books(
+        self, staged: Sequence[tuple[str, events.Event]], observed: list[tuple[str, events.Event]]
+    ) -> PortfolioState | None:
         """The venue's balances as books to validate against (None: it did not answer)."""
         try:
             balance = await self.venue.fetch_balance()
         except Exception as raw:  # a venue that does not answer must not stop the cycle
             error = provider_error(raw, source=self.venue.name, endpoint="balance")
-            observed.append((f"venue/{self.account}", events.FetchFailed(
-                source=self.venue.name, endpoint="balance", symbol="", attempt=1,
-                error_class=error.error_class, retryable=error.retryable,
-                message=error.message[:MESSAGE_LENGTH_MAX], latency_ms=0)))
+            observed.append(
+                (
+                    f"venue/{self.account}",
+                    events.FetchFailed(
+                        source=self.venue.name,
+                        endpoint="balance",
+                        symbol="",
+                        attempt=1,
+                        error_class=error.error_class,
+                        retryable=error.retryable,
+                        message=error.message[:MESSAGE_LENGTH_MAX],
+                        latency_ms=0,
+                    ),
+                )
+            )
             return None  # validated against the books alone: the critical checks still run
         if staged:  # balances change only with fills: record them when they do
-            observed.append((f"venue/{self.account}", events.BalanceObserved(
-                account=self.account, venue=self.venue.name, balances=dict(balance.total))))
-        return state_from_balances(self.account, balance.total, quote=self.quote,
-                                   symbols=self.symbols)
+            observed.append(
+                (
+                    f"venue/{self.account}",
+                    events.BalanceObserved(
+                        account=self.account, venue=self.venue.name, balances=dict(balance.total)
+                    ),
+                )
+            )
+        return state_from_balances(
+            self.account, balance.total, quote=self.quote, symbols=self.symbols
+        )

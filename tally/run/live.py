@@ -23,15 +23,15 @@ from ingest.ccxt_source import CcxtSource
 from ingest.settings import IngestSettings
 from ingest.venues import CcxtVenue, MarketSpec, PaperVenue, Venue
 from ledger import events
-from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.clock import Clock, SystemClock
 from ledger.errors import InputError, ProviderError
+from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
 from tally.run import context
-from tally.run.cycle_loop import CycleLoop
 from tally.run.backtest import RunSummary, finish_run, market_specs, single_quote, starting_cash
+from tally.run.cycle_loop import Collaborators, CycleLoop
 from tally.run.settings import RunSettings
 from tally.run.strategy import load_strategy
 
@@ -45,15 +45,19 @@ def exchange_from_environment(exchange_id: str, *, live: bool) -> Any:
 
     factory = getattr(ccxt_async, exchange_id, None)
     if factory is None:
-        raise InputError(f"ccxt has no exchange {exchange_id!r}",
-                         hint="set run.live.exchange to a ccxt id such as binance or kraken")
+        raise InputError(
+            f"ccxt has no exchange {exchange_id!r}",
+            hint="set run.live.exchange to a ccxt id such as binance or kraken",
+        )
     config: dict[str, Any] = {"enableRateLimit": True}
     if live:
         missing = [name for name in KEY_ENV if not os.environ.get(name)]
         if missing:
-            raise InputError(f"live mode needs API keys in the environment: {missing} unset",
-                             hint="export TALLY_API_KEY and TALLY_API_SECRET (never put keys "
-                                  "in the configuration file)")
+            raise InputError(
+                f"live mode needs API keys in the environment: {missing} unset",
+                hint="export TALLY_API_KEY and TALLY_API_SECRET (never put keys "
+                "in the configuration file)",
+            )
         config["apiKey"] = os.environ[KEY_ENV[0]]
         config["secret"] = os.environ[KEY_ENV[1]]
         if os.environ.get(PASSWORD_ENV):
@@ -61,24 +65,41 @@ def exchange_from_environment(exchange_id: str, *, live: bool) -> Any:
     return factory(config)
 
 
-def _venue(mode: str, settings: RunSettings, markets: dict[str, MarketSpec], quote: str,
-           exchange: Any) -> Venue:
+def _venue(
+    mode: str, settings: RunSettings, markets: dict[str, MarketSpec], quote: str, exchange: Any
+) -> Venue:
     if mode != "paper":
         return CcxtVenue(exchange)
-    return PaperVenue(name="paper", markets=markets,
-                      balances={quote: starting_cash(settings, quote)})
+    return PaperVenue(
+        name="paper", markets=markets, balances={quote: starting_cash(settings, quote)}
+    )
 
 
-def _live_data(exchange: str, symbols: list[str], started_at: str,
-               warmup: list[CacheEntry]) -> dict[str, Any]:
+def _live_data(
+    exchange: str, symbols: list[str], started_at: str, warmup: list[CacheEntry]
+) -> dict[str, Any]:
     """What RunStarted records about a live run's inputs."""
-    return {"kind": "live", "exchange": exchange, "symbols": symbols, "started_at": started_at,
-            "warmup": [{"name": Path(e.path).name, "symbol": e.symbol, "rows": e.rows,
-                        "sha256": e.sha256, "cached": not e.fetched} for e in warmup]}
+    return {
+        "kind": "live",
+        "exchange": exchange,
+        "symbols": symbols,
+        "started_at": started_at,
+        "warmup": [
+            {
+                "name": Path(e.path).name,
+                "symbol": e.symbol,
+                "rows": e.rows,
+                "sha256": e.sha256,
+                "cached": not e.fetched,
+            }
+            for e in warmup
+        ],
+    }
 
 
-async def _warm_up(source: CcxtSource, strategy: Any, settings: RunSettings,
-                   symbols: list[str], emit: Any) -> list[CacheEntry]:
+async def _warm_up(
+    source: CcxtSource, strategy: Any, settings: RunSettings, symbols: list[str], emit: Any
+) -> list[CacheEntry]:
     """Recent candles through the parquet cache, shown to a strategy that has ``warm_up``
     (so it need not wait ``window`` cycles); a corrupt cache entry is recorded, refetched."""
     live = settings.live
@@ -89,13 +110,29 @@ async def _warm_up(source: CcxtSource, strategy: Any, settings: RunSettings,
     for symbol in symbols:
         try:
             frame, entry = await fetch_ohlcv_cached(
-                source, cache, symbol, live.warmup_timeframe, limit=live.warmup_candles,
-                emit=lambda stream, event: emit((stream, event)))
+                source,
+                cache,
+                symbol,
+                live.warmup_timeframe,
+                limit=live.warmup_candles,
+                emit=lambda stream, event: emit((stream, event)),
+            )
         except ProviderError as error:  # no warm-up for this symbol: recorded, not fatal
-            emit((f"symbol/{symbol}", events.FetchFailed(
-                source=source.name, endpoint="ohlcv", symbol=symbol, attempt=1,
-                error_class=error.error_class, retryable=error.retryable,
-                message=error.message[:MESSAGE_LENGTH_MAX], latency_ms=0)))
+            emit(
+                (
+                    f"symbol/{symbol}",
+                    events.FetchFailed(
+                        source=source.name,
+                        endpoint="ohlcv",
+                        symbol=symbol,
+                        attempt=1,
+                        error_class=error.error_class,
+                        retryable=error.retryable,
+                        message=error.message[:MESSAGE_LENGTH_MAX],
+                        latency_ms=0,
+                    ),
+                )
+            )
             continue
         entries.append(entry)
         warm = getattr(strategy, "warm_up", None)
@@ -104,8 +141,9 @@ async def _warm_up(source: CcxtSource, strategy: Any, settings: RunSettings,
     return entries
 
 
-async def _cycles(loop: CycleLoop, cycles: int, interval_s: float,
-                  progress: Callable[[int, int], None] | None) -> tuple[str, Decimal]:
+async def _cycles(
+    loop: CycleLoop, cycles: int, interval_s: float, progress: Callable[[int, int], None] | None
+) -> tuple[str, Decimal]:
     """Run the cycles on the real clock; return (status, equity at the start)."""
     books = loop.books
     # Cash only (a paper run) needs no prices; held positions are valued at the first
@@ -144,8 +182,9 @@ async def run_live(
     clock = clock or SystemClock()
     store.clock = clock
     symbols = sorted(settings.live.symbols)
-    quote = single_quote(symbols, "run.live.symbols",
-                         "list symbols of one quote asset in run.live.symbols")
+    quote = single_quote(
+        symbols, "run.live.symbols", "list symbols of one quote asset in run.live.symbols"
+    )
     source = CcxtSource(exchange, timeout_ms=ingest.fetch_timeout_ms)
     markets = market_specs(settings, symbols)
     venue = _venue(mode, settings, markets, quote, exchange)
@@ -160,33 +199,56 @@ async def run_live(
         OhlcvCache(settings.live.cache_dir).write_manifest(run_id, warmup)
     account = f"{settings.account}-{run_id[4:]}" if mode == "paper" else settings.account
     started = events.RunStarted(
-        run_id=run_id, mode=mode, seed=settings.seed, config=config, config_hash=digest,
-        code_version=context.code_version(), account=account,
-        environment=context.environment(), data=data)
+        run_id=run_id,
+        mode=mode,
+        seed=settings.seed,
+        config=config,
+        config_hash=digest,
+        code_version=context.code_version(),
+        account=account,
+        environment=context.environment(),
+        data=data,
+    )
     books = PortfolioState(account=account, quote=quote)
     opening: list[events.Event] = []
     if mode == "paper":
-        opening.append(events.FundsDeposited(account=account, asset=quote,
-                                             amount=settings.starting_cash[quote]))
+        opening.append(
+            events.FundsDeposited(
+                account=account, asset=quote, amount=settings.starting_cash[quote]
+            )
+        )
     else:  # the account's own history, from the ledger
         books = portfolio.rebuild(store, account=account, quote=quote)
-    appends = [StreamAppend(f"run/{run_id}", [started], expected_version=0),
-               *group_appends(cache_events)]
+    appends = [
+        StreamAppend(f"run/{run_id}", [started], expected_version=0),
+        *group_appends(cache_events),
+    ]
     if opening:
         appends.append(StreamAppend(f"portfolio/{account}", opening))
-    positions = store.append_many(appends, run_id=run_id,
-                                  idempotency_key=f"run/{run_id}/start")
+    positions = store.append_many(appends, run_id=run_id, idempotency_key=f"run/{run_id}/start")
     first = positions[0][0]
     for event, position in zip(opening, positions[-1] if opening else [], strict=False):
         portfolio.apply(books, event, position)
     loop = CycleLoop(
-        store=store, run_id=run_id, account=account, quote=quote, symbols=symbols,
-        markets=markets, sources=[source], venue=venue, strategy=strategy, clock=clock,
-        seed=settings.seed, ingest=ingest, validator=settings.validator, books=books,
-        commit_cycles=1)
+        store=store,
+        run_id=run_id,
+        account=account,
+        quote=quote,
+        symbols=symbols,
+        markets=markets,
+        sources=[source],
+        venue=venue,
+        strategy=strategy,
+        clock=clock,
+        seed=settings.seed,
+        ingest=ingest,
+        validator=settings.validator,
+        books=books,
+        collaborators=Collaborators.fresh(ingest, clock),
+        commit_cycles=1,
+    )
     try:
         status, equity_start = await _cycles(loop, cycles, interval_s, progress)
     finally:
         await source.close()
-    return finish_run(store, started, loop, first=first, equity_start=equity_start,
-                      status=status)
+    return finish_run(store, started, loop, first=first, equity_start=equity_start, status=status)

@@ -11,7 +11,6 @@ from pydantic import Field, field_validator
 
 from ingest.provider_errors import CCXT_RETRYABLE
 from ledger.config import StrictModel
-
 from projections.validator import ValidatorSettings
 
 
@@ -26,10 +25,12 @@ class MarketSteps(StrictModel):
 
 
 DEFAULT_MARKETS = {
-    "USDT": MarketSteps(price_step=Decimal("0.01"), qty_step=Decimal("0.0001"),
-                        fee_step=Decimal("0.01")),
-    "BTC": MarketSteps(price_step=Decimal("0.00000001"), qty_step=Decimal("0.01"),
-                       fee_step=Decimal("0.00000001")),
+    "USDT": MarketSteps(
+        price_step=Decimal("0.01"), qty_step=Decimal("0.0001"), fee_step=Decimal("0.01")
+    ),
+    "BTC": MarketSteps(
+        price_step=Decimal("0.00000001"), qty_step=Decimal("0.01"), fee_step=Decimal("0.00000001")
+    ),
 }
 
 

@@ -68,12 +68,13 @@ class Momentum:
             held = view.books.positions.get(symbol, Decimal(0))
             market = view.markets[symbol]
             if held == 0 and price > average * (1 + self.margin):
-                budget = min(view.equity * self.allocation,
-                             view.books.cash.get(market.quote, Decimal(0)) * Decimal("0.95"))
+                budget = min(
+                    view.equity * self.allocation,
+                    view.books.cash.get(market.quote, Decimal(0)) * Decimal("0.95"),
+                )
                 qty = floor_to_step(budget / price, market.qty_step)
                 if qty > 0:
-                    intents.append(OrderIntent(view.account, symbol, "buy", qty,
-                                               intent="enter"))
+                    intents.append(OrderIntent(view.account, symbol, "buy", qty, intent="enter"))
             elif held > 0 and price < average:
                 intents.append(OrderIntent(view.account, symbol, "sell", held, intent="exit"))
         return intents
@@ -98,20 +99,23 @@ def load_strategy(path: str, params: dict[str, Any]) -> Strategy:
         if not sep:
             module_name, _, attribute = path.rpartition(".")
         if not module_name or not attribute:
-            raise ConfigError(f"not a strategy path: {path!r}", hint=hint,
-                              key="run.strategy.path")
+            raise ConfigError(f"not a strategy path: {path!r}", hint=hint, key="run.strategy.path")
         try:
             factory = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as e:
-            raise ConfigError(f"cannot load strategy {path!r}: {e}", hint=hint,
-                              key="run.strategy.path") from e
+            raise ConfigError(
+                f"cannot load strategy {path!r}: {e}", hint=hint, key="run.strategy.path"
+            ) from e
     try:
         strategy = factory(**params)
     except TypeError as e:
-        raise ConfigError(f"strategy {path!r} refused its params: {e}",
-                          hint="fix run.strategy.params to match its constructor",
-                          key="run.strategy.params") from e
+        raise ConfigError(
+            f"strategy {path!r} refused its params: {e}",
+            hint="fix run.strategy.params to match its constructor",
+            key="run.strategy.params",
+        ) from e
     if not callable(getattr(strategy, "decide", None)):
-        raise ConfigError(f"{path!r} has no decide(view) method", hint=hint,
-                          key="run.strategy.path")
+        raise ConfigError(
+            f"{path!r} has no decide(view) method", hint=hint, key="run.strategy.path"
+        )
     return strategy  # type: ignore[no-any-return]

@@ -37,15 +37,30 @@ def tally(
 
 def fill(url: str) -> None:
     with open_store(url) as store:
-        store.append("portfolio/main", [
-            events.FundsDeposited(account="main", asset="USDT", amount=Decimal("10000")),
-            events.TradeExecuted(account="main", symbol="BTC/USDT", side="buy",
-                                 qty=Decimal("0.1"), price=Decimal("43210.5"),
-                                 order_id="o1", trade_id="t1"),
-        ], expected_version=0, run_id="run-1")
-        store.append("symbol/BTC-USDT", [
-            events.SymbolSkipped(symbol="BTC/USDT", reason="no fresh or stale price"),
-        ], expected_version=0)
+        store.append(
+            "portfolio/main",
+            [
+                events.FundsDeposited(account="main", asset="USDT", amount=Decimal("10000")),
+                events.TradeExecuted(
+                    account="main",
+                    symbol="BTC/USDT",
+                    side="buy",
+                    qty=Decimal("0.1"),
+                    price=Decimal("43210.5"),
+                    order_id="o1",
+                    trade_id="t1",
+                ),
+            ],
+            expected_version=0,
+            run_id="run-1",
+        )
+        store.append(
+            "symbol/BTC-USDT",
+            [
+                events.SymbolSkipped(symbol="BTC/USDT", reason="no fresh or stale price"),
+            ],
+            expected_version=0,
+        )
 
 
 def test_init_verify_stats_events_on_the_default_ledger(tmp_path: Path) -> None:
@@ -94,7 +109,7 @@ def test_one_byte_changed_on_disk_fails_verify_at_that_position(tmp_path: Path) 
     fill(f"sqlite:///{db}")  # closing the store checkpoints the WAL into the file
     data = db.read_bytes()
     at = data.index(b'"price":"43210.5"')
-    db.write_bytes(data[:at + 9] + b"9" + data[at + 10:])  # 43210.5 -> 93210.5, position 2
+    db.write_bytes(data[: at + 9] + b"9" + data[at + 10 :])  # 43210.5 -> 93210.5, position 2
     result = tally("verify", cwd=tmp_path)
     assert result.returncode == 1
     assert "position 2" in result.stderr
@@ -148,29 +163,63 @@ def test_reconcile_reports_every_asset_and_exits_1_on_a_refused_difference(
     assert tally("init", cwd=tmp_path).returncode == 0
     d = Decimal
     with open_store(f"sqlite:///{tmp_path / 'tally.db'}") as store:
-        store.append("portfolio/main", [
-            events.FundsDeposited(account="main", asset="USDT", amount=d("100000")),
-            events.TradeExecuted(account="main", symbol="BTC/USDT", side="buy",
-                                 qty=d("0.12346"), price=d("100000.00"), order_id="o1",
-                                 trade_id="t1"),
-            events.FeeCharged(account="main", trade_id="t1", asset="USDT", amount=d("12.35")),
-        ], expected_version=0)
-        store.append("snapshots/main", [events.SnapshotSealed(
-            snapshot_id="1", fresh=1, stale=0, failed=0, marks={"BTC/USDT": d("100000.00")})],
-            expected_version=0)
-        store.append("venue/paper", [events.BalanceObserved(
-            account="main", venue="paper",
-            balances={"USDT": d("87641.50"), "BTC": d("0.12346")})], expected_version=0)
+        store.append(
+            "portfolio/main",
+            [
+                events.FundsDeposited(account="main", asset="USDT", amount=d("100000")),
+                events.TradeExecuted(
+                    account="main",
+                    symbol="BTC/USDT",
+                    side="buy",
+                    qty=d("0.12346"),
+                    price=d("100000.00"),
+                    order_id="o1",
+                    trade_id="t1",
+                ),
+                events.FeeCharged(account="main", trade_id="t1", asset="USDT", amount=d("12.35")),
+            ],
+            expected_version=0,
+        )
+        store.append(
+            "snapshots/main",
+            [
+                events.SnapshotSealed(
+                    snapshot_id="1", fresh=1, stale=0, failed=0, marks={"BTC/USDT": d("100000.00")}
+                )
+            ],
+            expected_version=0,
+        )
+        store.append(
+            "venue/paper",
+            [
+                events.BalanceObserved(
+                    account="main",
+                    venue="paper",
+                    balances={"USDT": d("87641.50"), "BTC": d("0.12346")},
+                )
+            ],
+            expected_version=0,
+        )
     result = tally("reconcile", "--json", cwd=tmp_path)
     assert result.returncode == 0
     report = json.loads(result.stdout)
     assert report["outcome"] == "reconciled"
-    assert {r["asset"]: r["delta"] for r in report["rows"]} == {"BTC": "0.00000",
-                                                               "USDT": "0.1500000"}
+    assert {r["asset"]: r["delta"] for r in report["rows"]} == {
+        "BTC": "0.00000",
+        "USDT": "0.1500000",
+    }
     with open_store(f"sqlite:///{tmp_path / 'tally.db'}") as store:
-        store.append("venue/paper", [events.BalanceObserved(
-            account="main", venue="paper",
-            balances={"USDT": d("80000"), "BTC": d("0.12346")})], expected_version=1)
+        store.append(
+            "venue/paper",
+            [
+                events.BalanceObserved(
+                    account="main",
+                    venue="paper",
+                    balances={"USDT": d("80000"), "BTC": d("0.12346")},
+                )
+            ],
+            expected_version=1,
+        )
     refused = tally("reconcile", cwd=tmp_path)
     assert refused.returncode == 1 and "refused" in refused.stdout
     missing = tally("reconcile", "--account", "nobody", cwd=tmp_path)

@@ -37,7 +37,8 @@ def copy_of(folder: Path, tmp_path: Path) -> Path:
 
 
 def test_the_default_run_records_faults_and_finishes_with_a_summary(
-        default_run: tuple[Path, dict[str, object]]) -> None:
+    default_run: tuple[Path, dict[str, object]],
+) -> None:
     folder, summary = default_run
     counts = summary["counts"]
     assert isinstance(counts, dict)
@@ -56,9 +57,19 @@ def test_the_default_run_records_faults_and_finishes_with_a_summary(
     stats = json.loads(tally("stats", "--json", cwd=folder).stdout)
     assert stats["events"] == summary["events"]
     types = stats["by_type"]
-    for kind in ("RetryScheduled", "StalePriceUsed", "SymbolSkipped", "PortfolioReconciled",
-                 "TradeExecuted", "FeeCharged", "ValidationPassed", "BalanceObserved",
-                 "RunStarted", "RunFinished", "CircuitOpened"):
+    for kind in (
+        "RetryScheduled",
+        "StalePriceUsed",
+        "SymbolSkipped",
+        "PortfolioReconciled",
+        "TradeExecuted",
+        "FeeCharged",
+        "ValidationPassed",
+        "BalanceObserved",
+        "RunStarted",
+        "RunFinished",
+        "CircuitOpened",
+    ):
         assert types.get(kind, 0) > 0, kind
 
 
@@ -80,23 +91,27 @@ def test_repro_check_reproduces_the_run(default_run: tuple[Path, dict[str, objec
     folder, summary = default_run
     result = tally("repro", "check", str(summary["run_id"]), cwd=folder)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"reproduced: {summary['events']:,} events, fingerprint {summary['fingerprint']}" \
+    assert (
+        f"reproduced: {summary['events']:,} events, fingerprint {summary['fingerprint']}"
         in result.stdout
+    )
 
 
 def test_one_byte_changed_fails_verify_and_repro_at_that_position(
-        default_run: tuple[Path, dict[str, object]], tmp_path: Path) -> None:
+    default_run: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
     folder = copy_of(default_run[0], tmp_path)
     db = folder / "tally.db"
     with sqlite3.connect(db) as conn:
         position, record = conn.execute(
             "SELECT position, record FROM events WHERE type = 'TradeExecuted' "
-            "ORDER BY position LIMIT 1 OFFSET 10").fetchone()
+            "ORDER BY position LIMIT 1 OFFSET 10"
+        ).fetchone()
     data = db.read_bytes()
     at = data.index(record)
     qty = record.index(b'"qty":"') + 7
-    changed = b"9" if record[qty:qty + 1] != b"9" else b"8"
-    db.write_bytes(data[:at + qty] + changed + data[at + qty + 1:])
+    changed = b"9" if record[qty : qty + 1] != b"9" else b"8"
+    db.write_bytes(data[: at + qty] + changed + data[at + qty + 1 :])
     verified = tally("verify", cwd=folder)
     assert verified.returncode == 1
     assert f"position {position}" in verified.stderr and "hint:" in verified.stderr
@@ -139,7 +154,8 @@ STRATEGY = textwrap.dedent("""\
 
 
 def test_a_run_that_does_not_reproduce_is_shown_at_its_first_differing_event(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     (tmp_path / "my_strategy.py").write_text(STRATEGY)
     (tmp_path / "own.yaml").write_text(SMALL + "  strategy: {path: my_strategy:BuyOnce}\n")
     env = {"PYTHONPATH": str(tmp_path), "BUY_AT_CYCLE": "40"}
@@ -147,51 +163,66 @@ def test_a_run_that_does_not_reproduce_is_shown_at_its_first_differing_event(
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["counts"]["trades"] == 1  # the plugged-in strategy ran
-    same = tally("--config", "own.yaml", "repro", "check", summary["run_id"], cwd=tmp_path,
-                 env=env)
+    same = tally("--config", "own.yaml", "repro", "check", summary["run_id"], cwd=tmp_path, env=env)
     assert same.returncode == 0 and "reproduced:" in same.stdout
-    other = tally("--config", "own.yaml", "repro", "check", summary["run_id"], cwd=tmp_path,
-                  env={**env, "BUY_AT_CYCLE": "41"})
+    other = tally(
+        "--config",
+        "own.yaml",
+        "repro",
+        "check",
+        summary["run_id"],
+        cwd=tmp_path,
+        env={**env, "BUY_AT_CYCLE": "41"},
+    )
     assert other.returncode == 1
     assert "NOT reproduced" in other.stdout and "first difference at event #" in other.stdout
     # The recorded run ordered at cycle 40; the re-execution validated cycle 40 instead.
-    assert 'type                   recorded: "OrderSubmitted"  re-executed: "ValidationPassed"' \
+    assert (
+        'type                   recorded: "OrderSubmitted"  re-executed: "ValidationPassed"'
         in other.stdout
+    )
 
 
-def test_replay_to_a_position_and_to_a_time(default_run: tuple[Path, dict[str, object]]
-                                            ) -> None:
+def test_replay_to_a_position_and_to_a_time(default_run: tuple[Path, dict[str, object]]) -> None:
     folder, summary = default_run
     run_id = str(summary["run_id"])
-    early = json.loads(tally("replay", "--run", run_id, "--to", "2000", "--json",
-                             cwd=folder).stdout)
+    early = json.loads(
+        tally("replay", "--run", run_id, "--to", "2000", "--json", cwd=folder).stdout
+    )
     final = json.loads(tally("replay", "--run", run_id, "--json", cwd=folder).stdout)
     assert early["position"] == 2000 and final["position"] == summary["last_position"]
     assert final["equity"] == summary["equity_end"]
     assert sum(early["errors"].values()) < sum(final["errors"].values())
     assert final["breakers"]["candles:ticker"]["failures"] == sum(
-        n for k, n in final["errors"].items() if k != "OrderRejected")
-    at = json.loads(tally("replay", "--run", run_id, "--at", "2026-01-06T00:00:00Z", "--json",
-                          cwd=folder).stdout)
+        n for k, n in final["errors"].items() if k != "OrderRejected"
+    )
+    at = json.loads(
+        tally(
+            "replay", "--run", run_id, "--at", "2026-01-06T00:00:00Z", "--json", cwd=folder
+        ).stdout
+    )
     assert early["position"] < at["position"] < final["position"]
     assert at["recorded_at"] <= "2026-01-06T00:00:00+00:00"
     text = tally("replay", "--run", run_id, "--to", "2000", cwd=folder).stdout
     assert "as of position 2,000" in text and "breaker" in text
 
 
-def test_report_equity_in_three_formats(default_run: tuple[Path, dict[str, object]],
-                                        tmp_path: Path) -> None:
+def test_report_equity_in_three_formats(
+    default_run: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
     folder, summary = default_run
     run_id = str(summary["run_id"])
     csv = tally("report", "equity", "--run", run_id, cwd=folder).stdout.splitlines()
     assert csv[0] == "timestamp,equity,cash,positions_value,realized_pnl,fees"
     assert len(csv) == 1 + 864 and csv[-1].split(",")[1] == summary["equity_end"]
-    rows = json.loads(tally("report", "equity", "--run", run_id, "--format", "json",
-                            cwd=folder).stdout)
+    rows = json.loads(
+        tally("report", "equity", "--run", run_id, "--format", "json", cwd=folder).stdout
+    )
     assert rows[0]["equity"] == "100000" and len(rows) == 864
     out = tmp_path / "equity.html"
-    made = tally("report", "equity", "--run", run_id, "--format", "html", "--out", str(out),
-                 cwd=folder)
+    made = tally(
+        "report", "equity", "--run", run_id, "--format", "html", "--out", str(out), cwd=folder
+    )
     assert made.returncode == 0
     page = out.read_text()
     assert "<svg" in page and "<polyline" in page and "reconciled" in page
@@ -200,11 +231,14 @@ def test_report_equity_in_three_formats(default_run: tuple[Path, dict[str, objec
 
 
 def test_import_with_a_bad_row_imports_nothing_and_names_the_line(tmp_path: Path) -> None:
-    good = ("timestamp,symbol,side,qty,price,fee,fee_asset\n"
-            "2018-01-10T06:00:00Z,ETH/BTC,buy,1.5,0.0990,0.0001485,BTC\n"
-            "1515567600000,ETH/BTC,sell,0.5,0.1,0.00005,BTC\n")
-    (tmp_path / "bad.csv").write_text(good + "2018-01-10T08:00:00Z,ETH/BTC,hold,1,0.1,0,BTC\n"
-                                      "not-a-time,ETH/BTC,buy,1,0.1,0,BTC\n")
+    good = (
+        "timestamp,symbol,side,qty,price,fee,fee_asset\n"
+        "2018-01-10T06:00:00Z,ETH/BTC,buy,1.5,0.0990,0.0001485,BTC\n"
+        "1515567600000,ETH/BTC,sell,0.5,0.1,0.00005,BTC\n"
+    )
+    (tmp_path / "bad.csv").write_text(
+        good + "2018-01-10T08:00:00Z,ETH/BTC,hold,1,0.1,0,BTC\nnot-a-time,ETH/BTC,buy,1,0.1,0,BTC\n"
+    )
     (tmp_path / "good.csv").write_text(good)
     assert tally("init", cwd=tmp_path).returncode == 0
     bad = tally("import", "trades", "bad.csv", cwd=tmp_path)
@@ -228,8 +262,10 @@ def test_import_ohlcv_then_equity_marks_at_each_candle_close(tmp_path: Path) -> 
     data.mkdir()
     lines = source.read_text().splitlines()
     (data / "ETH_BTC-5m.csv").write_text("\n".join(lines[:101]) + "\n")  # 100 real candles
-    (tmp_path / "t.csv").write_text("timestamp,symbol,side,qty,price,fee,fee_asset\n"
-                                    "1515567600000,ETH/BTC,buy,2,0.0996,0.0002,BTC\n")
+    (tmp_path / "t.csv").write_text(
+        "timestamp,symbol,side,qty,price,fee,fee_asset\n"
+        "1515567600000,ETH/BTC,buy,2,0.0996,0.0002,BTC\n"
+    )
     assert tally("init", cwd=tmp_path).returncode == 0
     assert tally("deposit", "BTC", "1", "--at", "1515560000000", cwd=tmp_path).returncode == 0
     assert tally("import", "trades", "t.csv", cwd=tmp_path).returncode == 0
@@ -239,7 +275,7 @@ def test_import_ohlcv_then_equity_marks_at_each_candle_close(tmp_path: Path) -> 
     assert len(rows) == 100
     last_close = lines[100].split(",")[4]
     _, equity, cash, positions_value, _, fees = rows[-1].split(",")
-    assert fees == "0.0002" and cash == str(1 - 2 * 0.0996 - 0.0002)[:len(cash)]
+    assert fees == "0.0002" and cash == str(1 - 2 * 0.0996 - 0.0002)[: len(cash)]
     from decimal import Decimal
 
     assert Decimal(positions_value) == 2 * Decimal(last_close)
@@ -247,8 +283,7 @@ def test_import_ohlcv_then_equity_marks_at_each_candle_close(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_a_backtest_on_real_candles_takes_missing_candles_as_failed_fetches(
-        tmp_path: Path) -> None:
+def test_a_backtest_on_real_candles_takes_missing_candles_as_failed_fetches(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     # ADA's real file misses 40 candles between its rows 1,502 and 1,551: take that window.
@@ -286,12 +321,21 @@ def test_a_backtest_on_real_candles_takes_missing_candles_as_failed_fetches(
 
 @pytest.mark.postgres
 def test_a_sqlite_run_reexecuted_on_postgres_has_the_same_fingerprint(
-        pg_empty_url: str, tmp_path: Path) -> None:
+    pg_empty_url: str, tmp_path: Path
+) -> None:
     (tmp_path / "small.yaml").write_text(SMALL)
     run = tally("--config", "small.yaml", "run", "--json", cwd=tmp_path)
     summary = json.loads(run.stdout)
-    result = tally("--config", "small.yaml", "repro", "check", summary["run_id"],
-                   "--scratch-db", pg_empty_url, cwd=tmp_path)
+    result = tally(
+        "--config",
+        "small.yaml",
+        "repro",
+        "check",
+        summary["run_id"],
+        "--scratch-db",
+        pg_empty_url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"fingerprint {summary['fingerprint']}" in result.stdout
 
@@ -299,7 +343,13 @@ def test_a_sqlite_run_reexecuted_on_postgres_has_the_same_fingerprint(
 def test_live_mode_needs_the_flag_and_keys_from_the_environment(tmp_path: Path) -> None:
     no_flag = tally("run", "--mode", "live", cwd=tmp_path)
     assert no_flag.returncode == 2 and "--live" in no_flag.stderr
-    no_keys = tally("run", "--mode", "live", "--live", cwd=tmp_path,
-                    env={"TALLY_API_KEY": "", "TALLY_API_SECRET": ""})
+    no_keys = tally(
+        "run",
+        "--mode",
+        "live",
+        "--live",
+        cwd=tmp_path,
+        env={"TALLY_API_KEY": "", "TALLY_API_SECRET": ""},
+    )
     assert no_keys.returncode == 2 and "TALLY_API_KEY" in no_keys.stderr
     assert not (tmp_path / "tally.db").exists()  # refused before anything was written

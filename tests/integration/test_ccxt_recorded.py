@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ingest.ccxt_source import CcxtSource
-from tests.support.recorded_exchange import fixture_cases, offline_exchange
 from tests.conftest import SHARED_DATA, shared_data
+from tests.support.recorded_exchange import fixture_cases, offline_exchange
 
 EXCHANGES = ["binance", "bitfinex", "bitstamp", "coinbase", "kraken"]
 
@@ -20,10 +20,18 @@ EXCHANGES = ["binance", "bitfinex", "bitstamp", "coinbase", "kraken"]
 def cases(method: str) -> list[Any]:
     folder = SHARED_DATA / "ccxt"
     if not folder.exists():
-        return [pytest.param(None, None, marks=pytest.mark.skip(
-            reason=f"recorded ccxt responses not found at {folder}"))]
-    return [pytest.param(exchange, case, id=f"{exchange}-{case['description'][:40]}")
-            for exchange in EXCHANGES for case in fixture_cases(folder, exchange, method)]
+        return [
+            pytest.param(
+                None,
+                None,
+                marks=pytest.mark.skip(reason=f"recorded ccxt responses not found at {folder}"),
+            )
+        ]
+    return [
+        pytest.param(exchange, case, id=f"{exchange}-{case['description'][:40]}")
+        for exchange in EXCHANGES
+        for case in fixture_cases(folder, exchange, method)
+    ]
 
 
 def exact(value: Any) -> Decimal | None:
@@ -37,12 +45,14 @@ def run(exchange_id: str, case: dict[str, Any], call: Any) -> Any:
             return await call(source)
         finally:
             await source.close()
+
     return asyncio.run(go())
 
 
 def split_params(args: list[Any], positional: int) -> tuple[list[Any], dict[str, Any]]:
-    params = args[positional] if len(args) > positional and isinstance(args[positional], dict) \
-        else {}
+    params = (
+        args[positional] if len(args) > positional and isinstance(args[positional], dict) else {}
+    )
     return list(args[:positional]) + [None] * (positional - len(args[:positional])), params
 
 
@@ -62,8 +72,7 @@ def test_recorded_tickers_parse_to_exact_decimals(exchange_id: str, case: dict[s
 @pytest.mark.parametrize(("exchange_id", "case"), cases("fetchOHLCV"))
 def test_recorded_candles_parse_to_exact_decimals(exchange_id: str, case: dict[str, Any]) -> None:
     (symbol, timeframe, since, limit), params = split_params(case["input"], 4)
-    frame = run(exchange_id, case, lambda s: s.fetch_ohlcv(symbol, timeframe, since, limit,
-                                                            params))
+    frame = run(exchange_id, case, lambda s: s.fetch_ohlcv(symbol, timeframe, since, limit, params))
     expected = case["parsedResponse"]
     assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
     assert str(frame.index.tz) == "UTC" and frame.index.name == "timestamp"

@@ -66,7 +66,10 @@ def test_concurrent_writers_and_a_tailing_reader(ledger_url: str) -> None:
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, ledger_url, str(i), str(BATCHES)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for i in range(WRITERS)
     ]
@@ -107,7 +110,10 @@ def test_a_writer_killed_mid_append_leaves_nothing_partial(ledger_url: str) -> N
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     crasher = subprocess.Popen(
         [sys.executable, "-c", CRASHER, ledger_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert crasher.stdout is not None
     for _ in range(5):  # let it commit a few batches, then kill it mid-flight

@@ -11,12 +11,12 @@ from ingest.orders import NonceAllocator, OrderExecutor, OrderStatus
 from ingest.venues import MarketSpec, OrderIntent, PaperVenue
 from ledger import events
 from ledger.recorded import RecordedEvent
-from tally.run.commit import commit_cycle
 from ledger.store import EventStore
 from projections import portfolio
 from projections.errors import BreakerBoard, ErrorTracker
 from projections.reconciliation import reconcile, state_from_balances
 from projections.validator import ValidatorSettings
+from tally.run.commit import commit_cycle
 
 D = Decimal
 SETTINGS = ValidatorSettings()
@@ -25,8 +25,11 @@ MARKS = {"BTC/USDT": D("100000.00")}
 
 
 def funded(store: EventStore, usdt: str) -> tuple[PaperVenue, portfolio.PortfolioState]:
-    store.append("portfolio/main", [events.FundsDeposited(account="main", asset="USDT",
-                                                          amount=D(usdt))], expected_version=0)
+    store.append(
+        "portfolio/main",
+        [events.FundsDeposited(account="main", asset="USDT", amount=D(usdt))],
+        expected_version=0,
+    )
     paper = PaperVenue("paper", {"BTC/USDT": BTC}, {"USDT": D(usdt)})
     paper.set_marks(MARKS)
     return paper, portfolio.rebuild(store, checkpoint=False)
@@ -34,8 +37,9 @@ def funded(store: EventStore, usdt: str) -> tuple[PaperVenue, portfolio.Portfoli
 
 def place(paper: PaperVenue, qty: str, cycle: int) -> list[tuple[str, events.Event]]:
     staged: list[tuple[str, events.Event]] = []
-    executor = OrderExecutor(paper, OrderStatus(), NonceAllocator(),
-                             lambda s, e: staged.append((s, e)))
+    executor = OrderExecutor(
+        paper, OrderStatus(), NonceAllocator(), lambda s, e: staged.append((s, e))
+    )
     order = OrderIntent(account="main", symbol="BTC/USDT", side="buy", qty=D(qty), intent="in")
     asyncio.run(executor.execute(order, run_id="r", cycle=cycle))
     return staged
@@ -48,9 +52,18 @@ def venue_view(paper: PaperVenue) -> portfolio.PortfolioState:
 def test_a_clean_cycle_commits_with_validation_passed(store: EventStore) -> None:
     paper, books = funded(store, "100000")
     staged = place(paper, "0.12346", cycle=1)
-    decision = commit_cycle(store, account="main", cycle=1, run_id="r", staged=staged,
-                            books=books, reference=venue_view(paper), marks=MARKS,
-                            settings=SETTINGS, price_steps={"BTC/USDT": D("0.01")})
+    decision = commit_cycle(
+        store,
+        account="main",
+        cycle=1,
+        run_id="r",
+        staged=staged,
+        books=books,
+        reference=venue_view(paper),
+        marks=MARKS,
+        settings=SETTINGS,
+        price_steps={"BTC/USDT": D("0.01")},
+    )
     assert decision.outcome == "passed"  # the venue's exact fee is 0.004 off: a rounding
     kinds = [r.type for r in store.read_all()]
     assert kinds[-3:] == ["TradeExecuted", "FeeCharged", "ValidationPassed"]
@@ -61,9 +74,18 @@ def test_the_seed_rounding_case_is_reconciled_and_booked(store: EventStore) -> N
     paper, books = funded(store, "100000")
     staged = place(paper, "0.12346", cycle=1)
     paper.balances["USDT"] -= D("0.15")  # the venue charged 0.15 more than the fill said
-    decision = commit_cycle(store, account="main", cycle=1, run_id="r", staged=staged,
-                            books=books, reference=venue_view(paper), marks=MARKS,
-                            settings=SETTINGS, price_steps={"BTC/USDT": D("0.01")})
+    decision = commit_cycle(
+        store,
+        account="main",
+        cycle=1,
+        run_id="r",
+        staged=staged,
+        books=books,
+        reference=venue_view(paper),
+        marks=MARKS,
+        settings=SETTINGS,
+        price_steps={"BTC/USDT": D("0.01")},
+    )
     assert decision.outcome == "reconciled"
     last = list(store.read_all())[-1].event
     assert isinstance(last, events.PortfolioReconciled)
@@ -71,25 +93,41 @@ def test_the_seed_rounding_case_is_reconciled_and_booked(store: EventStore) -> N
     # then 0.15 more: it is 0.146 below the ledger.
     assert last.adjustments["USDT"] == D("-0.146")
     assert D(str(last.diff["equity"])) == D("0.146")  # the diff travels in the event
-    report = reconcile(portfolio.rebuild(store, checkpoint=False), "paper", paper.balances,
-                       MARKS, settings=SETTINGS)
+    report = reconcile(
+        portfolio.rebuild(store, checkpoint=False),
+        "paper",
+        paper.balances,
+        MARKS,
+        settings=SETTINGS,
+    )
     assert all(row.delta == 0 for row in report.rows)  # after booking, the books agree
 
 
 def test_a_discard_commits_only_the_reason_and_the_venue_difference_stays_visible(
-    store: EventStore
+    store: EventStore,
 ) -> None:
     paper, books = funded(store, "100")
     paper.balances["USDT"] = D("100000")  # the venue would fill what the ledger cannot pay
     staged = place(paper, "0.5", cycle=7)
-    decision = commit_cycle(store, account="main", cycle=7, run_id="r", staged=staged,
-                            books=books, reference=venue_view(paper), marks=MARKS,
-                            settings=SETTINGS)
+    decision = commit_cycle(
+        store,
+        account="main",
+        cycle=7,
+        run_id="r",
+        staged=staged,
+        books=books,
+        reference=venue_view(paper),
+        marks=MARKS,
+        settings=SETTINGS,
+    )
     assert decision.outcome == "discarded" and "negative cash" in decision.reason
     (discarded,) = [r.event for r in store.read_all() if r.type == "CycleDiscarded"]
     assert isinstance(discarded, events.CycleDiscarded) and discarded.cycle == 7
     assert [e["type"] for e in discarded.diff["staged"]] == [
-        "OrderSubmitted", "TradeExecuted", "FeeCharged"]
+        "OrderSubmitted",
+        "TradeExecuted",
+        "FeeCharged",
+    ]
     assert not [r for r in store.read_all() if r.type == "TradeExecuted"]
     assert books == portfolio.rebuild(store, checkpoint=False)  # books did not move
     # The venue's fill happened whatever the ledger decided: reconciliation shows it.
@@ -104,18 +142,48 @@ def test_error_and_breaker_views() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
 
     def at(seconds: int, event: events.Event, position: int) -> RecordedEvent:
-        return RecordedEvent(position, "s", position, type(event).__name__,
-                             t0 + timedelta(seconds=seconds), None, None, None, None,
-                             event)  # type: ignore[arg-type]
+        return RecordedEvent(
+            position,
+            "s",
+            position,
+            type(event).__name__,
+            t0 + timedelta(seconds=seconds),
+            None,
+            None,
+            None,
+            None,
+            event,
+        )  # type: ignore[arg-type]
 
-    failed = events.FetchFailed(source="x", endpoint="ticker", symbol="S", attempt=1,
-                                error_class="RequestTimeout", retryable=True, message="m")
+    failed = events.FetchFailed(
+        source="x",
+        endpoint="ticker",
+        symbol="S",
+        attempt=1,
+        error_class="RequestTimeout",
+        retryable=True,
+        message="m",
+    )
     history = [at(i * 30, failed, i + 1) for i in range(12)] + [
-        at(400, events.CircuitOpened(breaker="x:ticker", reason="r", consecutive_failures=5,
-                                     window_calls=5, window_failures=5,
-                                     open_until=t0 + timedelta(seconds=430)), 13),
-        at(401, events.CallRejected(breaker="x:ticker", symbol="S",
-                                    open_until=t0 + timedelta(seconds=430)), 14),
+        at(
+            400,
+            events.CircuitOpened(
+                breaker="x:ticker",
+                reason="r",
+                consecutive_failures=5,
+                window_calls=5,
+                window_failures=5,
+                open_until=t0 + timedelta(seconds=430),
+            ),
+            13,
+        ),
+        at(
+            401,
+            events.CallRejected(
+                breaker="x:ticker", symbol="S", open_until=t0 + timedelta(seconds=430)
+            ),
+            14,
+        ),
     ]
     errors, board = ErrorTracker(), BreakerBoard()
     for recorded in history:

@@ -56,10 +56,13 @@ def test_a_held_append_lock_is_store_busy_after_lock_timeout(pg_url: str) -> Non
 
 @pytest.mark.postgres
 def test_a_statement_past_statement_timeout_is_store_busy(pg_url: str) -> None:
-    with open_store(pg_url, settings=StoreSettings(statement_timeout_ms=100)) as store:
-        with pytest.raises(StoreBusy, match="statement_timeout_ms") as caught, \
-                store.backend.guard(), store.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT pg_sleep(2)")
+    with (
+        open_store(pg_url, settings=StoreSettings(statement_timeout_ms=100)) as store,
+        pytest.raises(StoreBusy, match="statement_timeout_ms") as caught,
+        store.backend.guard(),
+        store.engine.connect() as conn,
+    ):
+        conn.exec_driver_sql("SELECT pg_sleep(2)")
     assert caught.value.context["sqlstate"] == "57014"
 
 
@@ -70,8 +73,10 @@ def test_a_server_that_is_not_there_is_a_lost_connection() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(StoreConnectionLost) as caught:
-        open_store(f"postgresql+psycopg://tally:pw@127.0.0.1:{port}/tally",
-                   settings=StoreSettings(connect_timeout_s=1))
+        open_store(
+            f"postgresql+psycopg://tally:pw@127.0.0.1:{port}/tally",
+            settings=StoreSettings(connect_timeout_s=1),
+        )
     assert caught.value.transient and "pw" not in caught.value.render()
 
 

@@ -28,8 +28,13 @@ def test_a_cycle_commits_atomically_and_logs_what_was_committed(
     ledger_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = SimulatedClock(T0)
-    source = SimulatedSource("sim", seed=3, clock=clock, start=T0, faults=SimulatedFaults(
-        always_failing=frozenset({"BAD/USD"}), failure_rate=0.3))
+    source = SimulatedSource(
+        "sim",
+        seed=3,
+        clock=clock,
+        start=T0,
+        faults=SimulatedFaults(always_failing=frozenset({"BAD/USD"}), failure_rate=0.3),
+    )
     taker = SnapshotTaker([source], settings=IngestSettings(), clock=clock, seed=3)
     snapshot = asyncio.run(taker.take(["BAD/USD", "BTC/USD", "ETH/USD"], 0))
     with open_store(ledger_url, clock=clock) as store, caplog.at_level(logging.INFO, "tally"):
@@ -77,8 +82,13 @@ with open_store(sys.argv[1], clock=clock) as store:
 @pytest.mark.slow
 def test_an_open_breaker_survives_a_killed_process(ledger_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen([sys.executable, "-c", OUTAGE, ledger_url], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", OUTAGE, ledger_url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     while True:  # run cycles during the outage until the breaker has opened, then kill
         line = process.stdout.readline()
@@ -100,8 +110,9 @@ def test_an_open_breaker_survives_a_killed_process(ledger_url: str) -> None:
         assert set(cache.last) == set()  # the venue never answered: nothing to fall back on
 
         healthy = SimulatedSource("venue", seed=1, clock=clock, start=T0)
-        taker = SnapshotTaker([healthy], settings=settings, clock=clock, seed=1,
-                              breakers=breakers, cache=cache)
+        taker = SnapshotTaker(
+            [healthy], settings=settings, clock=clock, seed=1, breakers=breakers, cache=cache
+        )
         refused = asyncio.run(taker.take(["BTC/USD"], 100))
         assert refused.status == {"BTC/USD": "failed"}
         assert type(refused.events[0][1]).__name__ == "CallRejected"

@@ -12,10 +12,10 @@ import pytest
 
 from ingest.cache import OhlcvCache, fetch_ohlcv_cached
 from ingest.ccxt_source import CcxtSource
-from tests.support.recorded_exchange import fixture_cases, offline_exchange
 from ledger import events
 from ledger.errors import CacheCorruptionError
 from tests.conftest import shared_data
+from tests.support.recorded_exchange import fixture_cases, offline_exchange
 
 
 class CountingSource:
@@ -28,15 +28,25 @@ class CountingSource:
         self.name = "binance"
         self.calls = 0
 
-    async def fetch_ohlcv(self, symbol: str, timeframe: str, since: int | None = None,
-                          limit: int | None = None) -> Any:
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since: int | None = None, limit: int | None = None
+    ) -> Any:
         self.calls += 1
         return await self.source.fetch_ohlcv(symbol, timeframe, since, limit)
 
 
 def fetch(source: CountingSource, cache: OhlcvCache, log: list[events.Event]) -> Any:
-    return asyncio.run(fetch_ohlcv_cached(source, cache, "BTC/USDT", "1h", since=1706628191000,
-                                          limit=3, emit=lambda _s, e: log.append(e)))
+    return asyncio.run(
+        fetch_ohlcv_cached(
+            source,
+            cache,
+            "BTC/USDT",
+            "1h",
+            since=1706628191000,
+            limit=3,
+            emit=lambda _s, e: log.append(e),
+        )
+    )
 
 
 def test_fetched_once_then_served_exactly_from_the_cache(tmp_path: Path) -> None:
@@ -55,8 +65,9 @@ def test_fetched_once_then_served_exactly_from_the_cache(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "no_sidecar"])
-def test_a_corrupted_entry_is_detected_set_aside_and_fetched_again(tmp_path: Path,
-                                                                   damage: str) -> None:
+def test_a_corrupted_entry_is_detected_set_aside_and_fetched_again(
+    tmp_path: Path, damage: str
+) -> None:
     source, cache, log = CountingSource(), OhlcvCache(tmp_path), []
     frame, entry = fetch(source, cache, log)
     path = Path(entry.path)

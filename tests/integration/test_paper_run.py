@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.recorded_exchange import Fault, RecordedExchangeServer, _rewrite, fixture_cases
 from ledger import events, open_store
-from tally.settings import Settings
 from tally.run.live import exchange_from_environment, run_live
 from tally.run.settings import LiveSettings, StrategySettings
+from tally.settings import Settings
 from tests.conftest import shared_data
+from tests.support.recorded_exchange import Fault, RecordedExchangeServer, _rewrite, fixture_cases
 
 ALWAYS_BUY = StrategySettings(params={"window": 2, "margin": "-0.5", "allocation": "0.1"})
 
@@ -31,11 +31,13 @@ class FixedBuy:
         return [OrderIntent(view.account, "BTC/USDT", "buy", Decimal("0.001"), intent="t")]
 
 
-def settings_for(symbols: list[str], cache: Path, strategy: StrategySettings = ALWAYS_BUY
-                 ) -> Settings:
+def settings_for(
+    symbols: list[str], cache: Path, strategy: StrategySettings = ALWAYS_BUY
+) -> Settings:
     base = Settings()
-    live = LiveSettings(symbols=symbols, interval_s=0.01, warmup_candles=1,
-                        warmup_timeframe="1h", cache_dir=cache)
+    live = LiveSettings(
+        symbols=symbols, interval_s=0.01, warmup_candles=1, warmup_timeframe="1h", cache_dir=cache
+    )
     run = base.run.model_copy(update={"live": live, "strategy": strategy})
     return base.model_copy(update={"run": run})
 
@@ -54,21 +56,34 @@ async def with_server(scenario: Any) -> Any:
 
 
 def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(
-        ledger_url: str, tmp_path: Path) -> None:
+    ledger_url: str, tmp_path: Path
+) -> None:
     settings = settings_for(["BTC/USDT"], tmp_path / "cache")
 
     async def scenario(server: RecordedExchangeServer) -> Any:
         # The warm-up's candles are answered; the first ticker request fails, is retried.
         server.plan.then(Fault.delay(0), Fault.http(503))
         with open_store(ledger_url) as store:
-            first = await run_live(store, settings.run, settings.ingest,
-                                   config=settings.run_config(),
-                                   exchange=server.exchange("bitstamp"), mode="paper",
-                                   cycles=3, interval_s=0.01)
-            again = await run_live(store, settings.run, settings.ingest,
-                                   config=settings.run_config(),
-                                   exchange=server.exchange("bitstamp"), mode="paper",
-                                   cycles=1, interval_s=0.01)
+            first = await run_live(
+                store,
+                settings.run,
+                settings.ingest,
+                config=settings.run_config(),
+                exchange=server.exchange("bitstamp"),
+                mode="paper",
+                cycles=3,
+                interval_s=0.01,
+            )
+            again = await run_live(
+                store,
+                settings.run,
+                settings.ingest,
+                config=settings.run_config(),
+                exchange=server.exchange("bitstamp"),
+                mode="paper",
+                cycles=1,
+                interval_s=0.01,
+            )
             return first, again, len([r for r in server.requests if "ohlc" in r])
 
     summary, again, ohlcv_requests = asyncio.run(with_server(scenario))
@@ -84,9 +99,17 @@ def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(
         found = [r.event for r in store.read_all()]
     kinds = [type(e).__name__ for e in found]
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
-    for kind in ("FetchFailed", "RetryScheduled", "FetchSucceeded", "SnapshotSealed",
-                 "OrderSubmitted", "TradeExecuted", "FeeCharged", "BalanceObserved",
-                 "ValidationPassed"):
+    for kind in (
+        "FetchFailed",
+        "RetryScheduled",
+        "FetchSucceeded",
+        "SnapshotSealed",
+        "OrderSubmitted",
+        "TradeExecuted",
+        "FeeCharged",
+        "BalanceObserved",
+        "ValidationPassed",
+    ):
         assert kind in kinds, kind
     started = found[0]
     assert isinstance(started, events.RunStarted) and started.mode == "paper"
@@ -99,8 +122,9 @@ def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(
     assert [w["cached"] for w in second.data["warmup"]] == [True]
 
 
-def test_live_mode_keeps_its_keys_out_of_the_ledger(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_mode_keeps_its_keys_out_of_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret_key, secret = "live-key-7f3a9c", "live-secret-c41d22"
     monkeypatch.setenv("TALLY_API_KEY", secret_key)
     monkeypatch.setenv("TALLY_API_SECRET", secret)
@@ -108,8 +132,11 @@ def test_live_mode_keeps_its_keys_out_of_the_ledger(tmp_path: Path,
     from ledger import init_store
 
     init_store(url)
-    settings = settings_for(["BTC/USDT"], tmp_path / "cache", StrategySettings(
-        path="tests.integration.test_paper_run:FixedBuy"))
+    settings = settings_for(
+        ["BTC/USDT"],
+        tmp_path / "cache",
+        StrategySettings(path="tests.integration.test_paper_run:FixedBuy"),
+    )
 
     async def scenario(server: RecordedExchangeServer) -> Any:
         exchange = exchange_from_environment("bitstamp", live=True)
@@ -118,9 +145,16 @@ def test_live_mode_keeps_its_keys_out_of_the_ledger(tmp_path: Path,
         exchange.set_markets(json.loads((data / "markets.json").read_text()))
         exchange.urls["api"] = _rewrite(exchange.urls["api"], f"http://127.0.0.1:{server.port}")
         with open_store(url) as store:
-            return await run_live(store, settings.run, settings.ingest,
-                                  config=settings.run_config(), exchange=exchange,
-                                  mode="live", cycles=2, interval_s=0.01)
+            return await run_live(
+                store,
+                settings.run,
+                settings.ingest,
+                config=settings.run_config(),
+                exchange=exchange,
+                mode="live",
+                cycles=2,
+                interval_s=0.01,
+            )
 
     summary = asyncio.run(with_server(scenario))
     assert summary.mode == "live" and summary.account == "main"
@@ -131,11 +165,13 @@ def test_live_mode_keeps_its_keys_out_of_the_ledger(tmp_path: Path,
     unknown = next(e for e in found if isinstance(e, events.OrderOutcomeUnknown))
     assert "404" in unknown.reason and summary.counts["trades"] == 0
     # The venue's balance could not be read: recorded, and the cycles still committed.
-    assert sum(1 for e in found if isinstance(e, events.FetchFailed)
-               and e.endpoint == "balance") == 2
+    assert (
+        sum(1 for e in found if isinstance(e, events.FetchFailed) and e.endpoint == "balance") == 2
+    )
     assert sum(1 for e in found if isinstance(e, events.ValidationPassed)) == 2
     raw = (tmp_path / "live.db").read_bytes() + b"".join(
-        p.read_bytes() for p in tmp_path.glob("live.db-*"))
+        p.read_bytes() for p in tmp_path.glob("live.db-*")
+    )
     assert secret_key.encode() not in raw and secret.encode() not in raw  # ...and no further
 
 

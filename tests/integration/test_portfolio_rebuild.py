@@ -18,19 +18,39 @@ D = Decimal
 
 
 def test_rebuild_to_any_position_from_the_ledger(store: EventStore) -> None:
-    store.append("portfolio/main", [
-        events.FundsDeposited(account="main", asset="USDT", amount=D("1000")),
-        events.TradeExecuted(account="main", symbol="ETH/USDT", side="buy", qty=D("2"),
-                             price=D("100"), order_id="o1", trade_id="t1"),
-        events.FeeCharged(account="main", trade_id="t1", asset="USDT", amount=D("0.20")),
-    ], expected_version=0)
-    store.append("portfolio/other", [
-        events.FundsDeposited(account="other", asset="USDT", amount=D("5")),
-    ], expected_version=0)
-    store.append("symbol/ETH/USDT", [
-        events.SnapshotSealed(snapshot_id="s", fresh=1, stale=0, failed=0,
-                              marks={"ETH/USDT": D("110")}),
-    ], expected_version=0)
+    store.append(
+        "portfolio/main",
+        [
+            events.FundsDeposited(account="main", asset="USDT", amount=D("1000")),
+            events.TradeExecuted(
+                account="main",
+                symbol="ETH/USDT",
+                side="buy",
+                qty=D("2"),
+                price=D("100"),
+                order_id="o1",
+                trade_id="t1",
+            ),
+            events.FeeCharged(account="main", trade_id="t1", asset="USDT", amount=D("0.20")),
+        ],
+        expected_version=0,
+    )
+    store.append(
+        "portfolio/other",
+        [
+            events.FundsDeposited(account="other", asset="USDT", amount=D("5")),
+        ],
+        expected_version=0,
+    )
+    store.append(
+        "symbol/ETH/USDT",
+        [
+            events.SnapshotSealed(
+                snapshot_id="s", fresh=1, stale=0, failed=0, marks={"ETH/USDT": D("110")}
+            ),
+        ],
+        expected_version=0,
+    )
     state = portfolio.rebuild(store, account="main")
     assert state.cash["USDT"] == D("799.80") and state.positions["ETH/USDT"] == D(2)
     assert state.fees_paid == {"USDT": D("0.20")}
@@ -41,18 +61,26 @@ def test_rebuild_to_any_position_from_the_ledger(store: EventStore) -> None:
     assert portfolio.rebuild(store, account="other").cash == {"USDT": D("5")}
 
 
-def test_a_checkpointed_restart_folds_only_the_tail(store: EventStore,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    store.append("p", [events.FundsDeposited(account="main", asset="USDT", amount=D("100"))],
-                 expected_version=0)
+def test_a_checkpointed_restart_folds_only_the_tail(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.append(
+        "p",
+        [events.FundsDeposited(account="main", asset="USDT", amount=D("100"))],
+        expected_version=0,
+    )
     first = portfolio.rebuild(store)  # full, and saves a checkpoint at position 1
-    store.append("p", [events.FundsDeposited(account="main", asset="USDT", amount=D(i))
-                       for i in range(1, 6)], expected_version=1)
+    store.append(
+        "p",
+        [events.FundsDeposited(account="main", asset="USDT", amount=D(i)) for i in range(1, 6)],
+        expected_version=1,
+    )
     folded: list[int] = []
     real_apply = portfolio.apply
 
-    def counting(state: portfolio.PortfolioState, event: events.Event,
-                 position: int = 0) -> portfolio.PortfolioState:
+    def counting(
+        state: portfolio.PortfolioState, event: events.Event, position: int = 0
+    ) -> portfolio.PortfolioState:
         folded.append(position)
         return real_apply(state, event, position)
 
@@ -68,8 +96,11 @@ def test_a_checkpointed_restart_folds_only_the_tail(store: EventStore,
 
 
 def test_a_checkpoint_of_another_chain_is_not_used(store: EventStore) -> None:
-    store.append("p", [events.FundsDeposited(account="main", asset="USDT", amount=D("100"))],
-                 expected_version=0)
+    store.append(
+        "p",
+        [events.FundsDeposited(account="main", asset="USDT", amount=D("100"))],
+        expected_version=0,
+    )
     portfolio.rebuild(store)
     with store.engine.begin() as conn:  # the checkpoint now claims another chain
         conn.execute(text("UPDATE checkpoints SET chain_hash = :h"), {"h": b"\x01" * 32})
@@ -80,21 +111,40 @@ def test_a_checkpoint_of_another_chain_is_not_used(store: EventStore) -> None:
         store.load_checkpoint("portfolio/main", portfolio.CODE_VERSION)
 
 
-def test_equity_per_time_step_is_valued_at_each_snapshot(store: EventStore,
-                                                           clock: SimulatedClock) -> None:
+def test_equity_per_time_step_is_valued_at_each_snapshot(
+    store: EventStore, clock: SimulatedClock
+) -> None:
     def sealed(cycle: int, price: str, stale: int = 0) -> events.SnapshotSealed:
-        return events.SnapshotSealed(snapshot_id=str(cycle), fresh=1 - stale, stale=stale,
-                                     failed=0, marks={"ETH/USDT": D(price)}, cycle=cycle)
+        return events.SnapshotSealed(
+            snapshot_id=str(cycle),
+            fresh=1 - stale,
+            stale=stale,
+            failed=0,
+            marks={"ETH/USDT": D(price)},
+            cycle=cycle,
+        )
 
     steps = [
         [events.FundsDeposited(account="main", asset="USDT", amount=D("1000")), sealed(0, "100")],
-        [sealed(1, "110"),  # the cycle's trades are recorded after its snapshot
-         events.TradeExecuted(account="main", symbol="ETH/USDT", side="buy", qty=D("2"),
-                              price=D("100"), order_id="o", trade_id="t"),
-         events.FeeCharged(account="main", trade_id="t", asset="USDT", amount=D("0.2"))],
-        [sealed(2, "90", stale=1),
-         events.PortfolioReconciled(account="main", cycle=2, diff={},
-                                    adjustments={"USDT": D("-0.01")})],
+        [
+            sealed(1, "110"),  # the cycle's trades are recorded after its snapshot
+            events.TradeExecuted(
+                account="main",
+                symbol="ETH/USDT",
+                side="buy",
+                qty=D("2"),
+                price=D("100"),
+                order_id="o",
+                trade_id="t",
+            ),
+            events.FeeCharged(account="main", trade_id="t", asset="USDT", amount=D("0.2")),
+        ],
+        [
+            sealed(2, "90", stale=1),
+            events.PortfolioReconciled(
+                account="main", cycle=2, diff={}, adjustments={"USDT": D("-0.01")}
+            ),
+        ],
     ]
     for version, step in enumerate(steps):
         store.append("p", step, expected_version=[0, 2, 5][version])

@@ -10,15 +10,20 @@ from typing import Any
 import pytest
 
 from ingest.ccxt_source import CcxtSource
-from tests.support.recorded_exchange import Fault, RecordedExchangeServer, fixture_cases
 from ingest.retry import Failed, Fetched, call_with_retry
 from ingest.settings import RetrySettings
 from ledger import events
 from ledger.clock import SystemClock
 from tests.conftest import shared_data
+from tests.support.recorded_exchange import Fault, RecordedExchangeServer, fixture_cases
 
-POLICY = RetrySettings(fetch_attempts_max=3, backoff_ms_base=20, backoff_ms_cap=100,
-                       fetch_budget_ms_max=5_000, retry_after_ms_max=2_000)
+POLICY = RetrySettings(
+    fetch_attempts_max=3,
+    backoff_ms_base=20,
+    backoff_ms_cap=100,
+    fetch_budget_ms_max=5_000,
+    retry_after_ms_max=2_000,
+)
 Scenario = Callable[[RecordedExchangeServer, CcxtSource], Awaitable[Any]]
 
 
@@ -35,21 +40,29 @@ def with_server(scenario: Scenario) -> Any:
         finally:
             await source.close()
             await server.stop()
+
     return asyncio.run(go())
 
 
 def fetch(*faults: Fault) -> tuple[Any, list[events.Event], int]:
     """Serve ``faults`` then the recording; return the outcome, the events, the requests."""
+
     async def scenario(server: RecordedExchangeServer, source: CcxtSource) -> Any:
         await source.load_markets()
         server.plan.then(*faults)
         log: list[events.Event] = []
         result = await call_with_retry(
-            lambda: source.fetch_ticker("BTC/USDT"), source="bitstamp", endpoint="ticker",
-            symbol="BTC/USDT", policy=POLICY, clock=SystemClock(), rng=random.Random(1),
+            lambda: source.fetch_ticker("BTC/USDT"),
+            source="bitstamp",
+            endpoint="ticker",
+            symbol="BTC/USDT",
+            policy=POLICY,
+            clock=SystemClock(),
+            rng=random.Random(1),
             emit=lambda _stream, event: log.append(event),
         )
         return result, log, len(server.requests)
+
     return with_server(scenario)  # type: ignore[no-any-return]
 
 
@@ -57,14 +70,25 @@ def kinds(log: list[events.Event]) -> list[str]:
     return [type(e).__name__ for e in log]
 
 
-@pytest.mark.parametrize(("status", "error_class"), [
-    (429, "RateLimitExceeded"), (503, "ExchangeNotAvailable"), (504, "RequestTimeout"),
-    (418, "DDoSProtection")])
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (429, "RateLimitExceeded"),
+        (503, "ExchangeNotAvailable"),
+        (504, "RequestTimeout"),
+        (418, "DDoSProtection"),
+    ],
+)
 def test_transient_http_errors_are_retried_and_recorded(status: int, error_class: str) -> None:
     result, log, requests = fetch(Fault.http(status))
     assert isinstance(result, Fetched) and result.value.last is not None
-    assert kinds(log) == ["FetchAttempted", "FetchFailed", "RetryScheduled", "FetchAttempted",
-                          "FetchSucceeded"]
+    assert kinds(log) == [
+        "FetchAttempted",
+        "FetchFailed",
+        "RetryScheduled",
+        "FetchAttempted",
+        "FetchSucceeded",
+    ]
     failed = log[1]
     assert isinstance(failed, events.FetchFailed)
     assert (failed.error_class, failed.retryable, failed.attempt) == (error_class, True, 1)

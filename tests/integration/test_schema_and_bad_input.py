@@ -32,8 +32,11 @@ def test_schema_revision_is_alembics_head() -> None:
 
 def test_init_is_safe_to_run_twice_and_keeps_events(ledger_url: str) -> None:
     with open_store(ledger_url) as store:
-        store.append("s", [events.FundsDeposited(account="m", asset="X", amount=Decimal(1))],
-                      expected_version=0)
+        store.append(
+            "s",
+            [events.FundsDeposited(account="m", asset="X", amount=Decimal(1))],
+            expected_version=0,
+        )
         head = store.head_hash()
     assert init_store(ledger_url) == (SCHEMA_REVISION, SCHEMA_REVISION)
     with open_store(ledger_url) as store:
@@ -65,7 +68,10 @@ def test_empty_file_is_uninitialised_and_stays_empty(tmp_path: Path) -> None:
 def test_corrupted_file_is_refused_and_untouched(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "corrupt.db"
     path.write_bytes(content)
-    for action in (lambda: open_store(f"sqlite:///{path}"), lambda: init_store(f"sqlite:///{path}")):
+    for action in (
+        lambda: open_store(f"sqlite:///{path}"),
+        lambda: init_store(f"sqlite:///{path}"),
+    ):
         with pytest.raises(StoreUnavailable) as caught:
             action()
         assert str(path) in caught.value.render()
@@ -75,8 +81,11 @@ def test_corrupted_file_is_refused_and_untouched(tmp_path: Path, content: bytes)
 def test_a_torn_ledger_file_is_refused(sqlite_url: str) -> None:
     path = Path(make_url(sqlite_url).database or "")
     with open_store(sqlite_url) as store:
-        store.append("s", [events.FundsDeposited(account="m", asset="X", amount=Decimal(i))
-                           for i in range(2000)], expected_version=0)
+        store.append(
+            "s",
+            [events.FundsDeposited(account="m", asset="X", amount=Decimal(i)) for i in range(2000)],
+            expected_version=0,
+        )
     data = bytearray(path.read_bytes())
     data[100:4000] = b"\x00" * 3900  # overwrite the header of the schema page
     path.write_bytes(bytes(data))
@@ -180,6 +189,9 @@ def test_an_older_ledger_is_upgraded_by_init_and_keeps_its_events(tmp_path: Path
     assert "tally init" in caught.value.hint
     assert init_store(url) == ("0001_events", SCHEMA_REVISION)
     with open_store(url) as store:
-        store.append("s", [events.FundsDeposited(account="m", asset="X", amount=Decimal(1))],
-                     expected_version=0)
+        store.append(
+            "s",
+            [events.FundsDeposited(account="m", asset="X", amount=Decimal(1))],
+            expected_version=0,
+        )
         assert store.verify().events == 1

@@ -106,11 +106,9 @@ def test_expected_version_none_skips_the_check(store: EventStore) -> None:
 
 
 def test_idempotent_retry_returns_the_original_positions(store: EventStore) -> None:
-    first = store.append("s", [deposit("1"), deposit("2")], expected_version=0,
-                         idempotency_key="k")
+    first = store.append("s", [deposit("1"), deposit("2")], expected_version=0, idempotency_key="k")
     store.append("other", [deposit("9")], expected_version=0)
-    again = store.append("s", [deposit("1"), deposit("2")], expected_version=0,
-                         idempotency_key="k")
+    again = store.append("s", [deposit("1"), deposit("2")], expected_version=0, idempotency_key="k")
     assert again == first == [1, 2]
     assert store.head() == 3
     assert store.stream_version("s") == 2
@@ -118,8 +116,11 @@ def test_idempotent_retry_returns_the_original_positions(store: EventStore) -> N
 
 def test_idempotency_key_with_other_events_conflicts(store: EventStore) -> None:
     store.append("s", [deposit("1")], expected_version=0, idempotency_key="k")
-    for stream, batch in (("s", [deposit("2")]), ("t", [deposit("1")]),
-                          ("s", [deposit("1"), deposit("1")])):
+    for stream, batch in (
+        ("s", [deposit("2")]),
+        ("t", [deposit("1")]),
+        ("s", [deposit("1"), deposit("1")]),
+    ):
         with pytest.raises(IdempotencyConflict):
             store.append(stream, batch, expected_version=None, idempotency_key="k")
     assert store.head() == 1
@@ -226,15 +227,18 @@ def test_append_many_is_atomic_across_streams(store: EventStore) -> None:
 
     store.append("b", [deposit("1")], expected_version=0)
     with pytest.raises(ConcurrencyError):
-        store.append_many([StreamAppend("a", [deposit("2")], 0),
-                           StreamAppend("b", [deposit("3")], 0)])  # b is at version 1
+        store.append_many(
+            [StreamAppend("a", [deposit("2")], 0), StreamAppend("b", [deposit("3")], 0)]
+        )  # b is at version 1
     assert store.head() == 1 and store.stream_version("a") == 0
-    positions = store.append_many([
-        StreamAppend("a", [deposit("2"), deposit("3")], 0),
-        StreamAppend("b", [deposit("4")], 1),
-        StreamAppend("a", [deposit("5")], 2),  # the same stream again, after the first part
-        StreamAppend("c", []),
-    ])
+    positions = store.append_many(
+        [
+            StreamAppend("a", [deposit("2"), deposit("3")], 0),
+            StreamAppend("b", [deposit("4")], 1),
+            StreamAppend("a", [deposit("5")], 2),  # the same stream again, after the first part
+            StreamAppend("c", []),
+        ]
+    )
     assert positions == [[2, 3], [4], [5], []]
     assert [r.version for r in store.read("a")] == [1, 2, 3]
     assert store.verify().events == 5
@@ -258,8 +262,10 @@ def test_a_unit_of_work_commits_its_appends_together_or_not_at_all(store: EventS
     with store.unit_of_work():
         store.append("portfolio/main", [deposit("1")], expected_version=0)
         clock.advance(timedelta(minutes=5))
-        store.append_many([StreamAppend("portfolio/main", [deposit("2")]),
-                           StreamAppend("other", [deposit("3")])], idempotency_key="k")
+        store.append_many(
+            [StreamAppend("portfolio/main", [deposit("2")]), StreamAppend("other", [deposit("3")])],
+            idempotency_key="k",
+        )
     assert store.head() == 3
     times = [r.recorded_at for r in store.read_all()]
     assert times[1] - times[0] == timedelta(minutes=5)  # each append read the clock itself

@@ -18,7 +18,7 @@ from ledger.store import EventStore
 pytestmark = pytest.mark.slow
 
 _examples = itertools.count()
-amounts = st.decimals(min_value=-10**6, max_value=10**6, places=4, allow_nan=False)
+amounts = st.decimals(min_value=-(10**6), max_value=10**6, places=4, allow_nan=False)
 
 
 def batch_strategy() -> st.SearchStrategy[list[events.FundsDeposited]]:
@@ -44,8 +44,11 @@ class StoreModel(RuleBasedStateMachine):
     def name(self, stream: str) -> str:
         return f"{self.prefix}/{stream}"
 
-    @rule(stream=st.sampled_from("abc"), batch=batch_strategy(),
-          check=st.sampled_from(["right", "none", "stale", "ahead"]))
+    @rule(
+        stream=st.sampled_from("abc"),
+        batch=batch_strategy(),
+        check=st.sampled_from(["right", "none", "stale", "ahead"]),
+    )
     def append(self, stream: str, batch: list[events.FundsDeposited], check: str) -> None:
         current = len(self.streams.get(stream, []))
         expected = {"right": current, "none": None, "stale": current - 1, "ahead": current + 1}
@@ -84,9 +87,10 @@ class StoreModel(RuleBasedStateMachine):
     def retry_a_keyed_append(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(self.keys)))
         stream, batch, positions = self.keys[key]
-        assert self.store.append(
-            self.name(stream), batch, expected_version=0, idempotency_key=key
-        ) == positions
+        assert (
+            self.store.append(self.name(stream), batch, expected_version=0, idempotency_key=key)
+            == positions
+        )
 
     def record(self, stream: str, batch: list[events.FundsDeposited], positions: list[int]) -> None:
         first = self.start + len(self.log) + 1
@@ -107,9 +111,7 @@ class StoreModel(RuleBasedStateMachine):
             assert [r.event for r in got] == stored
             assert [r.version for r in got] == list(range(1, len(stored) + 1))
         tail = list(self.store.read_all(self.start + 1))
-        assert [(r.stream, r.event) for r in tail] == [
-            (self.name(s), e) for s, e in self.log
-        ]
+        assert [(r.stream, r.event) for r in tail] == [(self.name(s), e) for s, e in self.log]
 
 
 def test_store_matches_the_model(ledger_url: str) -> None:
@@ -130,7 +132,8 @@ def test_store_matches_the_model(ledger_url: str) -> None:
 def test_amounts_never_change_on_the_way(ledger_url: str) -> None:
     with open_store(ledger_url) as store:
         exact = Decimal("0.1") + Decimal("0.2")
-        store.append("s", [events.FundsDeposited(account="m", asset="X", amount=exact)],
-                     expected_version=0)
+        store.append(
+            "s", [events.FundsDeposited(account="m", asset="X", amount=exact)], expected_version=0
+        )
         (recorded,) = store.read("s")
         assert recorded.event.amount == Decimal("0.3")  # type: ignore[union-attr]

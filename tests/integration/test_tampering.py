@@ -53,7 +53,9 @@ class Attacker:
         if rehash:
             self.sql(
                 "UPDATE events SET record = :r, hash = :h WHERE position = :p",
-                r=changed, h=digest, p=position,
+                r=changed,
+                h=digest,
+                p=position,
             )
         else:
             self.sql("UPDATE events SET record = :r WHERE position = :p", r=changed, p=position)
@@ -81,10 +83,12 @@ def assert_broken(store: EventStore, position: int, kind: str) -> ChainIntegrity
 
 def test_triggers_refuse_update_and_delete(ledger: EventStore) -> None:
     attacker = Attacker(ledger)
-    for statement in ("UPDATE events SET stream = 'x' WHERE position = 1",
-                      "DELETE FROM events WHERE position = 10",
-                      "UPDATE idempotency_keys SET count = 0",
-                      "DELETE FROM idempotency_keys"):
+    for statement in (
+        "UPDATE events SET stream = 'x' WHERE position = 1",
+        "DELETE FROM events WHERE position = 10",
+        "UPDATE idempotency_keys SET count = 0",
+        "DELETE FROM idempotency_keys",
+    ):
         with pytest.raises(ImmutabilityViolation, match="immutable") as refused:
             attacker.sql(statement)
         assert refused.value.exit_code == 1  # an integrity failure, not a user error
@@ -197,7 +201,9 @@ def test_row_with_unknown_event_type_is_reported_with_its_position(ledger: Event
     Attacker(ledger).sql(
         "INSERT INTO events (position, stream, version, type, recorded_at_us, record, "
         "prev_hash, hash) VALUES (11, 'portfolio/main', 7, 'FundsTeleported', 0, :r, :p, :h)",
-        r=record, p=prev, h=chain_hash(prev, record),
+        r=record,
+        p=prev,
+        h=chain_hash(prev, record),
     )
     with pytest.raises(UnknownEventType) as caught:
         ledger.verify()

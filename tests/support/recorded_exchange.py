@@ -184,7 +184,8 @@ class RecordedExchangeServer:
                 if fault.retry_after_s is not None:
                     headers["Retry-After"] = f"{fault.retry_after_s:g}"
                 return web.json_response(
-                    {"code": fault.status, "msg": "injected fault"}, status=fault.status,
+                    {"code": fault.status, "msg": "injected fault"},
+                    status=fault.status,
                     headers=headers,
                 )
             if fault.kind == "drop":
@@ -220,4 +221,3 @@ def snake_method(method: str) -> str:
     """``fetchOHLCV`` -> ``fetch_ohlcv``."""
     out = "".join(f"_{c.lower()}" if c.isupper() else c for c in method)
     return out.replace("o_h_l_c_v", "ohlcv")
-

@@ -18,9 +18,11 @@ def test_commands_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     url = f"sqlite:///{tmp_path / 'l.db'}"
     assert main(["init", "--db", url]) == 0
     with open_store(url) as store:
-        store.append("portfolio/main",
-                     [events.FundsDeposited(account="main", asset="USDT", amount=Decimal("5"))],
-                     expected_version=0)
+        store.append(
+            "portfolio/main",
+            [events.FundsDeposited(account="main", asset="USDT", amount=Decimal("5"))],
+            expected_version=0,
+        )
     capsys.readouterr()
     assert main(["verify", "--db", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["events"] == 1

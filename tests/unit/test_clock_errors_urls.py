@@ -87,8 +87,9 @@ def test_supported_urls_are_normalised(raw: str, driver: str) -> None:
     assert parse_url(raw).drivername == driver
 
 
-@pytest.mark.parametrize("raw", ["sqlit:///x.db", "mysql://u@h/db", "not a url", "sqlite://",
-                                 "sqlite:///:memory:"])
+@pytest.mark.parametrize(
+    "raw", ["sqlit:///x.db", "mysql://u@h/db", "not a url", "sqlite://", "sqlite:///:memory:"]
+)
 def test_unusable_urls_are_config_errors(raw: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_url(raw)

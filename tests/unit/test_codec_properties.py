@@ -19,9 +19,15 @@ decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None)
 def test_any_decimal_round_trips_exactly(amount: Decimal, account: str, position: int) -> None:
     event = events.FundsDeposited(account=account, asset="USDT", amount=amount)
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    record = encode_record(Envelope(recorded_at=at), event, position=position, stream="s", version=1)
+    record = encode_record(
+        Envelope(recorded_at=at), event, position=position, stream="s", version=1
+    )
     back = decode_record(record)
     assert back.event == event
     assert str(back.event.amount) == str(amount)  # type: ignore[union-attr]
-    assert encode_record(Envelope(recorded_at=at), back.event, position=position, stream="s",
-                         version=1) == record
+    assert (
+        encode_record(
+            Envelope(recorded_at=at), back.event, position=position, stream="s", version=1
+        )
+        == record
+    )

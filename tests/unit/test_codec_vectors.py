@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from ledger import events
-from ledger.codec import Envelope, GENESIS_HASH, chain_hash, decode_record, encode_record
+from ledger.codec import GENESIS_HASH, Envelope, chain_hash, decode_record, encode_record
 
 pytestmark = pytest.mark.smoke
 
@@ -18,8 +18,14 @@ RECORDED_AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 VECTORS: list[tuple[str, events.Event, bytes, str]] = [
     (
         "run/r1",
-        events.RunStarted(run_id="r1", mode="backtest", seed=42, config={"b": 1, "a": [1, 2]},
-                          config_hash="c0ffee", code_version="0.1.0"),
+        events.RunStarted(
+            run_id="r1",
+            mode="backtest",
+            seed=42,
+            config={"b": 1, "a": [1, 2]},
+            config_hash="c0ffee",
+            code_version="0.1.0",
+        ),
         b'[1,"run/r1",1,"RunStarted","2026-01-02T03:04:05.678901Z","r1",null,null,null,'
         b'{"type":"RunStarted","run_id":"r1","mode":"backtest","seed":42,'
         b'"config":{"a":[1,2],"b":1},"config_hash":"c0ffee","code_version":"0.1.0"}]',
@@ -34,9 +40,13 @@ VECTORS: list[tuple[str, events.Event, bytes, str]] = [
     ),
     (
         "symbol/BTC-USDT",
-        events.SnapshotSealed(snapshot_id="s1", fresh=2, stale=1, failed=0,
-                              marks={"ETH/USDT": Decimal("3000.5"),
-                                     "BTC/USDT": Decimal("100000.00")}),
+        events.SnapshotSealed(
+            snapshot_id="s1",
+            fresh=2,
+            stale=1,
+            failed=0,
+            marks={"ETH/USDT": Decimal("3000.5"), "BTC/USDT": Decimal("100000.00")},
+        ),
         b'[3,"symbol/BTC-USDT",1,"SnapshotSealed","2026-01-02T03:04:05.678901Z","r1",null,"c3",'
         b'null,{"type":"SnapshotSealed","snapshot_id":"s1","fresh":2,"stale":1,"failed":0,'
         b'"marks":{"BTC/USDT":"100000.00","ETH/USDT":"3000.5"}}]',
@@ -44,9 +54,15 @@ VECTORS: list[tuple[str, events.Event, bytes, str]] = [
     ),
     (
         "portfolio/main",
-        events.TradeExecuted(account="main", symbol="BTC/USDT", side="buy",
-                             qty=Decimal("0.12346"), price=Decimal("100000.00"),
-                             order_id="o1", trade_id="t1"),
+        events.TradeExecuted(
+            account="main",
+            symbol="BTC/USDT",
+            side="buy",
+            qty=Decimal("0.12346"),
+            price=Decimal("100000.00"),
+            order_id="o1",
+            trade_id="t1",
+        ),
         b'[4,"portfolio/main",1,"TradeExecuted","2026-01-02T03:04:05.678901Z","r1",null,"c4",'
         b'null,{"type":"TradeExecuted","account":"main","symbol":"BTC/USDT","side":"buy",'
         b'"qty":"0.12346","price":"100000.00","order_id":"o1","trade_id":"t1"}]',
@@ -62,10 +78,13 @@ VECTORS: list[tuple[str, events.Event, bytes, str]] = [
     ),
     (
         "symbol/BTC-USDT",
-        events.StalePriceUsed(symbol="BTC/USDT", price=Decimal("99999.99"),
-                              as_of=datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC),
-                              age_s=Decimal("305.678901"),
-                              reason="primary down: RequestTimeout"),
+        events.StalePriceUsed(
+            symbol="BTC/USDT",
+            price=Decimal("99999.99"),
+            as_of=datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC),
+            age_s=Decimal("305.678901"),
+            reason="primary down: RequestTimeout",
+        ),
         b'[6,"symbol/BTC-USDT",1,"StalePriceUsed","2026-01-02T03:04:05.678901Z","r1",null,"c6",'
         b'null,{"type":"StalePriceUsed","symbol":"BTC/USDT","price":"99999.99",'
         b'"as_of":"2026-01-02T03:00:00Z","age_s":"305.678901",'
@@ -77,8 +96,13 @@ VECTORS: list[tuple[str, events.Event, bytes, str]] = [
 
 def encoded(position: int, stream: str, event: events.Event) -> bytes:
     correlation = None if position == 1 else f"c{position}"
-    return encode_record(Envelope(recorded_at=RECORDED_AT, run_id="r1", correlation_id=correlation),
-                         event, position=position, stream=stream, version=1)
+    return encode_record(
+        Envelope(recorded_at=RECORDED_AT, run_id="r1", correlation_id=correlation),
+        event,
+        position=position,
+        stream=stream,
+        version=1,
+    )
 
 
 def test_canonical_records_are_pinned() -> None:

@@ -44,31 +44,49 @@ def test_real_gaps_are_reported_not_filled() -> None:
     span = (frame.index[-1] - frame.index[0]) // pd.Timedelta(minutes=5) + 1
     assert sum(missing for _, _, missing in gaps) == span - len(frame) > 0
     log: list[events.Event] = []
-    assert report_gaps(frame, symbol="ADA/BTC", timeframe="5m",
-                       emit=lambda _s, e: log.append(e)) == span - len(frame)
+    assert report_gaps(
+        frame, symbol="ADA/BTC", timeframe="5m", emit=lambda _s, e: log.append(e)
+    ) == span - len(frame)
     assert all(isinstance(e, events.FeedGapDetected) for e in log) and len(log) == len(gaps)
 
 
 def good_frame() -> pd.DataFrame:
-    index = pd.DatetimeIndex(pd.to_datetime([0, 300_000, 600_000], unit="ms", utc=True),
-                             name="timestamp")
+    index = pd.DatetimeIndex(
+        pd.to_datetime([0, 300_000, 600_000], unit="ms", utc=True), name="timestamp"
+    )
     d = Decimal
-    return pd.DataFrame({"open": [d(1), d(2), d(3)], "high": [d(2), d(3), d(4)],
-                         "low": [d(1), d(1), d(2)], "close": [d(2), d(3), d(3)],
-                         "volume": [d(5), d(0), d(1)]}, index=index)
+    return pd.DataFrame(
+        {
+            "open": [d(1), d(2), d(3)],
+            "high": [d(2), d(3), d(4)],
+            "low": [d(1), d(1), d(2)],
+            "close": [d(2), d(3), d(3)],
+            "volume": [d(5), d(0), d(1)],
+        },
+        index=index,
+    )
 
 
-@pytest.mark.parametrize(("breakage", "rule"), [
-    (lambda f: f.drop(columns=["volume"]), "required_columns"),
-    (lambda f: f.tz_convert(None), "utc_index"),
-    (lambda f: f.iloc[[1, 0, 2]], "sorted"),
-    (lambda f: f.iloc[[0, 1, 1]], "no_duplicates"),
-    (lambda f: f.assign(close=[Decimal(2), None, Decimal(3)]), "no_missing_values"),
-    (lambda f: f.assign(low=[Decimal(1), Decimal(0), Decimal(2)]), "positive_prices"),
-    (lambda f: f.assign(high=[Decimal(2), Decimal("2.5"), Decimal(4)]), "high_at_least_open_close"),
-    (lambda f: f.assign(low=[Decimal(1), Decimal("2.5"), Decimal(2)]), "low_at_most_open_close"),
-    (lambda f: f.assign(volume=[Decimal(1), Decimal(-1), Decimal(1)]), "volume_not_negative"),
-])
+@pytest.mark.parametrize(
+    ("breakage", "rule"),
+    [
+        (lambda f: f.drop(columns=["volume"]), "required_columns"),
+        (lambda f: f.tz_convert(None), "utc_index"),
+        (lambda f: f.iloc[[1, 0, 2]], "sorted"),
+        (lambda f: f.iloc[[0, 1, 1]], "no_duplicates"),
+        (lambda f: f.assign(close=[Decimal(2), None, Decimal(3)]), "no_missing_values"),
+        (lambda f: f.assign(low=[Decimal(1), Decimal(0), Decimal(2)]), "positive_prices"),
+        (
+            lambda f: f.assign(high=[Decimal(2), Decimal("2.5"), Decimal(4)]),
+            "high_at_least_open_close",
+        ),
+        (
+            lambda f: f.assign(low=[Decimal(1), Decimal("2.5"), Decimal(2)]),
+            "low_at_most_open_close",
+        ),
+        (lambda f: f.assign(volume=[Decimal(1), Decimal(-1), Decimal(1)]), "volume_not_negative"),
+    ],
+)
 def test_each_rule_names_itself(breakage: object, rule: str) -> None:
     assert check_ohlcv(good_frame()) == []
     broken = breakage(good_frame())  # type: ignore[operator]
@@ -83,8 +101,7 @@ def test_violations_are_events_and_strict_mode_raises() -> None:
     enforce_ohlcv(frame, symbol="X/Y", source="s", strict=False, emit=lambda _s, e: log.append(e))
     (violated,) = log
     assert isinstance(violated, events.DataContractViolated)
-    assert (violated.rule, violated.rows, violated.values) == ("volume_not_negative", [1],
-                                                               ["v=-1"])
+    assert (violated.rule, violated.rows, violated.values) == ("volume_not_negative", [1], ["v=-1"])
     with pytest.raises(DataContractError) as caught:
         enforce_ohlcv(frame, symbol="X/Y", source="s", strict=True, emit=lambda _s, _e: None)
     assert caught.value.context["rule"] == "volume_not_negative" and "strict" in caught.value.hint
@@ -149,4 +166,5 @@ def test_every_injected_fault_is_counted_once_and_nothing_else(seed: int) -> Non
     assert sorted(processed) == sorted(set(stream))  # every message once, none lost
     assert sum(isinstance(e, events.FeedGapDetected) for e in log) == len(gap_spots)
     assert {(e.expected, e.missing) for e in log if isinstance(e, events.FeedGapDetected)} == {
-        (ids[s], n) for s, n in gap_lengths.items()}
+        (ids[s], n) for s, n in gap_lengths.items()
+    }

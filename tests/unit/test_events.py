@@ -18,7 +18,10 @@ def test_catalog_names_are_unique_and_past_tense() -> None:
     for name in names:
         # Irregular past tenses, and names the issues give verbatim.
         assert name.endswith("ed") or name in {
-            "SourceFailedOver", "FundsWithdrawn", "OrderOutcomeUnknown"}, name
+            "SourceFailedOver",
+            "FundsWithdrawn",
+            "OrderOutcomeUnknown",
+        }, name
 
 
 def test_events_are_frozen_and_keyword_only() -> None:
@@ -43,8 +46,9 @@ def test_non_decimal_money_is_refused_at_encoding(bad: object) -> None:
 
 
 def test_float_inside_a_marks_dict_is_refused() -> None:
-    event = events.SnapshotSealed(snapshot_id="s", fresh=1, stale=0, failed=0,
-                                  marks={"BTC/USDT": 1.0})  # type: ignore[dict-item]
+    event = events.SnapshotSealed(
+        snapshot_id="s", fresh=1, stale=0, failed=0, marks={"BTC/USDT": 1.0}
+    )  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="marks"):
         encode_event(event)
 

@@ -24,12 +24,12 @@ def venue(usdt: str = "100000") -> PaperVenue:
 
 def executor(paper: PaperVenue) -> tuple[OrderExecutor, list[events.Event]]:
     log: list[events.Event] = []
-    return OrderExecutor(paper, OrderStatus(), NonceAllocator(),
-                         lambda _s, e: log.append(e)), log
+    return OrderExecutor(paper, OrderStatus(), NonceAllocator(), lambda _s, e: log.append(e)), log
 
 
-BUY = OrderIntent(account="main", symbol="BTC/USDT", side="buy", qty=D("0.123456789"),
-                  intent="enter")
+BUY = OrderIntent(
+    account="main", symbol="BTC/USDT", side="buy", qty=D("0.123456789"), intent="enter"
+)
 
 
 def run(coro: object) -> object:
@@ -114,8 +114,7 @@ def test_nonces_are_unique_monotonic_reused_after_failure_and_recovered() -> Non
             return number
 
     async def many() -> list[int]:
-        results = await asyncio.gather(*(use(i == 2) for i in range(6)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(use(i == 2) for i in range(6)), return_exceptions=True)
         return [r for r in results if isinstance(r, int)]
 
     got = asyncio.run(many())
@@ -124,8 +123,17 @@ def test_nonces_are_unique_monotonic_reused_after_failure_and_recovered() -> Non
     assert asyncio.run(use(False)) == 3
     assert asyncio.run(use(False)) == 7
     status = OrderStatus()
-    status.apply(events.OrderSubmitted(account="main", client_order_id="c", symbol="BTC/USDT",
-                                       side="buy", order_type="market", qty=D(1), nonce=41))
+    status.apply(
+        events.OrderSubmitted(
+            account="main",
+            client_order_id="c",
+            symbol="BTC/USDT",
+            side="buy",
+            order_type="market",
+            qty=D(1),
+            nonce=41,
+        )
+    )
     restarted = NonceAllocator()
     restarted.recover(status.next_nonce(), from_venue=44)
     assert asyncio.run(use_with(restarted)) == 45
@@ -138,7 +146,14 @@ async def use_with(allocator: NonceAllocator) -> int:
 
 def test_a_limit_order_that_does_not_cross_stays_open() -> None:
     paper = venue()
-    limit = OrderIntent(account="main", symbol="BTC/USDT", side="buy", qty=D("0.1"),
-                        order_type="limit", price=D("90000"), intent="bid")
+    limit = OrderIntent(
+        account="main",
+        symbol="BTC/USDT",
+        side="buy",
+        qty=D("0.1"),
+        order_type="limit",
+        price=D("90000"),
+        intent="bid",
+    )
     result = run(paper.submit(limit, "c2"))
     assert isinstance(result, VenueOrder) and result.status == "open" and result.fill is None

@@ -23,10 +23,18 @@ def deposit(amount: str, asset: str = "USDT") -> events.FundsDeposited:
     return events.FundsDeposited(account="main", asset=asset, amount=D(amount))
 
 
-def trade(side: str, qty: str, price: str, symbol: str = "BTC/USDT", tid: str = "t"
-          ) -> events.TradeExecuted:
-    return events.TradeExecuted(account="main", symbol=symbol, side=side,  # type: ignore[arg-type]
-                                qty=D(qty), price=D(price), order_id="o-" + tid, trade_id=tid)
+def trade(
+    side: str, qty: str, price: str, symbol: str = "BTC/USDT", tid: str = "t"
+) -> events.TradeExecuted:
+    return events.TradeExecuted(
+        account="main",
+        symbol=symbol,
+        side=side,  # type: ignore[arg-type]
+        qty=D(qty),
+        price=D(price),
+        order_id="o-" + tid,
+        trade_id=tid,
+    )
 
 
 def fee(amount: Decimal, asset: str = "USDT", tid: str = "t") -> events.FeeCharged:
@@ -35,12 +43,18 @@ def fee(amount: Decimal, asset: str = "USDT", tid: str = "t") -> events.FeeCharg
 
 @pytest.mark.smoke
 def test_average_cost_realized_pnl_fees_and_equity() -> None:
-    state = fold("main", [
-        deposit("10000"),
-        trade("buy", "1", "100", "ETH/USDT", "a"), fee(D("0.10"), tid="a"),
-        trade("buy", "1", "200", "ETH/USDT", "b"), fee(D("0.20"), tid="b"),
-        trade("sell", "1.5", "300", "ETH/USDT", "c"), fee(D("0.45"), tid="c"),
-    ])
+    state = fold(
+        "main",
+        [
+            deposit("10000"),
+            trade("buy", "1", "100", "ETH/USDT", "a"),
+            fee(D("0.10"), tid="a"),
+            trade("buy", "1", "200", "ETH/USDT", "b"),
+            fee(D("0.20"), tid="b"),
+            trade("sell", "1.5", "300", "ETH/USDT", "c"),
+            fee(D("0.45"), tid="c"),
+        ],
+    )
     assert state.quote == "USDT"
     assert state.positions["ETH/USDT"] == D("0.5")
     assert state.average_cost["ETH/USDT"] == D("150")
@@ -81,16 +95,15 @@ def seed_rounding_books(venue_fee: Decimal) -> tuple[PortfolioState, PortfolioSt
 def test_the_seed_rounding_scenario_is_reconciled_with_its_diff() -> None:
     ledger, venue = seed_rounding_books(venue_fee=D("12.50"))  # the venue says 0.15 more
     marks = {"BTC/USDT": D("100000.00")}
-    decision = validate(ledger, venue, marks, settings=SETTINGS,
-                        price_steps={"BTC/USDT": CENT})
+    decision = validate(ledger, venue, marks, settings=SETTINGS, price_steps={"BTC/USDT": CENT})
     assert decision.diff.equity == D("0.15")
     assert decision.diff.epsilon == D("0.02")  # max(0.02, 3 * 0.01 * 0.12346)
     assert decision.outcome == "reconciled"
     assert decision.adjustments == {"USDT": D("-0.15")}
     assert decision.diff.fees == {"USDT": D("-0.15")}
-    reconciled = events.PortfolioReconciled(account="main", cycle=1,
-                                            diff=decision.diff.as_dict(),
-                                            adjustments=decision.adjustments)
+    reconciled = events.PortfolioReconciled(
+        account="main", cycle=1, diff=decision.diff.as_dict(), adjustments=decision.adjustments
+    )
     portfolio.apply(ledger, reconciled)
     assert ledger.cash == venue.cash  # booked as an event, the books now agree
     assert "equity" in decision.diff.table() and "+0.15" in decision.diff.table()
@@ -115,9 +128,12 @@ def test_a_large_difference_is_discarded_not_reconciled() -> None:
 amounts = st.decimals(min_value=D("0.01"), max_value=D("1000"), places=2)
 money_events = st.one_of(
     amounts.map(lambda a: deposit(str(a))),
-    st.tuples(st.sampled_from(["buy", "sell"]), amounts, amounts,
-              st.sampled_from(["BTC/USDT", "ETH/USDT"])).map(
-        lambda t: trade(t[0], str(t[1] / 100), str(t[2]), t[3])),
+    st.tuples(
+        st.sampled_from(["buy", "sell"]),
+        amounts,
+        amounts,
+        st.sampled_from(["BTC/USDT", "ETH/USDT"]),
+    ).map(lambda t: trade(t[0], str(t[1] / 100), str(t[2]), t[3])),
     amounts.map(lambda a: fee(a / 100)),
 )
 
@@ -140,8 +156,9 @@ def test_folds_balance_and_compose(history: list[events.Event], cut: int) -> Non
 
 @settings(max_examples=100, derandomize=True)
 @given(history=st.lists(money_events, max_size=30), cut=st.integers(0, 30))
-def test_a_checkpointed_state_resumes_to_the_full_replay(history: list[events.Event],
-                                                         cut: int) -> None:
+def test_a_checkpointed_state_resumes_to_the_full_replay(
+    history: list[events.Event], cut: int
+) -> None:
     saved = portfolio.encode_state(fold("main", history[:cut]))
     resumed = fold("main", history[cut:], state=portfolio.decode_state(saved))
     assert resumed == fold("main", history)
@@ -151,22 +168,34 @@ def test_a_checkpointed_state_resumes_to_the_full_replay(history: list[events.Ev
 other_accounts = st.sampled_from(["main", "other"])
 wide_money_events = st.one_of(
     money_events,
-    st.tuples(other_accounts, amounts).map(lambda t: events.FundsWithdrawn(
-        account=t[0], asset="USDT", amount=t[1] / 10)),
-    st.tuples(other_accounts, amounts).map(lambda t: events.FundsDeposited(
-        account=t[0], asset="ETH", amount=t[1])),
-    st.tuples(other_accounts, amounts).map(lambda t: events.PortfolioReconciled(
-        account=t[0], cycle=1, diff={}, adjustments={"USDT": -t[1] / 1000, "BTC": t[1]})),
-    st.tuples(other_accounts, amounts, amounts).map(lambda t: events.TradeExecuted(
-        account=t[0], symbol="ETH/BTC", side="sell", qty=t[1] / 10, price=t[2] / 1000,
-        order_id="o", trade_id="t")),
+    st.tuples(other_accounts, amounts).map(
+        lambda t: events.FundsWithdrawn(account=t[0], asset="USDT", amount=t[1] / 10)
+    ),
+    st.tuples(other_accounts, amounts).map(
+        lambda t: events.FundsDeposited(account=t[0], asset="ETH", amount=t[1])
+    ),
+    st.tuples(other_accounts, amounts).map(
+        lambda t: events.PortfolioReconciled(
+            account=t[0], cycle=1, diff={}, adjustments={"USDT": -t[1] / 1000, "BTC": t[1]}
+        )
+    ),
+    st.tuples(other_accounts, amounts, amounts).map(
+        lambda t: events.TradeExecuted(
+            account=t[0],
+            symbol="ETH/BTC",
+            side="sell",
+            qty=t[1] / 10,
+            price=t[2] / 1000,
+            order_id="o",
+            trade_id="t",
+        )
+    ),
 )
 
 
 @settings(max_examples=200, derandomize=True)
 @given(history=st.lists(wide_money_events, max_size=40))
-def test_the_fast_fold_equals_booking_postings_line_by_line(
-        history: list[events.Event]) -> None:
+def test_the_fast_fold_equals_booking_postings_line_by_line(history: list[events.Event]) -> None:
     fast, reference = PortfolioState(account="main"), PortfolioState(account="main")
     for position, event in enumerate(history, start=1):
         portfolio.apply(fast, event, position)

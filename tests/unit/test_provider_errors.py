@@ -26,12 +26,25 @@ def test_the_retryable_table_matches_ccxts_own_hierarchy() -> None:
 def test_a_simulated_fault_is_the_error_its_ccxt_exception_becomes(name: str) -> None:
     import ccxt
 
-    real = provider_error(getattr(ccxt, name)("binance: it broke\nsecond line"),
-                          source="binance", endpoint="ticker", symbol="BTC/USDT")
-    fake = simulated_error(name, "binance: it broke\nsecond line", source="binance",
-                           endpoint="ticker", symbol="BTC/USDT")
+    real = provider_error(
+        getattr(ccxt, name)("binance: it broke\nsecond line"),
+        source="binance",
+        endpoint="ticker",
+        symbol="BTC/USDT",
+    )
+    fake = simulated_error(
+        name,
+        "binance: it broke\nsecond line",
+        source="binance",
+        endpoint="ticker",
+        symbol="BTC/USDT",
+    )
     assert (fake.message, fake.error_class, fake.retryable, dict(fake.context)) == (
-        real.message, real.error_class, real.retryable, dict(real.context))
+        real.message,
+        real.error_class,
+        real.retryable,
+        dict(real.context),
+    )
 
 
 def test_an_unknown_class_name_is_refused() -> None:
@@ -47,11 +60,17 @@ def test_other_exceptions_are_classified_without_ccxt() -> None:
 
 
 def test_a_backtest_imports_no_ccxt() -> None:
-    code = ("import sys; from tally.cli import main; "
-            "main(['run', '--db', sys.argv[1]]); print('ccxt' in sys.modules)")
+    code = (
+        "import sys; from tally.cli import main; "
+        "main(['run', '--db', sys.argv[1]]); print('ccxt' in sys.modules)"
+    )
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        out = subprocess.run([sys.executable, "-c", code, f"sqlite:///{folder}/t.db"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code, f"sqlite:///{folder}/t.db"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     assert out.strip().endswith("False")

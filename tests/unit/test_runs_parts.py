@@ -12,8 +12,8 @@ import pytest
 from ingest.candles import CandleSource, generate_sample, load_candles, symbol_of, write_candles
 from ledger.clock import SimulatedClock
 from ledger.errors import ConfigError, InputError, ProviderError
-from tally.run import context
 from tally.repro import equity_side_by_side, field_diff
+from tally.run import context
 from tally.run.strategy import load_strategy
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -27,8 +27,7 @@ def test_the_sample_is_a_function_of_its_seed() -> None:
     assert one.manifest == two.manifest and one.manifest != other.manifest
     frame = one.frames["BTC/USDT"]
     assert 280 <= len(frame) <= 288  # a few candles are left out on purpose
-    assert all(isinstance(v, Decimal) and v == v.quantize(Decimal("0.01"))
-               for v in frame["close"])
+    assert all(isinstance(v, Decimal) and v == v.quantize(Decimal("0.01")) for v in frame["close"])
     assert (frame["high"] >= frame[["open", "close"]].max(axis=1)).all()
     assert (frame["low"] <= frame[["open", "close"]].min(axis=1)).all()
     assert len(one.cycle_times()) == 288
@@ -45,8 +44,10 @@ def test_written_sample_files_load_back_with_the_same_digests(tmp_path: Path) ->
     assert all(by_symbol[m["symbol"]]["sha256"] == m["sha256"] for m in sample.manifest)
 
 
-@pytest.mark.parametrize(("name", "needle"), [
-    ("btc-usdt.csv", "cannot tell the symbol"), ("BTC_USDT-7m.csv", "unknown timeframe")])
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [("btc-usdt.csv", "cannot tell the symbol"), ("BTC_USDT-7m.csv", "unknown timeframe")],
+)
 def test_a_badly_named_file_is_refused_with_a_hint(name: str, needle: str) -> None:
     with pytest.raises(InputError, match=needle) as raised:
         symbol_of(Path(name))
@@ -70,8 +71,7 @@ def test_bad_folders_are_refused(tmp_path: Path) -> None:
 
 
 def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
-    sample = generate_sample(seed=2, start=START, days=1, symbols=("BTC/USDT",),
-                             missing_share=0.0)
+    sample = generate_sample(seed=2, start=START, days=1, symbols=("BTC/USDT",), missing_share=0.0)
     frame = sample.frames["BTC/USDT"].drop(sample.frames["BTC/USDT"].index[10])
     candles = type(sample)("5m", {"BTC/USDT": frame}, sample.manifest)
     times = sample.cycle_times()
@@ -85,15 +85,19 @@ def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
     assert raised.value.error_class == "CandleMissing" and not raised.value.retryable
 
 
-@pytest.mark.parametrize(("path", "params", "needle"), [
-    ("nowhere.module:Thing", {}, "cannot load strategy"),
-    ("runs.strategy:Momentum", {"speed": 3}, "refused its params"),
-    ("tally.run.strategy:CycleView", {}, "refused its params"),
-    ("tally.run.strategy:load_strategy", {"path": "x", "params": {}}, "not a strategy path"),
-    ("justaname", {}, "not a strategy path"),
-])
-def test_a_bad_strategy_path_is_a_config_error(path: str, params: dict[str, object],
-                                               needle: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "params", "needle"),
+    [
+        ("nowhere.module:Thing", {}, "cannot load strategy"),
+        ("runs.strategy:Momentum", {"speed": 3}, "refused its params"),
+        ("tally.run.strategy:CycleView", {}, "refused its params"),
+        ("tally.run.strategy:load_strategy", {"path": "x", "params": {}}, "not a strategy path"),
+        ("justaname", {}, "not a strategy path"),
+    ],
+)
+def test_a_bad_strategy_path_is_a_config_error(
+    path: str, params: dict[str, object], needle: str
+) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_strategy(path, params)
 
@@ -103,10 +107,12 @@ def test_the_run_id_and_config_hash_are_stable() -> None:
     same = {"ingest": {"x": "1"}, "run": {"b": [1, 2], "seed": 1}}
     assert context.config_hash(config) == context.config_hash(same)
     data = {"kind": "generated"}
-    assert context.run_id_for(context.config_hash(config), 1, data) == \
-        context.run_id_for(context.config_hash(same), 1, data)
-    assert context.run_id_for(context.config_hash(config), 2, data) != \
-        context.run_id_for(context.config_hash(config), 1, data)
+    assert context.run_id_for(context.config_hash(config), 1, data) == context.run_id_for(
+        context.config_hash(same), 1, data
+    )
+    assert context.run_id_for(context.config_hash(config), 2, data) != context.run_id_for(
+        context.config_hash(config), 1, data
+    )
 
 
 def test_field_diff_and_equity_side_by_side() -> None:
@@ -116,5 +122,8 @@ def test_field_diff_and_equity_side_by_side() -> None:
     assert field_diff(a, b, ignore=("qty",)) == {}
     t = [START + timedelta(minutes=i) for i in range(3)]
     rows = equity_side_by_side({t[0]: Decimal(1), t[2]: Decimal(3)}, {t[1]: Decimal(2)})
-    assert rows == [(t[0], Decimal(1), None, None), (t[1], Decimal(1), Decimal(2), Decimal(-1)),
-                    (t[2], Decimal(3), Decimal(2), Decimal(1))]
+    assert rows == [
+        (t[0], Decimal(1), None, None),
+        (t[1], Decimal(1), Decimal(2), Decimal(-1)),
+        (t[2], Decimal(3), Decimal(2), Decimal(1)),
+    ]

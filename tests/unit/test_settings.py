@@ -67,8 +67,11 @@ def test_ingest_limits_are_range_checked_with_their_key_path(tmp_path: Path) -> 
         load_settings(write(tmp_path, "ingest:\n  breaker:\n    open_seconds: 5\n"))
     assert caught.value.context["key"] == "ingest.breaker.open_seconds"  # units are in names
     with pytest.raises(ConfigError, match="backoff_ms_cap must be >= backoff_ms_base"):
-        load_settings(write(tmp_path, "ingest:\n  retry:\n    backoff_ms_base: 500\n"
-                                      "    backoff_ms_cap: 100\n"))
+        load_settings(
+            write(
+                tmp_path, "ingest:\n  retry:\n    backoff_ms_base: 500\n    backoff_ms_cap: 100\n"
+            )
+        )
 
 
 def test_the_default_ingest_limits_are_the_seed_systems() -> None:

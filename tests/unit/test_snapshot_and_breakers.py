@@ -30,10 +30,16 @@ def window(start_s: float, end_s: float) -> Window:
     return Window(T0 + timedelta(seconds=start_s), T0 + timedelta(seconds=end_s))
 
 
-def taker(clock: SimulatedClock, *faults: SimulatedFaults, settings: IngestSettings = SETTINGS,
-          seed: int = 7) -> SnapshotTaker:
-    sources = [SimulatedSource(f"s{i}", seed=seed + i, clock=clock, start=T0, faults=f)
-               for i, f in enumerate(faults)]
+def taker(
+    clock: SimulatedClock,
+    *faults: SimulatedFaults,
+    settings: IngestSettings = SETTINGS,
+    seed: int = 7,
+) -> SnapshotTaker:
+    sources = [
+        SimulatedSource(f"s{i}", seed=seed + i, clock=clock, start=T0, faults=f)
+        for i, f in enumerate(faults)
+    ]
     return SnapshotTaker(sources, settings=settings, clock=clock, seed=seed)
 
 
@@ -50,8 +56,13 @@ def test_a_transient_error_then_success_is_fresh() -> None:
     faults = SimulatedFaults(bursts=[ErrorBurst(window(0, 0.05), "RequestTimeout")])
     snapshot = cycle(taker(clock, faults), ["BTC/USD"])
     assert snapshot.status == {"BTC/USD": "fresh"}
-    assert types(snapshot, "BTC/USD") == ["FetchAttempted", "FetchFailed", "RetryScheduled",
-                                          "FetchAttempted", "FetchSucceeded"]
+    assert types(snapshot, "BTC/USD") == [
+        "FetchAttempted",
+        "FetchFailed",
+        "RetryScheduled",
+        "FetchAttempted",
+        "FetchSucceeded",
+    ]
     assert clock.now() > T0  # the cycle took its backoff, in simulated time
 
 
@@ -69,8 +80,14 @@ def test_a_persistent_outage_falls_back_to_the_last_good_price_marked_stale() ->
 
 def test_total_failure_without_a_cached_price_skips_the_symbol() -> None:
     clock = SimulatedClock(T0)
-    snapshot = cycle(taker(clock, SimulatedFaults(always_failing=frozenset({"BTC/USD"})),
-                           SimulatedFaults(always_failing=frozenset({"BTC/USD"}))), ["BTC/USD"])
+    snapshot = cycle(
+        taker(
+            clock,
+            SimulatedFaults(always_failing=frozenset({"BTC/USD"})),
+            SimulatedFaults(always_failing=frozenset({"BTC/USD"})),
+        ),
+        ["BTC/USD"],
+    )
     assert snapshot.status == {"BTC/USD": "failed"} and snapshot.marks == {}
     assert "SourceFailedOver" in types(snapshot, "BTC/USD")
     assert types(snapshot, "BTC/USD")[-1] == "SymbolSkipped"
@@ -88,10 +105,15 @@ def test_all_scenarios_in_one_cycle_seal_one_snapshot() -> None:
     cycle(t, ["AAA/USD", "BBB/USD"], 0)  # prices to fall back on, except for ZZZ
     clock.advance(timedelta(seconds=60))
     t.sources[0].faults.bursts.append(  # type: ignore[attr-defined]
-        ErrorBurst(window(60, 10_000), "ExchangeNotAvailable", frozenset({"BBB/USD"})))
+        ErrorBurst(window(60, 10_000), "ExchangeNotAvailable", frozenset({"BBB/USD"}))
+    )
     snapshot = cycle(t, ["AAA/USD", "BBB/USD", "CCC/USD", "ZZZ/USD"], 1)
-    assert snapshot.status == {"AAA/USD": "fresh", "BBB/USD": "stale", "CCC/USD": "fresh",
-                               "ZZZ/USD": "failed"}
+    assert snapshot.status == {
+        "AAA/USD": "fresh",
+        "BBB/USD": "stale",
+        "CCC/USD": "fresh",
+        "ZZZ/USD": "failed",
+    }
     sealed = [e for _, e in snapshot.events if isinstance(e, events.SnapshotSealed)]
     assert len(sealed) == 1 and (sealed[0].fresh, sealed[0].stale, sealed[0].failed) == (2, 1, 1)
     assert sealed[0].marks == snapshot.marks and "ZZZ/USD" not in sealed[0].marks
@@ -136,22 +158,38 @@ def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
     for attempt, nominal in ((1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (9, 1000)):
         delay = backoff_ms(attempt, policy, rng)
         assert 0.8 * nominal <= delay <= 1.2 * nominal
-    assert [backoff_ms(1, policy, random.Random(5)) for _ in range(2)] == \
-        [backoff_ms(1, policy, random.Random(5))] * 2
+    assert [backoff_ms(1, policy, random.Random(5)) for _ in range(2)] == [
+        backoff_ms(1, policy, random.Random(5))
+    ] * 2
 
 
 # --- breakers ------------------------------------------------------------------------------
 
-BREAKER = BreakerSettings(failures_consecutive_max=3, failure_rate_max=0.5, window_calls=10,
-                          calls_min=4, open_s=30, half_open_calls_max=1, successes_to_close=2)
+BREAKER = BreakerSettings(
+    failures_consecutive_max=3,
+    failure_rate_max=0.5,
+    window_calls=10,
+    calls_min=4,
+    open_s=30,
+    half_open_calls_max=1,
+    successes_to_close=2,
+)
 
 
 def outcome(ok: bool, *, retryable: bool = True) -> events.Event:
     if ok:
-        return events.FetchSucceeded(source="x", endpoint="ticker", symbol="S", attempt=1,
-                                     latency_ms=1)
-    return events.FetchFailed(source="x", endpoint="ticker", symbol="S", attempt=1,
-                              error_class="RequestTimeout", retryable=retryable, message="m")
+        return events.FetchSucceeded(
+            source="x", endpoint="ticker", symbol="S", attempt=1, latency_ms=1
+        )
+    return events.FetchFailed(
+        source="x",
+        endpoint="ticker",
+        symbol="S",
+        attempt=1,
+        error_class="RequestTimeout",
+        retryable=retryable,
+        message="m",
+    )
 
 
 @pytest.mark.smoke
@@ -219,7 +257,8 @@ def test_breaker_guard_and_decorator() -> None:
 
 def replayed(snapshots: list[Snapshot], clock: SimulatedClock) -> BreakerRegistry:
     return BreakerRegistry(SETTINGS.breaker, clock).rebuild(
-        e for snap in snapshots for _, e in snap.events)
+        e for snap in snapshots for _, e in snap.events
+    )
 
 
 faults_strategy = st.builds(
@@ -227,17 +266,26 @@ faults_strategy = st.builds(
     latency_ms=st.integers(0, 50),
     failure_rate=st.floats(0, 1),
     malformed_rate=st.floats(0, 0.5),
-    outages=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 200)).map(
-        lambda p: window(p[0], p[0] + p[1])), max_size=2),
+    outages=st.lists(
+        st.tuples(st.integers(0, 200), st.integers(1, 200)).map(
+            lambda p: window(p[0], p[0] + p[1])
+        ),
+        max_size=2,
+    ),
     always_failing=st.frozensets(st.sampled_from(["A/USD", "B/USD", "C/USD"]), max_size=2),
 )
 
 
 @pytest.mark.slow
-@settings(max_examples=40, derandomize=True, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(primary=faults_strategy, backup=faults_strategy, cycles=st.integers(1, 5),
-       seed=st.integers(0, 10))
+@settings(
+    max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    primary=faults_strategy,
+    backup=faults_strategy,
+    cycles=st.integers(1, 5),
+    seed=st.integers(0, 10),
+)
 def test_any_fault_plan_seals_every_cycle_and_replays_the_breakers(
     primary: SimulatedFaults, backup: SimulatedFaults, cycles: int, seed: int
 ) -> None:
@@ -261,43 +309,57 @@ def test_any_fault_plan_seals_every_cycle_and_replays_the_breakers(
 def test_the_same_seed_gives_the_same_events() -> None:
     def run() -> list[tuple[str, events.Event]]:
         clock = SimulatedClock(T0)
-        t = taker(clock, SimulatedFaults(failure_rate=0.4, latency_ms=20),
-                  SimulatedFaults(failure_rate=0.2))
+        t = taker(
+            clock,
+            SimulatedFaults(failure_rate=0.4, latency_ms=20),
+            SimulatedFaults(failure_rate=0.2),
+        )
         out = []
         for number in range(3):
             out += cycle(t, ["A/USD", "B/USD", "C/USD"], number).events
             clock.advance(timedelta(seconds=60))
         return out
+
     assert run() == run()
 
 
 @pytest.mark.smoke
 def test_log_markers_come_from_events() -> None:
     def recorded(event: events.Event) -> RecordedEvent:
-        return RecordedEvent(7, "s", 1, type(event).__name__, T0, None, None, None, None,
-                             event)  # type: ignore[arg-type]
+        return RecordedEvent(7, "s", 1, type(event).__name__, T0, None, None, None, None, event)  # type: ignore[arg-type]
 
     cases = {
-        "DATA_RETRY": events.RetryScheduled(source="x", endpoint="ticker", symbol="S",
-                                            attempt=1, delay_ms=100),
+        "DATA_RETRY": events.RetryScheduled(
+            source="x", endpoint="ticker", symbol="S", attempt=1, delay_ms=100
+        ),
         "DATA_FAILURE": outcome(False),
-        "STALE_PRICING_USED": events.StalePriceUsed(symbol="S", price=Decimal(1), as_of=T0,
-                                                    age_s=Decimal(5), reason="down"),
+        "STALE_PRICING_USED": events.StalePriceUsed(
+            symbol="S", price=Decimal(1), as_of=T0, age_s=Decimal(5), reason="down"
+        ),
         "DATA_SKIP": events.SymbolSkipped(symbol="S", reason="no price"),
-        "DATA_RECOVERY": events.DataRecovered(symbol="S", source="x", stale_since=T0,
-                                              stale_s=Decimal(60)),
-        "SNAPSHOT_9-x_PARTIAL": events.SnapshotSealed(snapshot_id="9-x", fresh=1, stale=1,
-                                                      failed=0),
-        "CIRCUIT_OPEN": events.CircuitOpened(breaker="x:ticker", reason="r",
-                                             consecutive_failures=3, window_calls=3,
-                                             window_failures=3, open_until=T0),
+        "DATA_RECOVERY": events.DataRecovered(
+            symbol="S", source="x", stale_since=T0, stale_s=Decimal(60)
+        ),
+        "SNAPSHOT_9-x_PARTIAL": events.SnapshotSealed(
+            snapshot_id="9-x", fresh=1, stale=1, failed=0
+        ),
+        "CIRCUIT_OPEN": events.CircuitOpened(
+            breaker="x:ticker",
+            reason="r",
+            consecutive_failures=3,
+            window_calls=3,
+            window_failures=3,
+            open_until=T0,
+        ),
         "CIRCUIT_CLOSED": events.CircuitClosed(breaker="x:ticker", trial_successes=2),
     }
     for marker, event in cases.items():
         line = log_line(recorded(event))
         assert line is not None and line[1].startswith(marker) and "position=7" in line[1]
-    assert log_line(recorded(events.SnapshotSealed(snapshot_id="1", fresh=3, stale=0,
-                                                   failed=0))) is None
+    assert (
+        log_line(recorded(events.SnapshotSealed(snapshot_id="1", fresh=3, stale=0, failed=0)))
+        is None
+    )
     assert log_line(recorded(outcome(False)))[0] == logging.WARNING  # type: ignore[index]
 
 
