@@ -10,15 +10,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ledger import errors, events
-
 if TYPE_CHECKING:
+    from ledger import errors, events
     from ledger.recorded import RecordedEvent
     from ledger.store import EventStore, init_store, open_store
 
 __all__ = ["EventStore", "RecordedEvent", "errors", "events", "init_store", "open_store"]
 __version__ = "0.1.0"
 
+_MODULES = ("errors", "events")
 _HOMES = {
     "EventStore": "ledger.store",
     "init_store": "ledger.store",
@@ -28,6 +28,8 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"ledger.{name}")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'ledger' has no attribute {name!r}")

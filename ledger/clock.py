@@ -6,7 +6,6 @@ so a backtest sleeps in zero wall time while still recording the delays it chose
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from contextvars import ContextVar
@@ -54,6 +53,8 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         """Wait for real."""
+        import asyncio  # here: a command that never sleeps does not pay for asyncio
+
         await asyncio.sleep(seconds)
 
     def settle(self, elapsed: timedelta) -> None:
@@ -102,6 +103,8 @@ class SimulatedClock:
         """Sleep in zero wall time: only this task's view of the time moves on."""
         if seconds < 0:
             raise ValueError("cannot sleep a negative time")
+        import asyncio
+
         _task_offset.set(_task_offset.get() + timedelta(seconds=seconds))
         # Yield to the loop as a real sleep would, so concurrent tasks interleave.
         await asyncio.sleep(0)
