@@ -1,7 +1,7 @@
 """Configuration: YAML files checked by pydantic models. Unknown keys are refused and every
 limit carries its unit in its name; an error names the file, the key path and the value.
 
-This module belongs to the shell (with cli and runner): it composes each part's settings
+This module belongs to the shell: it composes each part's settings
 (``ingest.settings`` among them) into one file, so the core modules never import it.
 """
 

@@ -1,4 +1,4 @@
-"""The stored shape of the ledger, as SQLAlchemy Core tables.
+"""The stored shape of the ledger: the schema revision this code needs and a row's columns.
 
 The schema itself is created and upgraded only by the alembic migrations in ``migrations/``;
 the store's statements (``ledger.store.sql``) name its columns. ``SCHEMA_REVISION`` is the
