@@ -25,10 +25,16 @@ LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)")
 def measure(argv: list[str], db: str) -> tuple[float, list[str]]:
     """(seconds of imports, heavy packages imported) for one ``tally`` command."""
     args = argv if argv == ["--help"] else [*argv, "--db", db]
-    code = ("import sys\nfrom tally.cli import main\ntry:\n    main(sys.argv[1:])\n"
-            "except SystemExit:\n    pass\n")
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code, *args],
-                          capture_output=True, text=True, check=False)
+    code = (
+        "import sys\nfrom tally.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     total, heavy = 0, set()
     for line in done.stderr.splitlines():
         found = LINE.match(line)
@@ -48,16 +54,19 @@ def main() -> None:
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory() as folder:
         db = f"sqlite:///{Path(folder) / 'ledger.db'}"
-        subprocess.run([sys.executable, "-m", "tally", "init", "--db", db], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "tally", "init", "--db", db], check=True, capture_output=True
+        )
         print(f"{'command':<10} {'imports (median of ' + str(runs) + ')':>24}  heavy packages")
         for argv in COMMANDS:
             times = []
             for _ in range(runs):
                 seconds, heavy = measure(argv, db)
                 times.append(seconds)
-            print(f"tally {argv[0]:<10} {statistics.median(times):>15.3f} s  "
-                  f"{', '.join(heavy) or '-'}")
+            print(
+                f"tally {argv[0]:<10} {statistics.median(times):>15.3f} s  "
+                f"{', '.join(heavy) or '-'}"
+            )
 
 
 if __name__ == "__main__":
