@@ -59,7 +59,6 @@ class Folded(Generic[S]):
 
     state: S
     position: int
-    folded: int  # events read and folded (a checkpointed fold reads only the tail)
 
 
 def fold(
@@ -81,20 +80,19 @@ def fold(
         saved = store.load_checkpoint(saved_by.checkpoint_name, saved_by.version)
         if saved is not None and (to_position is None or saved[0] <= to_position):
             state, start = saved_by.decode(saved[1]), saved[0] + 1
-    apply, count = projection.apply, 0
+    apply = projection.apply
     for recorded in store.query(
         types=projection.types, from_position=start, to_position=to_position
     ):
         if where is None or where(recorded):
             state = apply(state, recorded)
-            count += 1
     head = store.head()
     last = head if to_position is None else min(to_position, head)
     if saved_by is not None and to_position is None and last >= start:
         store.save_checkpoint(
             saved_by.checkpoint_name, last, saved_by.version, saved_by.encode(state)
         )
-    return Folded(state, max(last, start - 1), count)
+    return Folded(state, max(last, start - 1))
 
 
 def _checkpointed(projection: Projection[S]) -> Checkpointed[S] | None:

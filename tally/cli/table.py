@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,6 @@ class Command:
     arguments: Arguments = _no_arguments
     opens_store: bool = True  # the edge opens the ledger before the handler, closes it after
     json: bool = True  # takes --json
-    aliases: Sequence[str] = field(default_factory=tuple)
 
 
 GROUP_HELP = {
