@@ -3,8 +3,10 @@
     python bench/startup.py [--runs 5]
 
 Each command runs in a fresh interpreter on an empty ledger; the figure is the sum of the
-top-level imports' cumulative times (the interpreter's own start-up is not counted), the
-median of ``--runs`` runs. The heavy libraries each command loads are listed beside it.
+top-level imports' cumulative times, the median of ``--runs`` runs. The interpreter's own
+start-up is not counted: top-level modules that ``python -c pass`` imports too (``site``
+and the ``.pth`` finders it runs, ``encodings``) are left out. The heavy libraries each
+command loads are listed beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,22 @@ HEAVY = ("sqlalchemy", "pydantic", "pandas", "ccxt", "alembic", "numpy", "yaml")
 LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)")
 
 
+def all_imports(code: str, *args: str) -> list[tuple[str, bool, int]]:
+    """(module, whether top-level, cumulative microseconds) of each import ``python -c``
+    makes."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = (LINE.match(line) for line in done.stderr.splitlines())
+    return [(f.group(3), len(f.group(2)) == 1, int(f.group(1))) for f in found if f]
+
+
+INTERPRETER = {name for name, top, _ in all_imports("pass") if top}
+
+
 def measure(argv: list[str], db: str) -> tuple[float, list[str]]:
     """(seconds of imports, heavy packages imported) for one ``tally`` command."""
     args = argv if argv == ["--help"] else [*argv, "--db", db]
@@ -29,22 +47,11 @@ def measure(argv: list[str], db: str) -> tuple[float, list[str]]:
         "import sys\nfrom tally.cli import main\ntry:\n    main(sys.argv[1:])\n"
         "except SystemExit:\n    pass\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    total, heavy = 0, set()
-    for line in done.stderr.splitlines():
-        found = LINE.match(line)
-        if found is None:
-            continue
-        name = found.group(3)
-        if len(found.group(2)) == 1:  # a top-level import: its cumulative time counts once
-            total += int(found.group(1))
-        if name.split(".")[0] in HEAVY:
-            heavy.add(name.split(".")[0])
+    imported = all_imports(code, *args)
+    # A top-level import counts once, with its cumulative time; the interpreter's own
+    # start-up imports do not count.
+    total = sum(us for name, top, us in imported if top and name not in INTERPRETER)
+    heavy = {name.split(".")[0] for name, _, _ in imported} & set(HEAVY)
     return total / 1e6, sorted(heavy)
 
 

@@ -3,25 +3,21 @@ limit carries its unit in its name; an error names the file, the key path and th
 
 This module belongs to the shell: it composes each part's settings
 (``ingest.settings`` among them) into one file, so the core modules never import it.
+Reading the file, and the store's section alone, is ``tally.config_file``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
 from ingest.settings import IngestSettings
 from ledger.config import StrictModel
-from ledger.errors import ConfigError
 from ledger.store.settings import StoreSettings
+from tally.config_file import DB_ENV, DEFAULT_CONFIG, read_config, resolve_db_url, validated
 from tally.run.settings import RunSettings
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
-DB_ENV = "TALLY_DB"
+__all__ = ["DB_ENV", "DEFAULT_CONFIG", "Settings", "load_settings", "resolve_db_url"]
 
 
 class Settings(StrictModel):
@@ -37,46 +33,6 @@ class Settings(StrictModel):
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Load and check a configuration file (the embedded default when ``path`` is None)."""
-    source = path or DEFAULT_CONFIG
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(
-            f"cannot read the configuration file: {e.strerror}",
-            hint="pass an existing YAML file with --config",
-            file=str(source),
-        ) from e
-    try:
-        raw: Any = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = {"line": mark.line + 1, "column": mark.column + 1} if mark else {}
-        raise ConfigError(
-            f"the configuration file is not valid YAML: {getattr(e, 'problem', e)}",
-            hint="fix the YAML syntax at the named line",
-            file=str(source),
-            **where,
-        ) from e
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            "the configuration file must hold a mapping of keys",
-            file=str(source),
-        )
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(
-            f"invalid configuration value at {key}: {first['msg']}",
-            hint="fix or remove the key; see config/default.yaml for every key and its unit",
-            file=str(source),
-            key=key,
-            value=repr(first.get("input"))[:80],
-        ) from e
-
-
-def resolve_db_url(cli_value: str | None, settings: Settings) -> str:
-    """Pick the ledger URL: --db, then $TALLY_DB, then the configuration file."""
-    return cli_value or os.environ.get(DB_ENV) or settings.store.url
+    """Load and check a whole configuration file (the embedded default when ``path`` is None)."""
+    source, raw = read_config(path)
+    return validated(Settings, raw, source)

@@ -46,15 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(command: Command, args: argparse.Namespace) -> int:
-    from tally.settings import load_settings, resolve_db_url
+    from tally.config_file import load_store_settings, resolve_db_url
 
-    settings = load_settings(args.config)
-    call = Invocation(args, settings, resolve_db_url(args.db, settings))
+    store_settings = load_store_settings(args.config)
+    call = Invocation(args, store_settings, resolve_db_url(args.db, store_settings))
     if not command.opens_store:
         return command.handler(call)
     from ledger.store import open_store
 
-    with open_store(call.url, settings=settings.store) as store:
+    with open_store(call.url, settings=store_settings) as store:
         call.store = store
         return command.handler(call)
 

@@ -18,7 +18,7 @@ def init(run: Invocation) -> int:
     from ledger.store import init_store
     from ledger.store.backend import parse_url
 
-    before, after = init_store(run.url, run.settings.store)
+    before, after = init_store(run.url, run.store_settings)
     state = (
         "created"
         if before is None

@@ -60,9 +60,10 @@ def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
 def run(call: Invocation) -> int:
     from ledger.store import init_store, open_store
     from tally.progress import Progress
+    from tally.settings import load_settings
 
     args = call.args
-    settings = with_overrides(call.settings, args)
+    settings = with_overrides(load_settings(args.config), args)
     mode = settings.run.mode
     if mode == "live" and not args.live:
         raise InputError(

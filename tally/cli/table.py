@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 from ledger.errors import InputError
 
 if TYPE_CHECKING:
-    from ledger.store import EventStore
-    from tally.settings import Settings
+    from ledger.store import EventStore, StoreSettings
 
 
 @dataclass
 class Invocation:
-    """What a handler is given: the parsed arguments, the settings and the ledger URL.
+    """What a handler is given: the parsed arguments, the store's settings and the ledger URL.
 
-    ``store`` is the opened ledger for commands that declare ``opens_store``.
+    ``store`` is the opened ledger for commands that declare ``opens_store``. A handler that
+    needs the rest of the configuration (``tally run``) loads it from ``args.config``.
     """
 
     args: argparse.Namespace
-    settings: Settings
+    store_settings: StoreSettings
     url: str
     store: EventStore | None = None
 

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ledger.errors import ConfigError
-from tally.settings import DEFAULT_CONFIG, load_settings, resolve_db_url
+from tally.config_file import SECTIONS, load_store_settings
+from tally.settings import DEFAULT_CONFIG, Settings, load_settings, resolve_db_url
 
 pytestmark = pytest.mark.smoke
 
@@ -52,10 +55,10 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_db_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     monkeypatch.delenv("TALLY_DB", raising=False)
-    assert resolve_db_url(None, settings) == "sqlite:///tally.db"
+    assert resolve_db_url(None, settings.store) == "sqlite:///tally.db"
     monkeypatch.setenv("TALLY_DB", "sqlite:///env.db")
-    assert resolve_db_url(None, settings) == "sqlite:///env.db"
-    assert resolve_db_url("sqlite:///cli.db", settings) == "sqlite:///cli.db"
+    assert resolve_db_url(None, settings.store) == "sqlite:///env.db"
+    assert resolve_db_url("sqlite:///cli.db", settings.store) == "sqlite:///cli.db"
 
 
 def test_ingest_limits_are_range_checked_with_their_key_path(tmp_path: Path) -> None:
@@ -77,3 +80,36 @@ def test_ingest_limits_are_range_checked_with_their_key_path(tmp_path: Path) -> 
 def test_the_default_ingest_limits_are_the_seed_systems() -> None:
     retry = load_settings().ingest.retry
     assert (retry.fetch_attempts_max, retry.backoff_ms_base, retry.backoff_ms_cap) == (3, 100, 1000)
+
+
+def test_the_file_sections_are_the_settings_fields() -> None:
+    assert tuple(Settings.model_fields) == SECTIONS
+
+
+def test_the_store_section_alone_is_checked_for_read_commands(tmp_path: Path) -> None:
+    store = load_store_settings(write(tmp_path, "store:\n  lock_timeout_ms: 250\n"))
+    assert store.lock_timeout_ms == 250
+    with pytest.raises(ConfigError) as caught:
+        load_store_settings(write(tmp_path, "store:\n  durable: sometimes\n"))
+    assert caught.value.context["key"] == "store.durable"
+    with pytest.raises(ConfigError) as caught:
+        load_store_settings(write(tmp_path, "stroe:\n  durable: true\n"))
+    assert caught.value.context["key"] == "stroe"  # a misspelt section is never ignored
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_store_settings(write(tmp_path, "store:\n  url: [\n"))
+
+
+def test_a_read_command_builds_no_run_or_ingest_models(tmp_path: Path) -> None:
+    code = (
+        "import sys; from tally.cli import main; main(['init', '--db', sys.argv[1]]); "
+        "main(['verify', '--db', sys.argv[1]]); "
+        "print(sorted(m for m in ('ingest.settings', 'tally.run.settings', 'pandas') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, f"sqlite:///{tmp_path}/t.db"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
