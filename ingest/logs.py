@@ -5,7 +5,7 @@ the ledger cannot disagree: there is no log line without its event, and no event
 line says something else.
 
     DATA_RETRY  DATA_FAILURE  STALE_PRICING_USED  DATA_SKIP  DATA_RECOVERY
-    SNAPSHOT_<id>_PARTIAL  CIRCUIT_OPEN  CIRCUIT_CLOSED
+    SNAPSHOT_<id>_PARTIAL  CIRCUIT_OPEN  CIRCUIT_CLOSED  RUN_STOPPED  RUN_RESUMED
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from ledger.recorded import RecordedEvent
 LOGGER = logging.getLogger("tally.ingest")
 
 
-def log_line(recorded: RecordedEvent) -> tuple[int, str] | None:
+def log_line(e: events.Event, position: int) -> tuple[int, str] | None:
     """Return (level, line) for an event operators care about, or None."""
-    e = recorded.event
-    at = f"position={recorded.position}"
+    at = f"position={position}"
     match e:
         case events.RetryScheduled():
             return logging.WARNING, (
@@ -59,14 +58,33 @@ def log_line(recorded: RecordedEvent) -> tuple[int, str] | None:
             return logging.INFO, (
                 f"CIRCUIT_CLOSED breaker={e.breaker} trial_successes={e.trial_successes} {at}"
             )
+        case events.RunStopped():
+            return logging.WARNING, (
+                f"RUN_STOPPED run={e.run_id} reason={e.reason} cycles_done={e.cycles_done} "
+                f'cycles_planned={e.cycles_planned} detail="{e.detail}" {at}'
+            )
+        case events.RunResumed():
+            return logging.INFO, (
+                f"RUN_RESUMED run={e.run_id} cycles_done={e.cycles_done} "
+                f'previously="{e.previously}" {at}'
+            )
     return None
 
 
 def log_events(committed: Iterable[RecordedEvent], logger: logging.Logger = LOGGER) -> int:
     """Log the marker lines of committed events; return how many lines were written."""
+    return log_committed(((r.event, r.position) for r in committed), logger)
+
+
+def log_committed(
+    committed: Iterable[tuple[events.Event, int]], logger: logging.Logger = LOGGER
+) -> int:
+    """Log the marker lines of committed (event, position) pairs; return the lines written."""
+    if not logger.isEnabledFor(logging.ERROR):  # the loudest marker is ERROR: none would show
+        return 0
     written = 0
-    for recorded in committed:
-        line = log_line(recorded)
+    for event, position in committed:
+        line = log_line(event, position)
         if line is not None:
             logger.log(line[0], line[1])
             written += 1

@@ -127,6 +127,24 @@ class ImmutabilityViolation(TallyError):
     default_hint = "ledger rows are never changed or deleted: append a correcting event"
 
 
+class RunBusy(TallyError):
+    """Another live process is recording this run into this ledger."""
+
+    default_hint = (
+        "wait for it to finish, or stop it with `kill -INT PID`; the claim of a runner "
+        "that crashed lapses after its heartbeat expiry"
+    )
+
+
+class LeaseLost(TallyError):
+    """This runner's lease was taken over (it stalled past its expiry)."""
+
+    default_hint = (
+        "another process took the run over after this one missed its heartbeats; "
+        "check `tally runs` before starting it again"
+    )
+
+
 class SchemaOutdated(TallyError):
     """The ledger's schema is missing or not the one this code needs."""
 

@@ -93,6 +93,33 @@ class RunFinished(Event, frozen=True, kw_only=True):
     fingerprint: str = ""
 
 
+class RunResumed(Event, frozen=True, kw_only=True):
+    """An unfinished run was started again: what was found of it in the ledger.
+
+    Bookkeeping of an interruption, like ``RunStopped``: not part of the run's fingerprint,
+    so a run resumed any number of times fingerprints like the same run done in one go.
+    """
+
+    run_id: str
+    cycles_done: int  # whole cycles committed before this start
+    last_position: int  # the ledger's head when it resumed
+    previously: str = ""  # stopped (by a signal or an error) or interrupted (a crash)
+
+
+class RunStopped(Event, frozen=True, kw_only=True):
+    """A run stopped before its last cycle, whole: it can be resumed with the same command.
+
+    ``reason`` is ``SIGINT``/``SIGTERM`` for a graceful stop, ``error`` for a failure
+    (``detail`` says which), ``spool_full`` for a ledger outage longer than the spool holds.
+    """
+
+    run_id: str
+    cycles_done: int
+    cycles_planned: int
+    reason: str
+    detail: str = ""
+
+
 # --- market data --------------------------------------------------------------------------
 
 
@@ -386,6 +413,8 @@ class BalanceObserved(Event, frozen=True, kw_only=True):
 AnyEvent = (
     RunStarted
     | RunFinished
+    | RunResumed
+    | RunStopped
     | CandleImported
     | FetchAttempted
     | FetchSucceeded

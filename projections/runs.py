@@ -12,14 +12,17 @@ from projections.runner import fold
 
 if TYPE_CHECKING:
     from ledger.store import EventStore
+    from ledger.store.leases import Lease
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A run's first and last records (``finished`` is None while it has not finished)."""
+    """A run's first and last records (``finished`` is None while it has not finished);
+    ``stopped`` is its last ``RunStopped`` since it last started or resumed."""
 
     started: RecordedEvent
     finished: RecordedEvent | None
+    stopped: RecordedEvent | None = None
 
     @property
     def start(self) -> events.RunStarted:
@@ -33,6 +36,11 @@ class RunRecord:
         event = None if self.finished is None else self.finished.event
         return event if isinstance(event, events.RunFinished) else None
 
+    @property
+    def stop(self) -> events.RunStopped | None:
+        event = None if self.stopped is None else self.stopped.event
+        return event if isinstance(event, events.RunStopped) else None
+
 
 @dataclass
 class Runs:
@@ -40,19 +48,23 @@ class Runs:
 
     started: dict[str, RecordedEvent] = field(default_factory=dict)
     finished: dict[str, RecordedEvent] = field(default_factory=dict)
+    stopped: dict[str, RecordedEvent] = field(default_factory=dict)
 
     def records(self) -> list[RunRecord]:
-        return [RunRecord(s, self.finished.get(run_id)) for run_id, s in self.started.items()]
+        return [self._record(run_id, s) for run_id, s in self.started.items()]
 
     def get(self, run_id: str) -> RunRecord | None:
         started = self.started.get(run_id)
-        return None if started is None else RunRecord(started, self.finished.get(run_id))
+        return None if started is None else self._record(run_id, started)
+
+    def _record(self, run_id: str, started: RecordedEvent) -> RunRecord:
+        return RunRecord(started, self.finished.get(run_id), self.stopped.get(run_id))
 
 
 class RunsProjection:
-    """``Runs`` folded from ``RunStarted`` and ``RunFinished``."""
+    """``Runs`` folded from ``RunStarted``, ``RunStopped``, ``RunResumed``, ``RunFinished``."""
 
-    types = ("RunStarted", "RunFinished")
+    types = ("RunStarted", "RunStopped", "RunResumed", "RunFinished")
 
     def initial(self) -> Runs:
         return Runs()
@@ -63,6 +75,10 @@ class RunsProjection:
             state.started[event.run_id] = recorded
         elif isinstance(event, events.RunFinished):
             state.finished[event.run_id] = recorded
+        elif isinstance(event, events.RunStopped):
+            state.stopped[event.run_id] = recorded
+        elif isinstance(event, events.RunResumed):
+            state.stopped.pop(event.run_id, None)
         return state
 
 
@@ -80,8 +96,39 @@ def finished_run(store: EventStore, run_id: str) -> RunRecord:
         )
     if found.finished is None:
         raise InputError(
-            f"run {run_id} never finished: there is nothing complete to compare",
-            hint="record the run again into a fresh ledger",
+            f"run {run_id} has not finished: there is nothing complete to compare",
+            hint="finish it first: run the command that started it again to resume it",
             run_id=run_id,
         )
     return found
+
+
+def run_state(record: RunRecord, lease: Lease | None, now_us: int) -> RunState:
+    """What a run is doing now, from its events and its lease.
+
+    finished (``RunFinished``); running (a live lease); stopped or failed (its last start
+    ended with ``RunStopped``: a signal, or an error); interrupted (none of these: its
+    process died without a word, and its lease, if any, lapsed).
+    """
+    finish, stop = record.finish, record.stop
+    if finish is not None:
+        return RunState("finished", finish.cycles, finish.cycles)
+    if lease is not None and lease.live(now_us):
+        return RunState("running", lease.cycles_done, lease.cycles_planned)
+    if stop is not None:
+        state = "failed" if stop.reason == "error" else "stopped"
+        return RunState(state, stop.cycles_done, stop.cycles_planned, stop.reason, stop.detail)
+    if lease is not None:
+        return RunState("interrupted", lease.cycles_done, lease.cycles_planned)
+    return RunState("interrupted", None, None)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's state, with cycles done of cycles planned where known."""
+
+    state: str
+    cycles_done: int | None
+    cycles_planned: int | None
+    reason: str = ""
+    detail: str = ""

@@ -203,7 +203,7 @@ def check(
                 raise InputError(
                     "the scratch ledger is not empty", hint="pass an empty database to --scratch-db"
                 )
-            summary: RunSummary = run_backtest(
+            summary = run_backtest(
                 scratch,
                 settings.run,
                 settings.ingest,
@@ -215,6 +215,7 @@ def check(
             replayed = run_forms(scratch, run_id, 1)
     divergence = first_divergence(original, replayed)
     ours = context.fingerprint(form for _, form in original[:-1])[0]  # before RunFinished
+    assert isinstance(summary, RunSummary)  # no stop signal is handed in: it ran to the end
     return CheckResult(run_id, len(original), ours, summary.fingerprint, divergence, notes)
 
 

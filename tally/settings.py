@@ -15,7 +15,7 @@ from ingest.settings import IngestSettings
 from ledger.config import StrictModel
 from ledger.store.settings import StoreSettings
 from tally.config_file import DB_ENV, DEFAULT_CONFIG, read_config, resolve_db_url, validated
-from tally.run.settings import RunSettings
+from tally.run.settings import RunnerSettings, RunSettings
 
 __all__ = ["DB_ENV", "DEFAULT_CONFIG", "Settings", "load_settings", "resolve_db_url"]
 
@@ -26,6 +26,7 @@ class Settings(StrictModel):
     store: StoreSettings = StoreSettings()
     ingest: IngestSettings = IngestSettings()
     run: RunSettings = RunSettings()
+    runner: RunnerSettings = RunnerSettings()
 
     def run_config(self) -> dict[str, Any]:
         """What determines a run (not where its ledger lives): recorded in RunStarted."""

@@ -4,6 +4,7 @@
 - ``read``: streaming reads, filtered queries and verification, every row checked by the
   one row checker (``Reader``);
 - ``checkpoints``: projection states (``Checkpoints``);
+- ``leases``: which process records a run now (``Leases``);
 - ``stats``: counts and the head.
 
 Driver errors become Tally errors at the backend's boundary (``backend.guard``) and nowhere
@@ -26,6 +27,7 @@ from ledger.store import stats as _stats
 from ledger.store.append import Appender, StreamAppend
 from ledger.store.backend import Backend
 from ledger.store.checkpoints import Checkpoints
+from ledger.store.leases import Leases
 from ledger.store.read import Reader
 from ledger.store.sql import Statements
 
@@ -42,6 +44,7 @@ class EventStore:
         # A lambda, not self.clock.now: the clock may be replaced after the store is opened.
         self._appender = Appender(self._reader, lambda: self.clock.now())  # noqa: PLW0108
         self._checkpoints = Checkpoints(self._reader)
+        self.leases = Leases(self._reader)
 
     @property
     def url(self) -> str:

@@ -12,7 +12,7 @@ from ledger.store.backend import Backend
 from ledger.store.schema import SCHEMA_REVISION
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
-_OUR_TABLES = {"alembic_version", "events", "idempotency_keys", "checkpoints"}
+_OUR_TABLES = {"alembic_version", "events", "idempotency_keys", "checkpoints", "run_leases"}
 
 
 def current_revision(conn: Connection, display_url: str) -> str | None:

@@ -7,7 +7,7 @@ migration head this code needs (a test checks it against alembic's head).
 
 from __future__ import annotations
 
-SCHEMA_REVISION = "0002_checkpoints"
+SCHEMA_REVISION = "0003_run_leases"
 
 # Column order of a full row. ``record`` holds the canonical bytes the hash covers (the
 # whole envelope and the event); stream, version, type and recorded_at_us are copies kept

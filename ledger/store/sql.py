@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from ledger.store.schema import ROW_COLUMNS
 
+LEASE_COLUMNS = (
+    "run_id, owner, pid, host, state, heartbeat_us, expires_us, cycles_done, cycles_planned"
+)
 _HEAD = "SELECT position, record, prev_hash, hash FROM events ORDER BY position DESC LIMIT 1"
 
 
@@ -31,6 +34,12 @@ class Statements:
     load_checkpoint: str
     count_by_type: str
     count_by_stream: str
+    lease: str
+    insert_lease: str
+    take_lease: str
+    renew_lease: str
+    release_lease: str
+    all_leases: str
 
     @classmethod
     def for_backend(cls, sql: Callable[[str], str]) -> Statements:
@@ -76,6 +85,24 @@ class Statements:
             ),
             count_by_type="SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type",
             count_by_stream="SELECT stream, COUNT(*) FROM events GROUP BY stream ORDER BY stream",
+            lease=sql(f"SELECT {LEASE_COLUMNS} FROM run_leases WHERE run_id = ?"),
+            insert_lease=sql(
+                f"INSERT INTO run_leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            take_lease=sql(
+                "UPDATE run_leases SET owner = ?, pid = ?, host = ?, state = ?, "
+                "heartbeat_us = ?, expires_us = ?, cycles_done = ?, cycles_planned = ? "
+                "WHERE run_id = ?"
+            ),
+            renew_lease=sql(
+                "UPDATE run_leases SET heartbeat_us = ?, expires_us = ?, cycles_done = ? "
+                "WHERE run_id = ? AND owner = ?"
+            ),
+            release_lease=sql(
+                "UPDATE run_leases SET state = ?, heartbeat_us = ?, expires_us = ?, "
+                "cycles_done = ? WHERE run_id = ? AND owner = ?"
+            ),
+            all_leases=f"SELECT {LEASE_COLUMNS} FROM run_leases ORDER BY run_id",
         )
 
     def query(self, sql: Callable[[str], str], *, stream: bool, types: int) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import EXIT_OK, InputError
 from tally.cli.table import Command, Invocation
+from tally.logs import FORMATS, LEVELS
 
 if TYPE_CHECKING:
     from tally.settings import Settings
@@ -43,6 +45,16 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="required for live mode: real orders with keys from the environment",
     )
+    logs = run.add_argument_group("operator logs (DATA_FAILURE, CIRCUIT_OPEN, RUN_STOPPED, ...)")
+    logs.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        help="lowest level written (default: warning for a backtest, info for paper/live)",
+    )
+    logs.add_argument("--log-file", type=Path, metavar="FILE", help="also append the lines here")
+    logs.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="text lines or JSON lines"
+    )
 
 
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -59,12 +71,18 @@ def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
 
 def run(call: Invocation) -> int:
     from ledger.store import init_store, open_store
+    from tally.logs import configure as configure_logs
     from tally.progress import Progress
     from tally.settings import load_settings
 
     args = call.args
     settings = with_overrides(load_settings(args.config), args)
     mode = settings.run.mode
+    configure_logs(
+        args.log_level or ("warning" if mode == "backtest" else "info"),
+        log_file=args.log_file,
+        fmt=args.log_format,
+    )
     if mode == "live" and not args.live:
         raise InputError(
             "live mode places real orders and needs --live",
@@ -73,8 +91,16 @@ def run(call: Invocation) -> int:
         )
     if mode != "backtest":
         return _run_live(call, settings, mode)
-    from tally.run.backtest import run_backtest
+    from tally.run.backtest import StoppedRun, execute_backtest, plan_backtest
+    from tally.run.lifecycle import EXIT_STOPPED, StopNow, stop_on_signals
 
+    plan = plan_backtest(  # everything checked before the ledger is even created
+        settings.run,
+        settings.ingest,
+        config=settings.run_config(),
+        data_dir=args.data,
+        faults=args.faults,
+    )
     init_store(call.url, settings.store)  # create or upgrade: the main job works on a fresh machine
     with open_store(call.url, settings=settings.store) as store:
         bar: Progress | None = None
@@ -86,15 +112,18 @@ def run(call: Invocation) -> int:
             bar.update(done)
 
         try:
-            summary = run_backtest(
-                store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                data_dir=args.data,
-                faults=args.faults,
-                progress=progress,
+            with stop_on_signals(then_ignore=True) as stop:
+                summary = execute_backtest(
+                    store, plan, progress=progress, runner=settings.runner, stop=stop
+                )
+        except StopNow as now:
+            print(
+                f"stopped at once by a second {now.reason}: the cycles in flight were dropped "
+                "whole, nothing partial was committed\n"
+                "  run the same command again to resume",
+                file=sys.stderr,
             )
+            return EXIT_STOPPED[now.reason]
         finally:
             if bar is not None:
                 bar.close()
@@ -102,6 +131,8 @@ def run(call: Invocation) -> int:
         print(json.dumps(summary.as_dict(), sort_keys=True))
     else:
         print(summary.render())
+    if isinstance(summary, StoppedRun):
+        return EXIT_STOPPED[summary.reason]
     return EXIT_OK
 
 
@@ -138,17 +169,40 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
 
 
 def runs(call: Invocation) -> int:
-    from projections.runs import list_runs
+    import time
+    from dataclasses import replace
 
+    from projections.runs import list_runs, run_state
+    from tally.run.lifecycle import process_gone, progress_of
+
+    store = call.ledger
+    # A lease whose process is known to be gone has lapsed, whatever its expiry says.
+    leases = {
+        run_id: replace(lease, expires_us=0) if process_gone(lease) else lease
+        for run_id, lease in store.leases.all().items()
+    }
+    now_us = time.time_ns() // 1000  # leases carry the runners' wall-clock expiry
     rows = []
-    for record in list_runs(call.ledger).records():
+    for record in list_runs(store).records():
         begin, end = record.start, record.finish
+        lease = leases.get(begin.run_id)
+        state = run_state(record, lease, now_us)
+        if state.state == "interrupted":  # its last heartbeat may lag: count the ledger's
+            done = progress_of(store, begin.run_id, begin.account).cycles_done
+            state = replace(state, cycles_done=done)
         rows.append(
             {
                 "run_id": begin.run_id,
                 "mode": begin.mode,
                 "seed": begin.seed,
                 "account": begin.account,
+                "state": state.state,
+                "cycles_done": state.cycles_done,
+                "cycles_planned": state.cycles_planned,
+                "stop_reason": state.reason or None,
+                "stop_detail": state.detail or None,
+                "pid": lease.pid if lease is not None and state.state == "running" else None,
+                "host": lease.host if lease is not None and state.state == "running" else None,
                 "started_position": record.started.position,
                 "finished_position": record.finished.position if record.finished else None,
                 "cycles": end.cycles if end is not None else None,
@@ -161,17 +215,29 @@ def runs(call: Invocation) -> int:
     if not rows:
         print("no runs in this ledger (record one with `tally run`)")
     for row in rows:
-        state = (
-            f"finished at {row['finished_position']}, {row['cycles']} cycles, "
-            f"fingerprint {str(row['fingerprint'])[:16]}"
-            if row["finished_position"]
-            else "never finished"
-        )
-        print(
-            f"{row['run_id']}  {row['mode']:<8} seed {row['seed']:<6} account "
-            f"{row['account']:<20} started at {row['started_position']}, {state}"
-        )
+        print(_run_line(row))
     return EXIT_OK
+
+
+def _run_line(row: dict[str, Any]) -> str:
+    done, planned = row["cycles_done"], row["cycles_planned"]
+    cycles = f"{done or 0:,}/{planned:,} cycles" if planned is not None else f"{done or 0:,} cycles"
+    state = row["state"]
+    if state == "finished":
+        tail = f"fingerprint {str(row['fingerprint'])[:16]}"
+    elif state == "running":
+        tail = f"pid {row['pid']} on {row['host']}"
+    elif state in ("stopped", "failed"):
+        tail = f"by {row['stop_reason']}" + (
+            f": {row['stop_detail']}" if row["stop_detail"] else ""
+        )
+        tail += "; resume: the same command again"
+    else:
+        tail = "its process died; resume: the same command again"
+    return (
+        f"{row['run_id']}  {row['mode']:<8} seed {row['seed']:<6} account "
+        f"{row['account']:<20} {state:<11} {cycles:<20} {tail}"
+    )
 
 
 COMMANDS = [

@@ -18,13 +18,14 @@ from typing import Any
 import msgspec
 
 from ingest.candles import CandleSet, CandleSource, generate_sample, load_candles
+from ingest.logs import log_committed
 from ingest.settings import IngestSettings
 from ingest.simulated import ErrorBurst, SimulatedFaults, Window
 from ingest.venues import MarketSpec, PaperVenue
 from ledger import events
 from ledger.clock import SimulatedClock
-from ledger.errors import InputError
-from ledger.market import split_symbol
+from ledger.errors import InputError, TallyError
+from ledger.market import MESSAGE_LENGTH_MAX, split_symbol
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore, StreamAppend
 from projections import portfolio
@@ -32,8 +33,9 @@ from projections.portfolio import PortfolioState
 from projections.runs import list_runs
 from tally.run import context
 from tally.run.cycle_loop import Collaborators, CycleLoop
-from tally.run.settings import FaultSettings, RunSettings
-from tally.run.strategy import load_strategy
+from tally.run.lifecycle import RunLease, RunProgress, StopNow, StopSignal, progress_of
+from tally.run.settings import FaultSettings, RunnerSettings, RunSettings
+from tally.run.strategy import Strategy, load_strategy
 
 
 @dataclass(frozen=True)
@@ -225,8 +227,49 @@ def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunS
     )
 
 
-def run_backtest(
-    store: EventStore,
+@dataclass(frozen=True)
+class StoppedRun:
+    """A run that stopped before its last cycle, whole and resumable."""
+
+    run_id: str
+    reason: str  # SIGINT, SIGTERM
+    cycles_done: int
+    cycles_planned: int
+    last_position: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": "stopped", **self.__dict__}
+
+    def render(self) -> str:
+        return "\n".join(
+            [
+                f"run {self.run_id} stopped by {self.reason} after "
+                f"{self.cycles_done:,} of {self.cycles_planned:,} cycles",
+                f"  every committed cycle is whole; the ledger ends at position "
+                f"{self.last_position:,}",
+                "  run the same command again to resume it from there",
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class BacktestPlan:
+    """Everything a backtest needs, checked, before anything is written."""
+
+    settings: RunSettings
+    ingest: IngestSettings
+    candles: CandleSet
+    quote: str
+    cash: Decimal
+    markets: dict[str, MarketSpec]
+    times: list[datetime]
+    strategy: Strategy
+    faults: SimulatedFaults | None
+    started: events.RunStarted
+    replay: bool  # re-executing a recorded run (``repro check``), never resuming one
+
+
+def plan_backtest(
     settings: RunSettings,
     ingest: IngestSettings,
     *,
@@ -234,18 +277,24 @@ def run_backtest(
     data_dir: Path | None = None,
     faults: bool | None = None,
     replay_of: events.RunStarted | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> RunSummary:
-    """Run a backtest into ``store``; ``replay_of`` re-executes a recorded run verbatim."""
+) -> BacktestPlan:
+    """Load and check the data, the markets, the cash and the strategy: a plan that fails
+    here has written nothing, not even a ledger file."""
     if replay_of is not None:
         inputs = inputs_from_record(replay_of, settings, data_dir)
-        started_event = replay_of
     else:
         inputs = prepare_inputs(settings, data_dir, faults)
+    candles = inputs.candles
+    symbols = candles.symbols
+    quote = single_quote(symbols, "the data", "split the files into one folder per quote asset")
+    times = candles.cycle_times()
+    if replay_of is not None:
+        started = replay_of
+    else:
         digest = context.config_hash(config)
         data = {**inputs.data, "faults": inputs.faults}
         run_id = context.run_id_for(digest, settings.seed, data)
-        started_event = events.RunStarted(
+        started = events.RunStarted(
             run_id=run_id,
             mode="backtest",
             seed=settings.seed,
@@ -256,68 +305,177 @@ def run_backtest(
             environment=context.environment(),
             data=data,
         )
+    return BacktestPlan(
+        settings=settings,
+        ingest=ingest,
+        candles=candles,
+        quote=quote,
+        cash=starting_cash(settings, quote),
+        markets=market_specs(settings, symbols),
+        times=times,
+        strategy=load_strategy(settings.strategy.path, dict(settings.strategy.params)),
+        faults=simulated_faults(settings.faults, times) if inputs.faults else None,
+        started=started,
+        replay=replay_of is not None,
+    )
+
+
+def run_backtest(
+    store: EventStore,
+    settings: RunSettings,
+    ingest: IngestSettings,
+    *,
+    config: dict[str, Any],
+    data_dir: Path | None = None,
+    faults: bool | None = None,
+    replay_of: events.RunStarted | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    runner: RunnerSettings | None = None,
+    stop: StopSignal | None = None,
+) -> RunSummary | StoppedRun:
+    """Plan and execute a backtest; ``replay_of`` re-executes a recorded run verbatim."""
+    plan = plan_backtest(
+        settings, ingest, config=config, data_dir=data_dir, faults=faults, replay_of=replay_of
+    )
+    return execute_backtest(store, plan, progress=progress, runner=runner, stop=stop)
+
+
+def execute_backtest(
+    store: EventStore,
+    plan: BacktestPlan,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    runner: RunnerSettings | None = None,
+    stop: StopSignal | None = None,
+) -> RunSummary | StoppedRun:
+    """Record a planned backtest into ``store``.
+
+    A ledger that holds the run unfinished (stopped, failed or crashed) resumes it:
+    ``RunResumed``, then every cycle runs again, the committed ones replaying by idempotency
+    key (checked against what is stored, never doubled), and the rest are appended. With
+    ``stop`` requested the run ends after the cycle in hand and returns a ``StoppedRun``.
+    """
+    settings, ingest, times = plan.settings, plan.ingest, plan.times
+    quote, cash, markets, candles = plan.quote, plan.cash, plan.markets, plan.candles
+    symbols, strategy, fault_plan = candles.symbols, plan.strategy, plan.faults
+    started_event = plan.started
     run_id, account = started_event.run_id, started_event.account
-    if replay_of is None:
+    resume: RunProgress | None = None
+    if not plan.replay:
         before, after = find_run(store, run_id)
         if before is not None and after is not None:
             return summary_from_ledger(before, after)
-        if before is not None:
-            raise InputError(
-                f"run {run_id} was started in this ledger (position {before.position}) and "
-                "never finished",
-                hint="record it again into a fresh ledger (--db), or change "
-                "the seed (--seed) to record a different run",
-                run_id=run_id,
-            )
+        if before is not None:  # an earlier start of the same inputs: resume it
+            assert isinstance(before.event, events.RunStarted)
+            started_event = before.event  # as recorded (where it first ran, too)
+            resume = progress_of(store, run_id, account)
 
-    candles = inputs.candles
-    symbols = candles.symbols
-    quote = single_quote(symbols, "the data", "split the files into one folder per quote asset")
-    cash = starting_cash(settings, quote)
-    markets = market_specs(settings, symbols)
-    times = candles.cycle_times()
-    clock = SimulatedClock(times[0])
-    store.clock = clock
-    source = CandleSource(
-        candles,
-        clock=clock,
-        seed=started_event.seed,
-        faults=simulated_faults(settings.faults, times) if inputs.faults else None,
-    )
-    venue = PaperVenue(name="paper", markets=markets, balances={quote: cash})
-    deposit = events.FundsDeposited(account=account, asset=quote, amount=cash)
-    positions = store.append_many(
-        [
-            StreamAppend(f"run/{run_id}", [started_event], expected_version=0),
-            StreamAppend(f"portfolio/{account}", [deposit], expected_version=0),
-        ],
+    # 2. The run, under its lease.
+    lease = RunLease(store, run_id, runner or RunnerSettings(), len(times))
+    lease.claim(resume.cycles_done if resume else 0)
+    done = resume.cycles_done if resume else 0
+    try:
+        clock = SimulatedClock(times[0])
+        store.clock = clock
+        source = CandleSource(candles, clock=clock, seed=started_event.seed, faults=fault_plan)
+        venue = PaperVenue(name="paper", markets=markets, balances={quote: cash})
+        deposit = events.FundsDeposited(account=account, asset=quote, amount=cash)
+        positions = store.append_many(
+            [
+                StreamAppend(f"run/{run_id}", [started_event], expected_version=0),
+                StreamAppend(f"portfolio/{account}", [deposit], expected_version=0),
+            ],
+            run_id=run_id,
+            idempotency_key=f"run/{run_id}/start",
+        )
+        first = positions[0][0]
+        if resume is not None:
+            # Stamped at the last committed cycle's time: recorded times follow positions.
+            store.clock = SimulatedClock(times[max(resume.cycles_done - 1, 0)])
+            record_resume(store, run_id, resume)
+            store.clock = clock
+        books = PortfolioState(account=account, quote=quote)
+        portfolio.apply(books, deposit, positions[1][0])
+        loop = CycleLoop(
+            store=store,
+            run_id=run_id,
+            account=account,
+            quote=quote,
+            symbols=symbols,
+            markets=markets,
+            sources=[source],
+            venue=venue,
+            strategy=strategy,
+            clock=clock,
+            seed=started_event.seed,
+            ingest=ingest,
+            validator=settings.validator,
+            books=books,
+            collaborators=Collaborators.fresh(ingest, clock),
+            commit_cycles=settings.commit_cycles,
+            progress=(lambda n: progress(n, len(times))) if progress else None,
+            resume_from=done,
+        )
+
+        def committed(cycles: int) -> None:
+            nonlocal done
+            done = max(done, cycles)
+            lease.beat(done)
+
+        asyncio.run(loop.run(times, stop=stop, after_commit=committed))
+        if stop is not None and stop.requested:
+            return record_stop(store, run_id, done, len(times), stop.reason)
+        return finish_run(store, started_event, loop, first=first, equity_start=cash)
+    except StopNow as now:
+        record_stop(
+            store, run_id, done, len(times), now.reason, "stopped at once by a second signal"
+        )
+        raise
+    except Exception as error:
+        record_stop(store, run_id, done, len(times), "error", f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        lease.done = done
+        lease.release()
+
+
+def record_resume(store: EventStore, run_id: str, found: RunProgress) -> None:
+    """Append ``RunResumed`` with what the ledger held of the run."""
+    stop = found.stopped
+    previously = "interrupted"
+    if stop is not None:
+        previously = f"stopped ({stop.reason}{': ' + stop.detail if stop.detail else ''})"
+    resumed = events.RunResumed(
         run_id=run_id,
-        idempotency_key=f"run/{run_id}/start",
+        cycles_done=found.cycles_done,
+        last_position=store.head(),
+        previously=previously[:MESSAGE_LENGTH_MAX],
     )
-    first = positions[0][0]
-    books = PortfolioState(account=account, quote=quote)
-    portfolio.apply(books, deposit, positions[1][0])
-    loop = CycleLoop(
-        store=store,
+    # expected_version None: the lease makes this process the run's only writer.
+    at = store.append(f"run/{run_id}", [resumed], expected_version=None, run_id=run_id)
+    log_committed([(resumed, at[0])])
+
+
+def record_stop(
+    store: EventStore, run_id: str, done: int, planned: int, reason: str, detail: str = ""
+) -> StoppedRun:
+    """Append ``RunStopped`` (best effort for a failure: the ledger may be what failed)."""
+    stopped = events.RunStopped(
         run_id=run_id,
-        account=account,
-        quote=quote,
-        symbols=symbols,
-        markets=markets,
-        sources=[source],
-        venue=venue,
-        strategy=load_strategy(settings.strategy.path, dict(settings.strategy.params)),
-        clock=clock,
-        seed=started_event.seed,
-        ingest=ingest,
-        validator=settings.validator,
-        books=books,
-        collaborators=Collaborators.fresh(ingest, clock),
-        commit_cycles=settings.commit_cycles,
-        progress=(lambda done: progress(done, len(times))) if progress else None,
+        cycles_done=done,
+        cycles_planned=planned,
+        reason=reason,
+        detail=detail[:MESSAGE_LENGTH_MAX],
     )
-    asyncio.run(loop.run(times))
-    return finish_run(store, started_event, loop, first=first, equity_start=cash)
+    try:
+        last = store.append(f"run/{run_id}", [stopped], expected_version=None, run_id=run_id)[0]
+    except TallyError:
+        if reason != "error":
+            raise
+        last = 0  # not recorded: the run shows as interrupted, which is as true
+    if last:
+        log_committed([(stopped, last)])
+    return StoppedRun(run_id, reason, done, planned, last)
 
 
 def finish_run(
@@ -352,7 +510,7 @@ def finish_run(
     last = store.append(
         f"run/{run_id}",
         [finished],
-        expected_version=1,
+        expected_version=None,
         run_id=run_id,
         idempotency_key=f"run/{run_id}/finish",
     )[0]

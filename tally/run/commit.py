@@ -10,7 +10,7 @@ from decimal import Decimal
 import msgspec
 
 from ingest.breaker import BreakerRegistry
-from ingest.logs import LOGGER, log_events
+from ingest.logs import LOGGER, log_committed, log_events
 from ingest.settings import IngestSettings
 from ingest.snapshot import PriceCache, Snapshot
 from ledger import events
@@ -58,6 +58,8 @@ def commit_cycle(
     settings: ValidatorSettings,
     price_steps: dict[str, Decimal] | None = None,
     observed: Sequence[tuple[str, events.Event]] = (),
+    log: bool = True,
+    logger: logging.Logger = LOGGER,
 ) -> Decision:
     """Validate a cycle's staged events and commit them atomically with the outcome.
 
@@ -68,6 +70,8 @@ def commit_cycle(
     checks apply). Passed: the staged events and ``ValidationPassed``. Reconciled: the same and
     ``PortfolioReconciled`` with the adjustments. Discarded: only ``CycleDiscarded``, with
     the reason, the diff and what was staged, so nothing disappears silently.
+    With ``log``, the operator lines of what was committed go to ``logger`` (a cycle that
+    a resumed run replays was logged the first time).
     """
     candidate = books.copy()
     for _, event in staged:
@@ -107,11 +111,14 @@ def commit_cycle(
             (stream, events.ValidationPassed(account=account, cycle=cycle, diff=diff)),
         ]
     committed = store.append_many(
-        group_appends([*observed, *outcome]),
+        group_appends(written := [*observed, *outcome]),
         run_id=run_id,
         idempotency_key=f"cycle/{run_id}/{account}/{cycle}",
     )
-    positions = [p for batch in committed for p in batch][len(observed) :]
+    everything = [p for batch in committed for p in batch]
+    if log:  # from what was committed, with its positions (appends keep the order)
+        log_committed(zip((e for _, e in written), everything, strict=True), logger)
+    positions = everything[len(observed) :]
     for (_, event), position in zip(outcome, positions, strict=True):
         portfolio.apply(books, event, position)  # a discard moves only the position
     return decision

@@ -6,7 +6,8 @@ package versions). The run id is derived from what determines the run (config ha
 data), so the same inputs give the same id.
 
 The fingerprint is a sha256 over the run's own events, without their ledger positions,
-stream versions or chain hashes, and without the "where it ran" part of ``RunStarted``.
+stream versions or chain hashes, without the "where it ran" part of ``RunStarted``, and
+without the bookkeeping of interruptions (``RunStopped``, ``RunResumed``).
 DESIGN.md had it as the chain hash at ``RunFinished``; that hash also depends on whatever the
 ledger held before the run, so the same run in a scratch ledger, or on PostgreSQL, or after
 another run would never match. This fingerprint does.
@@ -28,6 +29,9 @@ import msgspec
 from ledger import __version__, events
 
 FINGERPRINT_TAG = b"tally-run/1"
+# Records of how a run was interrupted and resumed, not of what it did: a run stopped and
+# resumed any number of times fingerprints like the same run done in one go.
+BOOKKEEPING = frozenset({"RunResumed", "RunStopped"})
 KEY_PACKAGES = ("sqlalchemy", "msgspec", "ccxt", "pandas", "pydantic", "alembic", "psycopg")
 _encoder = msgspec.json.Encoder(decimal_format="string", order="deterministic")
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,8 +101,8 @@ _row_decoder = msgspec.json.Decoder(_Row)
 _event_decoder = msgspec.json.Decoder(events.AnyEvent)
 
 
-def canonical(record: bytes) -> tuple[str | None, bytes]:
-    """(run id, the record's canonical form for comparison across ledgers).
+def canonical(record: bytes) -> tuple[str | None, str, bytes]:
+    """(run id, event type, the record's canonical form for comparison across ledgers).
 
     The stored record minus its position and stream version (they depend on what else the
     ledger holds); ``RunStarted`` also minus where the run ran. The event's own bytes are
@@ -111,27 +115,32 @@ def canonical(record: bytes) -> tuple[str | None, bytes]:
         body = msgspec.Raw(
             _encoder.encode(msgspec.structs.replace(started, code_version="", environment={}))
         )
-    return row.run_id, _encoder.encode(
-        (
-            row.stream,
-            row.type,
-            row.recorded_at,
-            row.run_id,
-            row.causation_id,
-            row.correlation_id,
-            row.idempotency_key,
-            body,
-        )
+    return (
+        row.run_id,
+        row.type,
+        _encoder.encode(
+            (
+                row.stream,
+                row.type,
+                row.recorded_at,
+                row.run_id,
+                row.causation_id,
+                row.correlation_id,
+                row.idempotency_key,
+                body,
+            )
+        ),
     )
 
 
 def run_records(
     records: Iterable[tuple[int, bytes, bytes]], run_id: str
 ) -> Iterator[tuple[int, bytes]]:
-    """(position, canonical form) of ``run_id``'s records, in ledger order."""
+    """(position, canonical form) of ``run_id``'s records, in ledger order, without the
+    bookkeeping of interruptions (see ``BOOKKEEPING``)."""
     for position, record, _hash in records:
-        owner, form = canonical(record)
-        if owner == run_id:
+        owner, kind, form = canonical(record)
+        if owner == run_id and kind not in BOOKKEEPING:
             yield position, form
 
 

@@ -27,6 +27,7 @@ from projections.portfolio import PortfolioState
 from projections.reconciliation import state_from_balances
 from projections.validator import ValidatorSettings
 from tally.run.commit import commit_cycle
+from tally.run.lifecycle import StopSignal
 from tally.run.strategy import CycleView, Strategy
 
 MONEY = (events.TradeExecuted, events.FeeCharged)
@@ -88,6 +89,10 @@ class CycleLoop:
     collaborators: Collaborators
     commit_cycles: int = 1
     progress: Callable[[int], None] | None = None
+    # Cycles an earlier start already committed: they run again (their appends replay by
+    # idempotency key, so nothing is doubled and the re-derived events are checked against
+    # the stored ones), and their log lines are not written twice.
+    resume_from: int = 0
     counts: CycleCounts = field(default_factory=CycleCounts)
     marks: dict[str, Decimal] = field(default_factory=dict)  # last known mark per symbol
 
@@ -113,14 +118,31 @@ class CycleLoop:
         )
         self.price_steps = {s: m.price_step for s, m in self.markets.items()}
 
-    async def run(self, times: Sequence[datetime], first_cycle: int = 0) -> None:
-        """Run one cycle at each of ``times``, committing every ``commit_cycles`` cycles."""
+    async def run(
+        self,
+        times: Sequence[datetime],
+        *,
+        stop: StopSignal | None = None,
+        after_commit: Callable[[int], None] | None = None,
+    ) -> int:
+        """Run one cycle at each of ``times``, committing every ``commit_cycles`` cycles;
+        return the cycles done. A requested stop ends the group after the cycle in hand,
+        which then commits whole."""
+        done = 0
         for start in range(0, len(times), self.commit_cycles):
             with self.store.unit_of_work():
-                for offset, moment in enumerate(times[start : start + self.commit_cycles]):
-                    await self.cycle(first_cycle + start + offset, moment)
+                for moment in times[start : start + self.commit_cycles]:
+                    await self.cycle(done, moment)
+                    done += 1
+                    if stop is not None and stop.requested:
+                        break
             if self.progress is not None:
-                self.progress(min(start + self.commit_cycles, len(times)))
+                self.progress(done)
+            if after_commit is not None:
+                after_commit(done)
+            if stop is not None and stop.requested:
+                break
+        return done
 
     async def cycle(self, cycle: int, moment: datetime) -> None:
         if isinstance(self.clock, SimulatedClock):
@@ -167,6 +189,7 @@ class CycleLoop:
             settings=self.validator,
             price_steps=self.price_steps,
             observed=observed,
+            log=cycle >= self.resume_from,
         )
         if decision.outcome == "passed":
             counts.passed += 1

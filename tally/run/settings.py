@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ingest.provider_errors import CCXT_RETRYABLE
 from ledger.config import StrictModel
@@ -102,3 +102,20 @@ class RunSettings(StrictModel):
     strategy: StrategySettings = StrategySettings()
     live: LiveSettings = LiveSettings()
     validator: ValidatorSettings = ValidatorSettings()
+
+
+class RunnerSettings(StrictModel):
+    """How the runner operates, not what it records: never part of a run's configuration
+    (changing a heartbeat does not make a different run)."""
+
+    # A running run renews its lease this often (a row update, not an event)...
+    heartbeat_s: float = Field(2.0, gt=0, le=3600)
+    # ...and is shown as interrupted (its process gone) after this long without one; a
+    # second process may then take the run over.
+    heartbeat_expiry_s: float = Field(30.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _expiry_outlasts_heartbeat(self) -> RunnerSettings:
+        if self.heartbeat_expiry_s <= self.heartbeat_s:
+            raise ValueError("heartbeat_expiry_s must be > heartbeat_s")
+        return self

@@ -20,7 +20,6 @@ from ingest.simulated import ErrorBurst, SimulatedFaults, SimulatedSource, Windo
 from ingest.snapshot import Snapshot, SnapshotTaker
 from ledger import events
 from ledger.clock import SimulatedClock
-from ledger.recorded import RecordedEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SETTINGS = IngestSettings()
@@ -325,9 +324,6 @@ def test_the_same_seed_gives_the_same_events() -> None:
 
 @pytest.mark.smoke
 def test_log_markers_come_from_events() -> None:
-    def recorded(event: events.Event) -> RecordedEvent:
-        return RecordedEvent(7, "s", 1, type(event).__name__, T0, None, None, None, None, event)  # type: ignore[arg-type]
-
     cases = {
         "DATA_RETRY": events.RetryScheduled(
             source="x", endpoint="ticker", symbol="S", attempt=1, delay_ms=100
@@ -354,13 +350,10 @@ def test_log_markers_come_from_events() -> None:
         "CIRCUIT_CLOSED": events.CircuitClosed(breaker="x:ticker", trial_successes=2),
     }
     for marker, event in cases.items():
-        line = log_line(recorded(event))
+        line = log_line(event, 7)
         assert line is not None and line[1].startswith(marker) and "position=7" in line[1]
-    assert (
-        log_line(recorded(events.SnapshotSealed(snapshot_id="1", fresh=3, stale=0, failed=0)))
-        is None
-    )
-    assert log_line(recorded(outcome(False)))[0] == logging.WARNING  # type: ignore[index]
+    assert log_line(events.SnapshotSealed(snapshot_id="1", fresh=3, stale=0, failed=0), 7) is None
+    assert log_line(outcome(False), 7)[0] == logging.WARNING  # type: ignore[index]
 
 
 def test_simulated_candles_start_at_since_and_keep_the_contract() -> None:

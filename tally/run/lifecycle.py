@@ -1,0 +1,171 @@
+"""A run's life outside its events: stop signals, its lease and heartbeat, and what an
+earlier start of it left in the ledger.
+
+- ``StopSignal``: the first SIGINT or SIGTERM asks the loop to stop after the cycle in hand
+  (it commits whole, then ``RunStopped`` is recorded); a second one stops at once by raising
+  ``StopNow`` wherever the run is, so the open transaction rolls back whole.
+- ``RunLease``: the claim that one process records this run now, renewed every
+  ``runner.heartbeat_s`` from the loop (a row update, never an event).
+- ``progress_of``: how many whole cycles of a run the ledger holds, and how it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from ledger import events
+from ledger.errors import TallyError
+from ledger.store import EventStore
+from ledger.store.leases import Lease
+from tally.run.settings import RunnerSettings
+
+OUTCOMES = ("ValidationPassed", "PortfolioReconciled", "CycleDiscarded")
+EXIT_STOPPED = {"SIGINT": 130, "SIGTERM": 143}  # the shell's convention: 128 + signal
+EXIT_STOPPED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopNow(BaseException):
+    """Raised by a second stop signal: leave at once (open transactions roll back whole)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class StopSignal:
+    """Whether the operator asked the run to stop, and with which signal."""
+
+    reason: str = ""
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.reason)
+
+    def request(self, reason: str) -> None:
+        if self.reason:
+            raise StopNow(reason)
+        self.reason = reason
+
+
+@contextmanager
+def stop_on_signals(*, then_ignore: bool = False) -> Iterator[StopSignal]:
+    """Catch SIGINT and SIGTERM for the duration of a run (main thread only).
+
+    ``then_ignore``: afterwards ignore them instead of restoring the previous handlers,
+    for a process that exits next (a signal that lands while it prints its summary would
+    otherwise kill it with a traceback and a misleading exit code)."""
+    stop = StopSignal()
+
+    def handler(number: int, _frame: FrameType | None) -> None:
+        stop.request(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, handler) for number in EXIT_STOPPED_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for number, before in previous.items():
+            signal.signal(number, signal.SIG_IGN if then_ignore else before)
+
+
+def process_gone(lease: Lease) -> bool:
+    """Whether a lease's process is known to be dead: it ran on this host and its pid is
+    gone. (A pid reused by another process keeps the lease until its expiry: safe side.)"""
+    if lease.host != socket.gethostname():
+        return False
+    try:
+        os.kill(lease.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def _now_us() -> int:
+    # The wall clock, on purpose: a lease is about the process, never part of an event.
+    return time.time_ns() // 1000
+
+
+@dataclass
+class RunLease:
+    """This process's claim on a run, renewed at most every ``heartbeat_s``."""
+
+    store: EventStore
+    run_id: str
+    settings: RunnerSettings
+    cycles_planned: int
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    done: int = 0
+    _beaten: float = 0.0
+
+    def claim(self, done: int = 0) -> None:
+        """Take the run; ``RunBusy`` (with the holder's pid and host) if another runs it."""
+        now = _now_us()
+        self.done = done
+        self.store.leases.claim(
+            Lease(
+                self.run_id,
+                self.owner,
+                os.getpid(),
+                socket.gethostname(),
+                "running",
+                now,
+                now + int(self.settings.heartbeat_expiry_s * 1e6),
+                done,
+                self.cycles_planned,
+            ),
+            now,
+            lapsed=process_gone,
+        )
+        self._beaten = time.monotonic()
+
+    def beat(self, done: int, *, force: bool = False) -> None:
+        """Renew the lease if ``heartbeat_s`` has passed since the last renewal."""
+        self.done = done
+        if not force and time.monotonic() - self._beaten < self.settings.heartbeat_s:
+            return
+        now = _now_us()
+        expires = now + int(self.settings.heartbeat_expiry_s * 1e6)
+        self.store.leases.renew(self.run_id, self.owner, now, expires, done)
+        self._beaten = time.monotonic()
+
+    def release(self) -> None:
+        """Give the run up: it finished, stopped or failed (its events say which).
+
+        Best effort: when the ledger is what failed, the claim lapses at its expiry."""
+        with suppress(TallyError):
+            self.store.leases.release(self.run_id, self.owner, _now_us(), self.done)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """What the ledger holds of a run: whole cycles committed and how its last start ended."""
+
+    cycles_done: int
+    stopped: events.RunStopped | None  # the last RunStopped after the last (re)start
+
+
+def progress_of(store: EventStore, run_id: str, account: str) -> RunProgress:
+    """Count the run's committed cycles (one outcome event each) and find its last stop."""
+    done = 0
+    for recorded in store.query(stream=f"portfolio/{account}", types=OUTCOMES):
+        if recorded.run_id == run_id:
+            done = max(done, int(getattr(recorded.event, "cycle", -1)) + 1)
+    stopped: events.RunStopped | None = None
+    for recorded in store.read(f"run/{run_id}"):
+        event: Any = recorded.event
+        if isinstance(event, events.RunStopped):
+            stopped = event
+        elif isinstance(event, events.RunResumed):
+            stopped = None
+    return RunProgress(done, stopped)

@@ -1,0 +1,130 @@
+"""A stopped or failed backtest resumes to the one-go fingerprint, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ledger import events, open_store
+from ledger.errors import RunBusy
+from ledger.store.leases import Lease
+from projections.runs import list_runs, run_state
+from tally.repro import check
+from tally.run.backtest import (
+    RunSummary,
+    StoppedRun,
+    execute_backtest,
+    plan_backtest,
+)
+from tally.run.lifecycle import RunLease, StopSignal
+from tally.run.settings import RunnerSettings
+from tally.settings import Settings
+
+SETTINGS = Settings.model_validate(
+    {"run": {"sample": {"days": 1}, "commit_cycles": 25, "faults": {"failure_rate": 0.05}}}
+)
+
+
+def plan() -> Any:
+    return plan_backtest(SETTINGS.run, SETTINGS.ingest, config=SETTINGS.run_config())
+
+
+def stop_after(cycles: int, stop: StopSignal) -> Callable[[int, int], None]:
+    def progress(done: int, _total: int) -> None:
+        if done >= cycles:
+            stop.reason = stop.reason or "SIGINT"
+
+    return progress
+
+
+@pytest.fixture(scope="module")
+def one_go(tmp_path_factory: pytest.TempPathFactory) -> RunSummary:
+    from ledger import init_store
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('one-go') / 'ledger.db'}"
+    init_store(url)
+    with open_store(url) as store:
+        summary = execute_backtest(store, plan())
+    assert isinstance(summary, RunSummary)
+    return summary
+
+
+def test_stopped_twice_then_resumed_fingerprints_like_one_go(
+    ledger_url: str, one_go: RunSummary
+) -> None:
+    with open_store(ledger_url) as store:
+        # Progress is reported after each commit group (25 cycles): a stop asked for at
+        # cycle 40 is seen at 50, one at 130 at 150 (the first 50 replayed, not doubled).
+        for ask, cycles in ((40, 50), (130, 150)):
+            stop = StopSignal()
+            stopped = execute_backtest(store, plan(), progress=stop_after(ask, stop), stop=stop)
+            assert isinstance(stopped, StoppedRun)
+            assert stopped.reason == "SIGINT" and stopped.cycles_done == cycles
+            record = list_runs(store).get(stopped.run_id)
+            assert record is not None
+            state = run_state(record, store.leases.all().get(stopped.run_id), 0)
+            assert (state.state, state.cycles_done) == ("stopped", cycles)
+        done = execute_backtest(store, plan())
+        assert isinstance(done, RunSummary)
+        assert done.fingerprint == one_go.fingerprint and done.events == one_go.events
+        assert done.counts == one_go.counts and done.equity_end == one_go.equity_end
+        store.verify()
+        kinds = [r.event for r in store.read(f"run/{done.run_id}")]
+        assert [type(e).__name__ for e in kinds] == [
+            "RunStarted",
+            "RunStopped",
+            "RunResumed",
+            "RunStopped",
+            "RunResumed",
+            "RunFinished",
+        ]
+        resumed = [e for e in kinds if isinstance(e, events.RunResumed)]
+        assert [r.cycles_done for r in resumed] == [50, 150]
+        assert resumed[1].previously == "stopped (SIGINT)"
+        # Each cycle is in the ledger once: its outcome event appears once per cycle.
+        outcomes = [
+            r.event.cycle  # type: ignore[union-attr]
+            for r in store.query(
+                stream=f"portfolio/{done.account}",
+                types=("ValidationPassed", "PortfolioReconciled", "CycleDiscarded"),
+            )
+        ]
+        assert outcomes == list(range(done.counts["cycles"]))
+        assert check(store, done.run_id).reproduced
+
+
+def test_a_run_held_by_a_live_process_is_refused_then_resumes(
+    sqlite_url: str, one_go: RunSummary
+) -> None:
+    with open_store(sqlite_url) as store:
+        stop = StopSignal()
+        execute_backtest(store, plan(), progress=stop_after(50, stop), stop=stop)
+        # A process that claimed the run and is still alive (its pid is this test's) holds
+        # it: a second start is refused with that pid, and resumes once it is released.
+        run_id = one_go.run_id
+        lease = RunLease(
+            store, run_id, RunnerSettings(heartbeat_s=0.1, heartbeat_expiry_s=0.2), 288
+        )
+        lease.claim(50)
+        with pytest.raises(RunBusy, match="being recorded by pid"):
+            execute_backtest(store, plan())
+        store.leases.release(run_id, lease.owner, 0, 50)
+        done = execute_backtest(store, plan())
+        assert isinstance(done, RunSummary) and done.fingerprint == one_go.fingerprint
+
+
+def test_a_lapsed_lease_is_taken_over_and_a_live_one_is_not(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as store:
+        first = Lease("run-x", "a", 1, "elsewhere", "running", 0, 1_000, 0, 10)
+        store.leases.claim(first, now_us=0)
+        with pytest.raises(RunBusy) as busy:
+            store.leases.claim(Lease("run-x", "b", 2, "here", "running", 0, 2_000, 0, 10), 500)
+        assert busy.value.context["pid"] == 1 and busy.value.context["host"] == "elsewhere"
+        store.leases.claim(Lease("run-x", "b", 2, "here", "running", 0, 3_000, 0, 10), 1_500)
+        assert store.leases.all()["run-x"].owner == "b"
+        from ledger.errors import LeaseLost
+
+        with pytest.raises(LeaseLost):
+            store.leases.renew("run-x", "a", 1_600, 5_000, 3)
