@@ -12,6 +12,9 @@ from ledger.errors import EXIT_OK, InputError
 from tally.cli.table import Command, Invocation
 from tally.logs import FORMATS, LEVELS
 
+# A paper or live run that ran but priced nothing: every mark failed (exchange unreachable).
+EXIT_NO_PRICES = 3
+
 if TYPE_CHECKING:
     from tally.settings import Settings
 
@@ -138,10 +141,13 @@ def run(call: Invocation) -> int:
 
 def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
     import asyncio
+    import logging
 
     from ledger.store import init_store, open_store
     from tally.progress import Progress
-    from tally.run.live import exchange_from_environment, run_live
+    from tally.run.backtest import StoppedRun
+    from tally.run.lifecycle import EXIT_STOPPED, StopNow, stop_on_signals
+    from tally.run.live import exchange_from_environment, priced_nothing, run_live
 
     args, live = call.args, settings.run.live
     exchange = exchange_from_environment(live.exchange, live=mode == "live")
@@ -149,22 +155,42 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
     with open_store(call.url, settings=settings.store) as store:
         bar = Progress("cycles", args.cycles or live.cycles)
         try:
-            summary = asyncio.run(
-                run_live(
-                    store,
-                    settings.run,
-                    settings.ingest,
-                    config=settings.run_config(),
-                    exchange=exchange,
-                    mode=mode,
-                    cycles=args.cycles or live.cycles,
-                    interval_s=live.interval_s,
-                    progress=lambda done, _total: bar.update(done),
+            with stop_on_signals(then_ignore=True) as stop:
+                summary = asyncio.run(
+                    run_live(
+                        store,
+                        settings.run,
+                        settings.ingest,
+                        config=settings.run_config(),
+                        exchange=exchange,
+                        mode=mode,
+                        cycles=args.cycles or live.cycles,
+                        interval_s=live.interval_s,
+                        progress=lambda done, _total: bar.update(done),
+                        runner=settings.runner,
+                        stop=stop,
+                    )
                 )
+        except StopNow as now:
+            print(
+                f"stopped at once by a second {now.reason}: the cycle in flight was dropped "
+                "whole, nothing partial was committed",
+                file=sys.stderr,
             )
+            return EXIT_STOPPED[now.reason]
         finally:
             bar.close()
     print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else summary.render())
+    if isinstance(summary, StoppedRun):
+        return EXIT_STOPPED[summary.reason]
+    if priced_nothing(summary):
+        logging.getLogger("tally.run").error(
+            "NO_PRICES run=%s every one of %d marks failed: nothing was priced, nothing traded; "
+            "check the exchange (run.live.exchange) and the network",
+            summary.run_id,
+            summary.counts["failed"],
+        )
+        return EXIT_NO_PRICES
     return EXIT_OK
 
 

@@ -11,7 +11,6 @@ Each cycle commits on its own (no grouping): the real clock runs between cycles.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from decimal import Decimal
@@ -30,13 +29,23 @@ from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
 from tally.run import context
-from tally.run.backtest import RunSummary, finish_run, market_specs, single_quote, starting_cash
+from tally.run.backtest import (
+    RunSummary,
+    StoppedRun,
+    finish_run,
+    market_specs,
+    record_stop,
+    single_quote,
+    starting_cash,
+)
 from tally.run.cycle_loop import Collaborators, CycleLoop
-from tally.run.settings import RunSettings
+from tally.run.lifecycle import RunLease, StopNow, StopSignal
+from tally.run.settings import RunnerSettings, RunSettings
 from tally.run.strategy import load_strategy
 
 KEY_ENV = ("TALLY_API_KEY", "TALLY_API_SECRET")
 PASSWORD_ENV = "TALLY_API_PASSWORD"
+WAIT_SLICE_S = 0.25  # a wait between cycles checks for a stop and renews the lease this often
 
 
 def exchange_from_environment(exchange_id: str, *, live: bool) -> Any:
@@ -141,28 +150,49 @@ async def _warm_up(
     return entries
 
 
+def priced_nothing(summary: RunSummary) -> bool:
+    """Whether a run that ran cycles had every mark fail (the exchange was never reached)."""
+    counts = summary.counts
+    return counts["cycles"] > 0 and counts["fresh"] + counts["stale"] == 0
+
+
 async def _cycles(
-    loop: CycleLoop, cycles: int, interval_s: float, progress: Callable[[int, int], None] | None
-) -> tuple[str, Decimal]:
-    """Run the cycles on the real clock; return (status, equity at the start)."""
+    loop: CycleLoop,
+    cycles: int,
+    interval_s: float,
+    progress: Callable[[int, int], None] | None,
+    lease: RunLease,
+    stop: StopSignal | None,
+) -> tuple[int, Decimal]:
+    """Run the cycles on the real clock; return (cycles done, equity at the start).
+
+    A requested stop ends the run after the cycle in hand, or cuts a wait between cycles
+    short; the lease is renewed after each cycle and during the waits."""
     books = loop.books
     # Cash only (a paper run) needs no prices; held positions are valued at the first
     # snapshot's marks.
     equity_start = books.equity({}) if not any(books.positions.values()) else None
-    status = "completed"
-    try:
-        for cycle in range(cycles):
-            with loop.store.unit_of_work():
-                await loop.cycle(cycle, loop.clock.now())
-            if equity_start is None:
-                equity_start = books.equity(loop.marks)
-            if progress is not None:
-                progress(cycle + 1, cycles)
-            if cycle + 1 < cycles:
-                await loop.clock.sleep(interval_s)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        status = "interrupted"
-    return status, books.equity(loop.marks) if equity_start is None else equity_start
+    done = 0
+    for cycle in range(cycles):
+        with loop.store.unit_of_work():
+            await loop.cycle(cycle, loop.clock.now())
+        done = cycle + 1
+        lease.beat(done)
+        if equity_start is None:
+            equity_start = books.equity(loop.marks)
+        if progress is not None:
+            progress(done, cycles)
+        if done == cycles or (stop is not None and stop.requested):
+            break
+        waited = 0.0
+        while waited < interval_s and not (stop is not None and stop.requested):
+            step = min(WAIT_SLICE_S, interval_s - waited)
+            await loop.clock.sleep(step)
+            waited += step
+            lease.beat(done)
+        if stop is not None and stop.requested:
+            break
+    return done, books.equity(loop.marks) if equity_start is None else equity_start
 
 
 async def run_live(
@@ -177,8 +207,12 @@ async def run_live(
     interval_s: float,
     clock: Clock | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> RunSummary:
-    """Run ``cycles`` cycles ``interval_s`` apart on ``clock`` (the system clock)."""
+    runner: RunnerSettings | None = None,
+    stop: StopSignal | None = None,
+) -> RunSummary | StoppedRun:
+    """Run ``cycles`` cycles ``interval_s`` apart on ``clock`` (the system clock).
+
+    SIGINT/SIGTERM (``stop``) end it after the cycle in hand with ``RunStopped``."""
     clock = clock or SystemClock()
     store.clock = clock
     symbols = sorted(settings.live.symbols)
@@ -247,8 +281,21 @@ async def run_live(
         collaborators=Collaborators.fresh(ingest, clock),
         commit_cycles=1,
     )
+    lease = RunLease(store, run_id, runner or RunnerSettings(), cycles)
+    lease.claim(0)
     try:
-        status, equity_start = await _cycles(loop, cycles, interval_s, progress)
+        done, equity_start = await _cycles(loop, cycles, interval_s, progress, lease, stop)
+        if done < cycles:
+            assert stop is not None
+            return record_stop(store, run_id, done, cycles, stop.reason)
+        return finish_run(store, started, loop, first=first, equity_start=equity_start)
+    except StopNow as now:
+        record_stop(store, run_id, lease.done, cycles, now.reason, "stopped at once")
+        raise
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"
+        record_stop(store, run_id, lease.done, cycles, "error", detail)
+        raise
     finally:
+        lease.release()
         await source.close()
-    return finish_run(store, started, loop, first=first, equity_start=equity_start, status=status)

@@ -180,3 +180,61 @@ def test_live_mode_without_keys_is_refused() -> None:
 
     with pytest.raises(InputError, match="TALLY_API_KEY"):
         exchange_from_environment("bitstamp", live=True)
+
+
+def test_a_paper_run_stops_whole_on_a_signal_and_says_when_nothing_was_priced(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    import time
+
+    from tally.run.backtest import RunSummary, StoppedRun
+    from tally.run.lifecycle import StopSignal
+    from tally.run.live import priced_nothing
+
+    settings = settings_for(["BTC/USDT"], tmp_path / "cache")
+    stop = StopSignal()
+
+    def progress(done: int, _total: int) -> None:
+        if done == 1:  # a SIGTERM half a second into the 30 s wait after the first cycle
+            asyncio.get_running_loop().call_later(0.5, stop.request, "SIGTERM")
+
+    async def scenario(server: RecordedExchangeServer) -> Any:
+        with open_store(sqlite_url) as store:
+            began = time.monotonic()
+            stopped = await run_live(
+                store,
+                settings.run,
+                settings.ingest,
+                config=settings.run_config(),
+                exchange=server.exchange("bitstamp"),
+                mode="paper",
+                cycles=50,
+                interval_s=30,  # the wait after cycle 1 is cut short by the stop
+                progress=progress,
+                stop=stop,
+            )
+            took = time.monotonic() - began
+            # Every ticker request fails from here on: three cycles, nothing priced.
+            server.plan.then(*[Fault.http(503)] * 200)
+            dark = await run_live(
+                store,
+                settings.run,
+                settings.ingest,
+                config=settings.run_config(),
+                exchange=server.exchange("bitstamp"),
+                mode="paper",
+                cycles=3,
+                interval_s=0.01,
+            )
+            kinds = [type(r.event).__name__ for r in store.read(f"run/{stopped.run_id}")]
+            return stopped, dark, kinds, took
+
+    stopped, dark, kinds, took = asyncio.run(with_server(scenario))
+    assert took < 25  # the 30 s wait after cycle 1 did not run out
+    assert isinstance(stopped, StoppedRun)
+    assert (stopped.reason, stopped.cycles_done, stopped.cycles_planned) == ("SIGTERM", 1, 50)
+    assert kinds == ["RunStarted", "RunStopped"]
+    assert isinstance(dark, RunSummary) and priced_nothing(dark)
+    assert dark.counts["failed"] == 3 and not priced_nothing(
+        RunSummary(**{**dark.__dict__, "counts": {**dark.counts, "fresh": 1}})
+    )
