@@ -17,6 +17,21 @@ from ledger import events
 from ledger.recorded import RecordedEvent
 
 LOGGER = logging.getLogger("tally.ingest")
+# The event types that can have a line (``log_line`` says which of their events do).
+LOGGED = frozenset(
+    {
+        events.RetryScheduled,
+        events.FetchFailed,
+        events.StalePriceUsed,
+        events.SymbolSkipped,
+        events.DataRecovered,
+        events.SnapshotSealed,
+        events.CircuitOpened,
+        events.CircuitClosed,
+        events.RunStopped,
+        events.RunResumed,
+    }
+)
 
 
 def log_line(e: events.Event, position: int) -> tuple[int, str] | None:
@@ -84,6 +99,8 @@ def log_committed(
         return 0
     written = 0
     for event, position in committed:
+        if type(event) not in LOGGED:  # most of a cycle's events: skipped without a match
+            continue
         line = log_line(event, position)
         if line is not None:
             logger.log(line[0], line[1])
