@@ -94,8 +94,8 @@ def run(call: Invocation) -> int:
         )
     if mode != "backtest":
         return _run_live(call, settings, mode)
-    from tally.run.backtest import StoppedRun, execute_backtest, plan_backtest
-    from tally.run.lifecycle import EXIT_STOPPED, StopNow, stop_on_signals
+    from tally.run.backtest import execute_backtest, plan_backtest
+    from tally.run.lifecycle import EXIT_STOPPED, StopNow, StoppedRun, stop_on_signals
 
     plan = plan_backtest(  # everything checked before the ledger is even created
         settings.run,
@@ -120,13 +120,7 @@ def run(call: Invocation) -> int:
                     store, plan, progress=progress, runner=settings.runner, stop=stop
                 )
         except StopNow as now:
-            print(
-                f"stopped at once by a second {now.reason}: the cycles in flight were dropped "
-                "whole, nothing partial was committed\n"
-                "  run the same command again to resume",
-                file=sys.stderr,
-            )
-            return EXIT_STOPPED[now.reason]
+            return _stopped_at_once(now.reason)
         finally:
             if bar is not None:
                 bar.close()
@@ -139,14 +133,25 @@ def run(call: Invocation) -> int:
     return EXIT_OK
 
 
+def _stopped_at_once(reason: str) -> int:
+    """What a second stop signal prints, and its exit code."""
+    from tally.run.lifecycle import EXIT_STOPPED
+
+    print(
+        f"stopped at once by a second {reason}: the cycles in flight were dropped whole, "
+        "nothing partial was committed\n  run the same command again to resume",
+        file=sys.stderr,
+    )
+    return EXIT_STOPPED[reason]
+
+
 def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
     import asyncio
     import logging
 
     from ledger.store import init_store, open_store
     from tally.progress import Progress
-    from tally.run.backtest import StoppedRun
-    from tally.run.lifecycle import EXIT_STOPPED, StopNow, stop_on_signals
+    from tally.run.lifecycle import EXIT_STOPPED, StopNow, StoppedRun, stop_on_signals
     from tally.run.live import exchange_from_environment, priced_nothing, run_live
 
     args, live = call.args, settings.run.live
@@ -172,12 +177,7 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
                     )
                 )
         except StopNow as now:
-            print(
-                f"stopped at once by a second {now.reason}: the cycle in flight was dropped "
-                "whole, nothing partial was committed",
-                file=sys.stderr,
-            )
-            return EXIT_STOPPED[now.reason]
+            return _stopped_at_once(now.reason)
         finally:
             bar.close()
     print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else summary.render())

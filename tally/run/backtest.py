@@ -24,7 +24,7 @@ from ingest.simulated import ErrorBurst, SimulatedFaults, Window
 from ingest.venues import MarketSpec, PaperVenue
 from ledger import events
 from ledger.clock import SimulatedClock
-from ledger.errors import InputError, TallyError
+from ledger.errors import InputError
 from ledger.market import MESSAGE_LENGTH_MAX, split_symbol
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore, StreamAppend
@@ -33,7 +33,15 @@ from projections.portfolio import PortfolioState
 from projections.runs import list_runs
 from tally.run import context
 from tally.run.cycle_loop import Collaborators, CycleLoop
-from tally.run.lifecycle import RunLease, RunProgress, StopNow, StopSignal, progress_of
+from tally.run.lifecycle import (
+    RunLease,
+    RunProgress,
+    StoppedRun,
+    StopSignal,
+    progress_of,
+    record_stop,
+    recording_the_end,
+)
 from tally.run.settings import FaultSettings, RunnerSettings, RunSettings
 from tally.run.strategy import Strategy, load_strategy
 
@@ -228,31 +236,6 @@ def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunS
 
 
 @dataclass(frozen=True)
-class StoppedRun:
-    """A run that stopped before its last cycle, whole and resumable."""
-
-    run_id: str
-    reason: str  # SIGINT, SIGTERM
-    cycles_done: int
-    cycles_planned: int
-    last_position: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"status": "stopped", **self.__dict__}
-
-    def render(self) -> str:
-        return "\n".join(
-            [
-                f"run {self.run_id} stopped by {self.reason} after "
-                f"{self.cycles_done:,} of {self.cycles_planned:,} cycles",
-                f"  every committed cycle is whole; the ledger ends at position "
-                f"{self.last_position:,}",
-                "  run the same command again to resume it from there",
-            ]
-        )
-
-
-@dataclass(frozen=True)
 class BacktestPlan:
     """Everything a backtest needs, checked, before anything is written."""
 
@@ -373,8 +356,7 @@ def execute_backtest(
     # 2. The run, under its lease.
     lease = RunLease(store, run_id, runner or RunnerSettings(), len(times))
     lease.claim(resume.cycles_done if resume else 0)
-    done = resume.cycles_done if resume else 0
-    try:
+    with recording_the_end(store, lease):
         clock = SimulatedClock(times[0])
         store.clock = clock
         source = CandleSource(candles, clock=clock, seed=started_event.seed, faults=fault_plan)
@@ -414,29 +396,12 @@ def execute_backtest(
             collaborators=Collaborators.fresh(ingest, clock),
             commit_cycles=settings.commit_cycles,
             progress=(lambda n: progress(n, len(times))) if progress else None,
-            resume_from=done,
+            resume_from=lease.done,
         )
-
-        def committed(cycles: int) -> None:
-            nonlocal done
-            done = max(done, cycles)
-            lease.beat(done)
-
-        asyncio.run(loop.run(times, stop=stop, after_commit=committed))
+        asyncio.run(loop.run(times, stop=stop, after_commit=lease.beat))
         if stop is not None and stop.requested:
-            return record_stop(store, run_id, done, len(times), stop.reason)
+            return record_stop(store, run_id, lease.done, len(times), stop.reason)
         return finish_run(store, started_event, loop, first=first, equity_start=cash)
-    except StopNow as now:
-        record_stop(
-            store, run_id, done, len(times), now.reason, "stopped at once by a second signal"
-        )
-        raise
-    except Exception as error:
-        record_stop(store, run_id, done, len(times), "error", f"{type(error).__name__}: {error}")
-        raise
-    finally:
-        lease.done = done
-        lease.release()
 
 
 def record_resume(store: EventStore, run_id: str, found: RunProgress) -> None:
@@ -454,28 +419,6 @@ def record_resume(store: EventStore, run_id: str, found: RunProgress) -> None:
     # expected_version None: the lease makes this process the run's only writer.
     at = store.append(f"run/{run_id}", [resumed], expected_version=None, run_id=run_id)
     log_committed([(resumed, at[0])])
-
-
-def record_stop(
-    store: EventStore, run_id: str, done: int, planned: int, reason: str, detail: str = ""
-) -> StoppedRun:
-    """Append ``RunStopped`` (best effort for a failure: the ledger may be what failed)."""
-    stopped = events.RunStopped(
-        run_id=run_id,
-        cycles_done=done,
-        cycles_planned=planned,
-        reason=reason,
-        detail=detail[:MESSAGE_LENGTH_MAX],
-    )
-    try:
-        last = store.append(f"run/{run_id}", [stopped], expected_version=None, run_id=run_id)[0]
-    except TallyError:
-        if reason != "error":
-            raise
-        last = 0  # not recorded: the run shows as interrupted, which is as true
-    if last:
-        log_committed([(stopped, last)])
-    return StoppedRun(run_id, reason, done, planned, last)
 
 
 def finish_run(

@@ -7,6 +7,8 @@ earlier start of it left in the ledger.
 - ``RunLease``: the claim that one process records this run now, renewed every
   ``runner.heartbeat_s`` from the loop (a row update, never an event).
 - ``progress_of``: how many whole cycles of a run the ledger holds, and how it ended.
+- ``record_stop`` and ``recording_the_end``: ``RunStopped`` for a signal, a second signal
+  or an error, the same for a backtest and a paper or live run.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from ingest.logs import log_committed
 from ledger import events
 from ledger.errors import TallyError
+from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore
 from ledger.store.leases import Lease
 from tally.run.settings import RunnerSettings
@@ -130,8 +134,10 @@ class RunLease:
         self._beaten = time.monotonic()
 
     def beat(self, done: int, *, force: bool = False) -> None:
-        """Renew the lease if ``heartbeat_s`` has passed since the last renewal."""
-        self.done = done
+        """Note ``done`` cycles (never fewer than noted: a resumed run replays from 0) and
+        renew the lease if ``heartbeat_s`` has passed since the last renewal."""
+        self.done = max(self.done, done)
+        done = self.done
         if not force and time.monotonic() - self._beaten < self.settings.heartbeat_s:
             return
         now = _now_us()
@@ -169,3 +175,70 @@ def progress_of(store: EventStore, run_id: str, account: str) -> RunProgress:
         elif isinstance(event, events.RunResumed):
             stopped = None
     return RunProgress(done, stopped)
+
+
+@dataclass(frozen=True)
+class StoppedRun:
+    """A run that stopped before its last cycle, whole and resumable."""
+
+    run_id: str
+    reason: str  # SIGINT, SIGTERM
+    cycles_done: int
+    cycles_planned: int
+    last_position: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": "stopped", **self.__dict__}
+
+    def render(self) -> str:
+        return "\n".join(
+            [
+                f"run {self.run_id} stopped by {self.reason} after "
+                f"{self.cycles_done:,} of {self.cycles_planned:,} cycles",
+                f"  every committed cycle is whole; the ledger ends at position "
+                f"{self.last_position:,}",
+                "  run the same command again to resume it from there",
+            ]
+        )
+
+
+def record_stop(
+    store: EventStore, run_id: str, done: int, planned: int, reason: str, detail: str = ""
+) -> StoppedRun:
+    """Append ``RunStopped`` (best effort for a failure: the ledger may be what failed)."""
+    stopped = events.RunStopped(
+        run_id=run_id,
+        cycles_done=done,
+        cycles_planned=planned,
+        reason=reason,
+        detail=detail[:MESSAGE_LENGTH_MAX],
+    )
+    try:
+        last = store.append(f"run/{run_id}", [stopped], expected_version=None, run_id=run_id)[0]
+    except TallyError:
+        if reason != "error":
+            raise
+        last = 0  # not recorded: the run shows as interrupted, which is as true
+    if last:
+        log_committed([(stopped, last)])
+    return StoppedRun(run_id, reason, done, planned, last)
+
+
+@contextmanager
+def recording_the_end(store: EventStore, lease: RunLease) -> Iterator[None]:
+    """Run the block under ``lease`` and record how it ends when it does not end well:
+    ``RunStopped`` for a second stop signal or an error (then re-raised). The lease is
+    released however it ends."""
+    run_id, planned = lease.run_id, lease.cycles_planned
+    try:
+        yield
+    except StopNow as now:
+        record_stop(
+            store, run_id, lease.done, planned, now.reason, "stopped at once by a second signal"
+        )
+        raise
+    except Exception as error:
+        record_stop(store, run_id, lease.done, planned, "error", f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        lease.release()

@@ -31,15 +31,19 @@ from projections.portfolio import PortfolioState
 from tally.run import context
 from tally.run.backtest import (
     RunSummary,
-    StoppedRun,
     finish_run,
     market_specs,
-    record_stop,
     single_quote,
     starting_cash,
 )
 from tally.run.cycle_loop import Collaborators, CycleLoop
-from tally.run.lifecycle import RunLease, StopNow, StopSignal
+from tally.run.lifecycle import (
+    RunLease,
+    StoppedRun,
+    StopSignal,
+    record_stop,
+    recording_the_end,
+)
 from tally.run.settings import RunnerSettings, RunSettings
 from tally.run.strategy import load_strategy
 
@@ -284,18 +288,11 @@ async def run_live(
     lease = RunLease(store, run_id, runner or RunnerSettings(), cycles)
     lease.claim(0)
     try:
-        done, equity_start = await _cycles(loop, cycles, interval_s, progress, lease, stop)
-        if done < cycles:
-            assert stop is not None
-            return record_stop(store, run_id, done, cycles, stop.reason)
-        return finish_run(store, started, loop, first=first, equity_start=equity_start)
-    except StopNow as now:
-        record_stop(store, run_id, lease.done, cycles, now.reason, "stopped at once")
-        raise
-    except Exception as error:
-        detail = f"{type(error).__name__}: {error}"
-        record_stop(store, run_id, lease.done, cycles, "error", detail)
-        raise
+        with recording_the_end(store, lease):
+            done, equity_start = await _cycles(loop, cycles, interval_s, progress, lease, stop)
+            if done < cycles:
+                assert stop is not None
+                return record_stop(store, run_id, done, cycles, stop.reason)
+            return finish_run(store, started, loop, first=first, equity_start=equity_start)
     finally:
-        lease.release()
         await source.close()

@@ -187,8 +187,8 @@ def test_a_paper_run_stops_whole_on_a_signal_and_says_when_nothing_was_priced(
 ) -> None:
     import time
 
-    from tally.run.backtest import RunSummary, StoppedRun
-    from tally.run.lifecycle import StopSignal
+    from tally.run.backtest import RunSummary
+    from tally.run.lifecycle import StoppedRun, StopSignal
     from tally.run.live import priced_nothing
 
     settings = settings_for(["BTC/USDT"], tmp_path / "cache")

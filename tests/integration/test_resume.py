@@ -12,13 +12,8 @@ from ledger.errors import RunBusy
 from ledger.store.leases import Lease
 from projections.runs import list_runs, run_state
 from tally.repro import check
-from tally.run.backtest import (
-    RunSummary,
-    StoppedRun,
-    execute_backtest,
-    plan_backtest,
-)
-from tally.run.lifecycle import RunLease, StopSignal
+from tally.run.backtest import RunSummary, execute_backtest, plan_backtest
+from tally.run.lifecycle import RunLease, StoppedRun, StopSignal
 from tally.run.settings import RunnerSettings
 from tally.settings import Settings
 
