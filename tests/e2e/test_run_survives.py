@@ -112,13 +112,16 @@ def test_ctrl_c_sigterm_and_a_second_signal_stop_whole_and_resume(tmp_path: Path
         ).returncode
         == 0
     )
-    # A second process while one runs (a fresh, longer run) is refused with the first's pid.
-    other, long_cfg = f"sqlite:///{tmp_path}/other.db", config(tmp_path / "long", 20)
+    # A second process while one runs (a fresh run far longer than this test waits: it must
+    # still be running when the signals come, however slow the machine) is refused with the
+    # first's pid.
+    other, long_cfg = f"sqlite:///{tmp_path}/other.db", config(tmp_path / "long", 365)
     process = start(tmp_path, other, long_cfg)
     wait_for_cycles(tmp_path, other, 1)
     second = tally("run", "--db", other, "--config", str(long_cfg), cwd=tmp_path)
     assert second.returncode == 2 and f"pid {process.pid}" in second.stderr
     # Two signals at once: the second stops at once, the group in flight dropped whole.
+    assert process.poll() is None, "the long run ended before it could be stopped"
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
