@@ -34,9 +34,10 @@ LOGGED = frozenset(
 )
 
 
-def log_line(e: events.Event, position: int) -> tuple[int, str] | None:
-    """Return (level, line) for an event operators care about, or None."""
-    at = f"position={position}"
+def log_line(e: events.Event, position: int | None) -> tuple[int, str] | None:
+    """Return (level, line) for an event operators care about, or None (``position`` None:
+    the event is in a run's spool while the ledger is out, not yet in the ledger)."""
+    at = "position=spooled" if position is None else f"position={position}"
     match e:
         case events.RetryScheduled():
             return logging.WARNING, (
@@ -92,7 +93,7 @@ def log_events(committed: Iterable[RecordedEvent], logger: logging.Logger = LOGG
 
 
 def log_committed(
-    committed: Iterable[tuple[events.Event, int]], logger: logging.Logger = LOGGER
+    committed: Iterable[tuple[events.Event, int | None]], logger: logging.Logger = LOGGER
 ) -> int:
     """Log the marker lines of committed (event, position) pairs; return the lines written."""
     if not logger.isEnabledFor(logging.ERROR):  # the loudest marker is ERROR: none would show

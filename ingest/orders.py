@@ -164,6 +164,27 @@ class OrderExecutor:
         self._outcome(order, result, stream)
         return self.book.status[cid]
 
+    async def resolve(self, submitted: events.OrderSubmitted) -> str:
+        """Ask the venue about an order whose outcome is unknown (after a restart) and record
+        what it says; an order it does not know, or no answer, stays unknown."""
+        cid = submitted.client_order_id
+        try:
+            found = await self.venue.fetch_order(cid)
+        except Exception:  # no answer: still unknown, asked again before it is resubmitted
+            return "unknown"
+        if found is None:
+            return "unknown"
+        order = OrderIntent(
+            submitted.account,
+            submitted.symbol,
+            submitted.side,
+            submitted.qty,
+            submitted.order_type,
+            submitted.price,
+        )
+        self._outcome(order, found, f"orders/{submitted.account}")
+        return self.book.status.get(cid, "unknown")
+
     def _outcome(self, order: OrderIntent, result: VenueOrder, stream: str) -> None:
         cid = result.client_order_id
         if result.status == "rejected":

@@ -120,6 +120,18 @@ class StoreConnectionLost(StoreUnavailable):
     transient = True
 
 
+class StoreDeadlineExceeded(StoreConnectionLost):
+    """The server did not answer within ``store.call_timeout_s`` (frozen or cut off): the
+    connection was cut. Retrying at once would only wait that long again."""
+
+
+class StoreFull(StoreUnavailable):
+    """The disk holding the ledger is full: writes can succeed again once space is freed."""
+
+    default_hint = "free some space; nothing partial was committed"
+    transient = True
+
+
 class ImmutabilityViolation(TallyError):
     """The database refused to change or delete a ledger row (its immutability triggers)."""
 

@@ -120,6 +120,33 @@ class RunStopped(Event, frozen=True, kw_only=True):
     detail: str = ""
 
 
+class LedgerUnavailable(Event, frozen=True, kw_only=True):
+    """The ledger could not be written during a paper or live run: from ``cycle`` on, the
+    run kept its cycles in a local durable spool (and placed no orders) until it was back.
+
+    Written when the ledger is back, as the spool's first entry: nothing can be recorded
+    in a ledger that cannot be reached, and the spool keeps the order.
+    """
+
+    run_id: str
+    cycle: int  # the first cycle that went to the spool
+    since: datetime  # when the write failed
+    error_class: str  # the Tally error (StoreConnectionLost, StoreBusy, StoreFull)
+    message: str
+    spool: str  # the spool file
+
+
+class LedgerRecovered(Event, frozen=True, kw_only=True):
+    """The ledger answered again: the spool was drained into it, in order, after this."""
+
+    run_id: str
+    since: datetime  # when it became unavailable
+    at: datetime  # when a write succeeded again
+    outage_ms: int
+    cycles: int  # cycles drained from the spool
+    events: int  # events drained (this one and LedgerUnavailable included)
+
+
 # --- market data --------------------------------------------------------------------------
 
 
@@ -415,6 +442,8 @@ AnyEvent = (
     | RunFinished
     | RunResumed
     | RunStopped
+    | LedgerUnavailable
+    | LedgerRecovered
     | CandleImported
     | FetchAttempted
     | FetchSucceeded

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -39,6 +39,10 @@ class Backend(Protocol):
 
         The transaction commits when the block ends and rolls back if it raises.
         """
+        ...
+
+    def cursor(self, conn: Connection) -> Any:
+        """A DBAPI cursor on ``conn`` (PostgreSQL's bounds each call by a deadline)."""
         ...
 
     def insert_rows(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:

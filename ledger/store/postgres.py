@@ -10,22 +10,26 @@ sees the new head and positions are gapless and in commit order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from ledger.errors import (
     ImmutabilityViolation,
     SchemaOutdated,
     StoreBusy,
     StoreConnectionLost,
+    StoreFull,
     StoreUnavailable,
     TallyError,
 )
 from ledger.store.boundary import driver_errors, first_line
+from ledger.store.deadline import BoundedCursor, CallDeadline
 from ledger.store.schema import ROW_COLUMNS
 from ledger.store.settings import StoreSettings
 
@@ -86,7 +90,7 @@ SQLSTATES: dict[str, tuple[type[TallyError], str, str]] = {
         "run `tally init` (with the same --db) to create the schema",
     ),
     "53100": (
-        StoreUnavailable,
+        StoreFull,
         "the PostgreSQL server's disk is full",
         "free space on the server; nothing partial was committed",
     ),
@@ -106,6 +110,7 @@ class PostgresBackend:
         self.settings = settings
         self.lock_timeout_ms = settings.lock_timeout_ms
         self.statement_timeout_ms = settings.statement_timeout_ms
+        self.deadline = CallDeadline(settings.call_timeout_s, self.display_url)
 
     def engine(self, *, create: bool) -> Engine:
         """An engine with every wait bounded by the store settings."""
@@ -119,34 +124,72 @@ class PostgresBackend:
             f"-c idle_in_transaction_session_timeout="
             f"{limits.idle_in_transaction_timeout_ms}"
         )
-        return create_engine(
+        engine = create_engine(
             self.url,
             connect_args={"connect_timeout": limits.connect_timeout_s, "options": options},
             pool_size=limits.pool_size,
             max_overflow=limits.pool_overflow_max,
             pool_timeout=limits.pool_timeout_s,
             pool_recycle=limits.pool_recycle_s,
-            pool_pre_ping=True,
         )
+        deadline = self.deadline
+
+        # SQLAlchemy's pool_pre_ping would wait for a frozen server forever: the same ping,
+        # under the call deadline. A pooled connection that fails it (the server restarted,
+        # froze, or the network was cut) is replaced by a new one, whose connect is bounded
+        # by connect_timeout_s.
+        @event.listens_for(engine, "checkout")
+        def _ping(dbapi_conn: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+            try:
+                with deadline.bound(dbapi_conn.pgconn.socket), dbapi_conn.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                if dbapi_conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    dbapi_conn.rollback()
+            except (psycopg.Error, StoreConnectionLost) as lost:
+                raise DisconnectionError(str(lost)) from lost
+
+        return engine
 
     def prepare(self, engine: Engine) -> None:
         """Nothing to set: PostgreSQL's durability is the server's configuration."""
 
     @contextmanager
-    def write(self, engine: Engine) -> Iterator[psycopg.Cursor[Any]]:
-        """A write transaction holding the append lock; yields its DBAPI cursor."""
-        with engine.connect() as conn, conn.begin():
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    def write(self, engine: Engine) -> Iterator[BoundedCursor]:
+        """A write transaction holding the append lock; yields its cursor, every call of
+        which (and the commit) is bounded by ``store.call_timeout_s``."""
+        with engine.connect() as conn:
+            cursor = self.cursor(conn)
+            transaction = conn.begin()
             try:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
                 yield cursor
+            except BaseException:
+                with suppress(Exception), self.deadline.bound(cursor.fd):
+                    transaction.rollback()
+                _drop_if_broken(conn)
+                raise
+            else:
+                try:
+                    with self.deadline.bound(cursor.fd):
+                        transaction.commit()
+                except BaseException:
+                    _drop_if_broken(conn)
+                    raise
             finally:
                 cursor.close()
 
-    def insert_rows(self, cursor: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
+    def cursor(self, conn: Connection) -> BoundedCursor:
+        """A cursor on ``conn`` whose calls are bounded by ``store.call_timeout_s``."""
+        raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+        return BoundedCursor(raw.cursor(), self.deadline, raw.pgconn.socket)
+
+    def insert_rows(self, cursor: BoundedCursor, rows: list[tuple[Any, ...]]) -> None:
         """Insert full rows inside the write transaction."""
         # COPY is PostgreSQL's bulk path: one stream instead of a statement per row.
-        with cursor.copy(f"COPY events ({ROW_COLUMNS}) FROM STDIN") as copy:
+        with (
+            self.deadline.bound(cursor.fd),
+            cursor.raw.copy(f"COPY events ({ROW_COLUMNS}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
 
@@ -180,3 +223,12 @@ class PostgresBackend:
             return StoreUnavailable(f"PostgreSQL error {state}: {said}", sqlstate=state, **where)
         kind, what, hint = found
         return kind(f"{what} ({said})", hint=hint.format(self=self), sqlstate=state, **where)
+
+
+def _drop_if_broken(conn: Connection) -> None:
+    """Keep a connection that broke mid-call out of the pool (our DBAPI calls bypass
+    SQLAlchemy, which would otherwise notice the disconnect itself)."""
+    fairy: PoolProxiedConnection = conn.connection
+    raw = fairy.driver_connection
+    if raw is not None and getattr(raw, "broken", False):
+        conn.invalidate()

@@ -38,7 +38,7 @@ class Reader:
         """Run one query and return its rows as plain DBAPI tuples."""
         # Plain DBAPI tuples: building SQLAlchemy Row objects costs a third of a replay.
         with self.backend.guard(), self.engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = self.backend.cursor(conn)
             try:
                 cursor.execute(statement, params)
                 return cursor.fetchall()  # type: ignore[no-any-return]
@@ -47,8 +47,16 @@ class Reader:
 
     def fetch_together(self, *statements: str) -> list[list[Row]]:
         """Run parameterless queries in one transaction: one consistent view of the ledger."""
-        with self.backend.guard(), self.engine.connect() as conn:
-            return [[tuple(row) for row in conn.exec_driver_sql(s).all()] for s in statements]
+        with self.backend.guard(), self.engine.connect() as conn, conn.begin():
+            cursor = self.backend.cursor(conn)
+            try:
+                found = []
+                for statement in statements:
+                    cursor.execute(statement)
+                    found.append([tuple(row) for row in cursor.fetchall()])
+                return found
+            finally:
+                cursor.close()
 
     def scalar(self, statement: str, params: tuple[Any, ...] = ()) -> Any:
         """The first column of the first row (None when there is no row)."""

@@ -22,6 +22,7 @@ from ledger.errors import (
     ImmutabilityViolation,
     SchemaOutdated,
     StoreBusy,
+    StoreFull,
     StoreUnavailable,
     TallyError,
 )
@@ -122,6 +123,10 @@ class SqliteBackend:
                 finally:
                     cursor.close()
 
+    def cursor(self, conn: Connection) -> sqlite3.Cursor:
+        """A plain cursor: SQLite's waits are bounded by busy_timeout, in-process."""
+        return conn.connection.driver_connection.cursor()  # type: ignore[union-attr,no-any-return]
+
     def insert_rows(self, cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> None:
         """Insert full rows inside the write transaction."""
         # Multi-row VALUES statements: ~10% faster than executemany.
@@ -179,7 +184,7 @@ class SqliteBackend:
                 f"{self.path} is read-only ({said})", hint="check the file's permissions", **where
             )
         if primary == SQLITE_FULL:
-            return StoreUnavailable(
+            return StoreFull(
                 f"the disk holding {self.path} is full ({said})",
                 hint="free some space; nothing partial was committed",
                 **where,

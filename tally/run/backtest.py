@@ -8,7 +8,7 @@ holds it finds the finished run and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,7 +27,7 @@ from ledger.clock import SimulatedClock
 from ledger.errors import InputError
 from ledger.market import MESSAGE_LENGTH_MAX, split_symbol
 from ledger.recorded import RecordedEvent
-from ledger.store import EventStore, StreamAppend
+from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
 from projections.runs import list_runs
@@ -404,8 +404,14 @@ def execute_backtest(
         return finish_run(store, started_event, loop, first=first, equity_start=cash)
 
 
-def record_resume(store: EventStore, run_id: str, found: RunProgress) -> None:
-    """Append ``RunResumed`` with what the ledger held of the run."""
+def record_resume(
+    store: EventStore,
+    run_id: str,
+    found: RunProgress,
+    extra: Sequence[tuple[str, events.Event]] = (),
+) -> None:
+    """Append ``RunResumed`` with what the ledger held of the run (and ``extra`` events of
+    the restart, such as a live run's warm-up fetches, in the same transaction)."""
     stop = found.stopped
     previously = "interrupted"
     if stop is not None:
@@ -417,8 +423,10 @@ def record_resume(store: EventStore, run_id: str, found: RunProgress) -> None:
         previously=previously[:MESSAGE_LENGTH_MAX],
     )
     # expected_version None: the lease makes this process the run's only writer.
-    at = store.append(f"run/{run_id}", [resumed], expected_version=None, run_id=run_id)
-    log_committed([(resumed, at[0])])
+    at = store.append_many(
+        [StreamAppend(f"run/{run_id}", [resumed], None), *group_appends(extra)], run_id=run_id
+    )
+    log_committed([(resumed, at[0][0])])
 
 
 def finish_run(

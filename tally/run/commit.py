@@ -1,5 +1,5 @@
-"""The shell that wires ingest to the ledger: commit a cycle's events atomically, log them
-from what was committed, and rebuild ingest state from the ledger after a restart."""
+"""The shell that wires ingest to the ledger: commit a cycle's events atomically and log
+them from what was committed."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ from decimal import Decimal
 
 import msgspec
 
-from ingest.breaker import BreakerRegistry
 from ingest.logs import LOGGER, log_committed, log_events
-from ingest.settings import IngestSettings
-from ingest.snapshot import PriceCache, Snapshot
+from ingest.snapshot import Snapshot
 from ledger import events
-from ledger.clock import Clock
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
 from projections.validator import Decision, ValidatorSettings, validate
+from tally.run.spool import LedgerLink
 
 
 def record_snapshot(
@@ -60,6 +58,7 @@ def commit_cycle(
     observed: Sequence[tuple[str, events.Event]] = (),
     log: bool = True,
     logger: logging.Logger = LOGGER,
+    link: LedgerLink | None = None,
 ) -> Decision:
     """Validate a cycle's staged events and commit them atomically with the outcome.
 
@@ -71,7 +70,8 @@ def commit_cycle(
     ``PortfolioReconciled`` with the adjustments. Discarded: only ``CycleDiscarded``, with
     the reason, the diff and what was staged, so nothing disappears silently.
     With ``log``, the operator lines of what was committed go to ``logger`` (a cycle that
-    a resumed run replays was logged the first time).
+    a resumed run replays was logged the first time). With ``link`` (a paper or live run),
+    the append goes through it: to the spool while the ledger is out.
     """
     candidate = books.copy()
     for _, event in staged:
@@ -110,28 +110,22 @@ def commit_cycle(
             *staged,
             (stream, events.ValidationPassed(account=account, cycle=cycle, diff=diff)),
         ]
-    committed = store.append_many(
-        group_appends(written := [*observed, *outcome]),
-        run_id=run_id,
-        idempotency_key=f"cycle/{run_id}/{account}/{cycle}",
-    )
-    everything = [p for batch in committed for p in batch]
+    appends = group_appends(written := [*observed, *outcome])
+    key = f"cycle/{run_id}/{account}/{cycle}"
+    if link is None:
+        committed: list[list[int]] | None = store.append_many(
+            appends, run_id=run_id, idempotency_key=key
+        )
+    else:
+        committed = link.append_many(appends, run_id=run_id, idempotency_key=key, cycle=cycle)
+    everything: list[int | None]
+    if committed is None:  # in the spool, durably: no positions until it is drained
+        everything = [None] * len(written)
+    else:
+        everything = [p for batch in committed for p in batch]
     if log:  # from what was committed, with its positions (appends keep the order)
         log_committed(zip((e for _, e in written), everything, strict=True), logger)
-    positions = everything[len(observed) :]
+    positions = [books.position if p is None else p for p in everything[len(observed) :]]
     for (_, event), position in zip(outcome, positions, strict=True):
         portfolio.apply(books, event, position)  # a discard moves only the position
     return decision
-
-
-def restore_ingest_state(
-    store: EventStore, settings: IngestSettings, clock: Clock
-) -> tuple[BreakerRegistry, PriceCache]:
-    """Rebuild breakers and last good prices from the ledger (after a restart): hand them to
-    a cycle loop as its ``Collaborators`` and it carries on where its predecessor stopped."""
-    breakers = BreakerRegistry(settings.breaker, clock)
-    cache = PriceCache()
-    for recorded in store.read_all():
-        breakers.apply(recorded.event)
-        cache.apply(recorded.event, recorded.recorded_at)
-    return breakers, cache

@@ -8,6 +8,7 @@ the diff. A backtest groups ``commit_cycles`` whole cycles into one durable tran
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,9 +29,11 @@ from projections.reconciliation import state_from_balances
 from projections.validator import ValidatorSettings
 from tally.run.commit import commit_cycle
 from tally.run.lifecycle import StopSignal
+from tally.run.spool import LedgerLink
 from tally.run.strategy import CycleView, Strategy
 
 MONEY = (events.TradeExecuted, events.FeeCharged)
+LOGGER = logging.getLogger("tally.run")
 
 
 @dataclass
@@ -55,17 +58,51 @@ class CycleCounts:
 @dataclass
 class Collaborators:
     """The state a cycle loop carries from cycle to cycle, which a restart rebuilds from
-    the ledger (``tally.run.commit.restore_ingest_state``) instead of starting empty."""
+    the ledger (``restored``) instead of starting empty."""
 
     breakers: BreakerRegistry
     prices: PriceCache
     orders: OrderStatus = field(default_factory=OrderStatus)
     nonces: NonceAllocator = field(default_factory=NonceAllocator)
+    # Orders whose outcome is unknown: looked up at the venue before the next cycle's
+    # strategy may place anything.
+    unknown: list[events.OrderSubmitted] = field(default_factory=list)
 
     @classmethod
     def fresh(cls, ingest: IngestSettings, clock: Clock) -> Collaborators:
         """Closed breakers, no last good prices, no orders: a run's first start."""
         return cls(BreakerRegistry(ingest.breaker, clock), PriceCache())
+
+    @classmethod
+    def restored(
+        cls,
+        store: EventStore,
+        ingest: IngestSettings,
+        clock: Clock,
+        *,
+        run_id: str | None = None,
+        from_position: int = 1,
+    ) -> Collaborators:
+        """Rebuild from the ledger what a predecessor left (a restart): breakers (an open one
+        stays open until its time, on ``clock``), last good prices with their age, order
+        outcomes, nonces above every one used, and the orders still unknown. With
+        ``run_id``, only that run's events count."""
+        held = cls.fresh(ingest, clock)
+        submitted: dict[str, events.OrderSubmitted] = {}
+        for recorded in store.read_all(from_position):
+            if run_id is not None and recorded.run_id != run_id:
+                continue
+            event = recorded.event
+            held.breakers.apply(event)
+            held.prices.apply(event, recorded.recorded_at)
+            held.orders.apply(event)
+            if isinstance(event, events.OrderSubmitted):
+                submitted[event.client_order_id] = event
+        held.nonces.recover(held.orders.next_nonce())
+        held.unknown = [
+            order for cid, order in submitted.items() if held.orders.status[cid] == "unknown"
+        ]
+        return held
 
 
 @dataclass
@@ -93,6 +130,10 @@ class CycleLoop:
     # idempotency key, so nothing is doubled and the re-derived events are checked against
     # the stored ones), and their log lines are not written twice.
     resume_from: int = 0
+    # Paper and live: writes go through the link (to the spool while the ledger is out, and
+    # then no orders are placed).
+    link: LedgerLink | None = None
+    held_intents: int = 0  # what the strategy asked for while the ledger was out
     counts: CycleCounts = field(default_factory=CycleCounts)
     marks: dict[str, Decimal] = field(default_factory=dict)  # last known mark per symbol
 
@@ -170,7 +211,23 @@ class CycleLoop:
             self.markets,
         )
         self._log.clear()
-        for intent in self.strategy.decide(view):
+        # Orders left unknown by a predecessor: asked about before anything new is placed.
+        unknown, self.collaborators.unknown = self.collaborators.unknown, []
+        for submitted in unknown:
+            await self.orders.resolve(submitted)
+        intents = list(self.strategy.decide(view))
+        link = self.link
+        if intents and link is not None and link.spooling and not link.drain():
+            self.held_intents += len(intents)
+            LOGGER.warning(
+                "ORDERS_HELD run=%s cycle=%d intents=%d: the ledger is out and cycles go to "
+                "the spool; no order is placed until it is drained",
+                self.run_id,
+                cycle,
+                len(intents),
+            )
+            intents = []
+        for intent in intents:
             await self.orders.execute(intent, run_id=self.run_id, cycle=cycle)
         staged = [(s, e) for s, e in self._log if isinstance(e, MONEY)]
         observed = [*snapshot.events, *((s, e) for s, e in self._log if not isinstance(e, MONEY))]
@@ -190,6 +247,7 @@ class CycleLoop:
             price_steps=self.price_steps,
             observed=observed,
             log=cycle >= self.resume_from,
+            link=self.link,
         )
         if decision.outcome == "passed":
             counts.passed += 1

@@ -26,14 +26,17 @@ from typing import Any
 
 from ingest.logs import log_committed
 from ledger import events
-from ledger.errors import TallyError
+from ledger.errors import StoreUnavailable, TallyError
 from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore
 from ledger.store.leases import Lease
 from tally.run.settings import RunnerSettings
 
 OUTCOMES = ("ValidationPassed", "PortfolioReconciled", "CycleDiscarded")
-EXIT_STOPPED = {"SIGINT": 130, "SIGTERM": 143}  # the shell's convention: 128 + signal
+SPOOL_FULL = "spool_full"  # a RunStopped reason: the ledger was out longer than the spool holds
+# The shell's convention for signals (128 + signal); 75 is sysexits' EX_TEMPFAIL: the same
+# command, run again once the ledger is back, carries on.
+EXIT_STOPPED = {"SIGINT": 130, "SIGTERM": 143, SPOOL_FULL: 75}
 EXIT_STOPPED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -142,7 +145,13 @@ class RunLease:
             return
         now = _now_us()
         expires = now + int(self.settings.heartbeat_expiry_s * 1e6)
-        self.store.leases.renew(self.run_id, self.owner, now, expires, done)
+        try:
+            self.store.leases.renew(self.run_id, self.owner, now, expires, done)
+        except StoreUnavailable as error:
+            if not error.transient:
+                raise
+            # The ledger is out for a moment: the run goes on (its cycles go to the spool),
+            # and the renewal is tried again one heartbeat later, not at every wait slice.
         self._beaten = time.monotonic()
 
     def release(self) -> None:
@@ -191,6 +200,17 @@ class StoppedRun:
         return {"status": "stopped", **self.__dict__}
 
     def render(self) -> str:
+        if self.reason == SPOOL_FULL:
+            return "\n".join(
+                [
+                    f"run {self.run_id} stopped after {self.cycles_done:,} of "
+                    f"{self.cycles_planned:,} cycles: the ledger was out longer than the "
+                    "spool holds (runner.spool_limit_bytes)",
+                    "  every cycle since the outage is safe in the spool, fsync'd",
+                    "  run the same command again once the ledger answers: it drains the "
+                    "spool first, then carries on",
+                ]
+            )
         return "\n".join(
             [
                 f"run {self.run_id} stopped by {self.reason} after "

@@ -13,38 +13,45 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ingest.cache import CacheEntry, OhlcvCache, fetch_ohlcv_cached
 from ingest.ccxt_source import CcxtSource
+from ingest.logs import log_committed
 from ingest.settings import IngestSettings
 from ingest.venues import CcxtVenue, MarketSpec, PaperVenue, Venue
 from ledger import events
 from ledger.clock import Clock, SystemClock
-from ledger.errors import InputError, ProviderError
+from ledger.errors import InputError, ProviderError, StoreConnectionLost
 from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
+from projections.runs import RunRecord, list_runs
 from tally.run import context
 from tally.run.backtest import (
     RunSummary,
     finish_run,
     market_specs,
+    record_resume,
     single_quote,
     starting_cash,
 )
 from tally.run.cycle_loop import Collaborators, CycleLoop
 from tally.run.lifecycle import (
+    SPOOL_FULL,
     RunLease,
     StoppedRun,
     StopSignal,
+    progress_of,
     record_stop,
     recording_the_end,
 )
 from tally.run.settings import RunnerSettings, RunSettings
+from tally.run.spool import LedgerLink, Spool, SpooledAppend, SpoolFull
 from tally.run.strategy import load_strategy
 
 KEY_ENV = ("TALLY_API_KEY", "TALLY_API_SECRET")
@@ -79,13 +86,12 @@ def exchange_from_environment(exchange_id: str, *, live: bool) -> Any:
 
 
 def _venue(
-    mode: str, settings: RunSettings, markets: dict[str, MarketSpec], quote: str, exchange: Any
+    mode: str, markets: dict[str, MarketSpec], quote: str, exchange: Any, books: PortfolioState
 ) -> Venue:
     if mode != "paper":
         return CcxtVenue(exchange)
-    return PaperVenue(
-        name="paper", markets=markets, balances={quote: starting_cash(settings, quote)}
-    )
+    # A paper account holds what its books hold (the deposit, or what a predecessor left).
+    return PaperVenue(name="paper", markets=markets, balances=paper_balances(books))
 
 
 def _live_data(
@@ -162,26 +168,37 @@ def priced_nothing(summary: RunSummary) -> bool:
 
 async def _cycles(
     loop: CycleLoop,
+    first: int,
     cycles: int,
     interval_s: float,
     progress: Callable[[int, int], None] | None,
     lease: RunLease,
     stop: StopSignal | None,
-) -> tuple[int, Decimal]:
-    """Run the cycles on the real clock; return (cycles done, equity at the start).
+) -> tuple[int, Decimal, bool]:
+    """Run cycles ``first`` .. ``cycles - 1`` on the real clock; return (cycles done, equity
+    at the start, whether the spool filled up).
 
     A requested stop ends the run after the cycle in hand, or cuts a wait between cycles
-    short; the lease is renewed after each cycle and during the waits."""
-    books = loop.books
+    short; the lease is renewed after each cycle and during the waits (not while the ledger
+    is out: the spool stands for it, and the renewal would only wait on the ledger)."""
+    books, link = loop.books, loop.link
     # Cash only (a paper run) needs no prices; held positions are valued at the first
     # snapshot's marks.
     equity_start = books.equity({}) if not any(books.positions.values()) else None
-    done = 0
-    for cycle in range(cycles):
-        with loop.store.unit_of_work():
-            await loop.cycle(cycle, loop.clock.now())
+    done = first
+
+    def beat() -> None:
+        if link is None or not link.spooling:
+            lease.beat(done)
+
+    for cycle in range(first, cycles):
+        try:
+            with loop.store.unit_of_work() if link is None else nullcontext():
+                await loop.cycle(cycle, loop.clock.now())
+        except SpoolFull:
+            return done, equity_start or Decimal(0), True
         done = cycle + 1
-        lease.beat(done)
+        beat()
         if equity_start is None:
             equity_start = books.equity(loop.marks)
         if progress is not None:
@@ -193,10 +210,43 @@ async def _cycles(
             step = min(WAIT_SLICE_S, interval_s - waited)
             await loop.clock.sleep(step)
             waited += step
-            lease.beat(done)
+            beat()
         if stop is not None and stop.requested:
             break
-    return done, books.equity(loop.marks) if equity_start is None else equity_start
+    if link is not None and link.spooling and not link.drain():
+        raise StoreConnectionLost(
+            f"the ledger is still out after the run's last cycle: {done} cycles are safe in "
+            f"the spool {link.spool.path}",
+            hint="run the same command again once the ledger answers: it drains the spool "
+            "first, then finishes the run",
+        )
+    return done, books.equity(loop.marks) if equity_start is None else equity_start, False
+
+
+def unfinished_live_run(
+    store: EventStore, *, mode: str, config_hash: str, exchange: str, symbols: list[str]
+) -> RunRecord | None:
+    """The latest paper/live run of this configuration that never finished, if any: the
+    run a restart carries on."""
+    found = None
+    for record in list_runs(store).records():
+        start, data = record.start, record.start.data
+        if (
+            record.finished is None
+            and start.mode == mode
+            and start.config_hash == config_hash
+            and data.get("kind") == "live"
+            and data.get("exchange") == exchange
+            and data.get("symbols") == symbols
+        ):
+            found = record
+    return found
+
+
+def paper_balances(books: PortfolioState) -> dict[str, Decimal]:
+    """A paper venue's balances for ``books``: every asset the account holds (the books keep
+    base assets in ``cash`` too; ``positions`` are the same holdings per symbol)."""
+    return {asset: amount for asset, amount in sorted(books.cash.items()) if amount}
 
 
 async def run_live(
@@ -216,8 +266,15 @@ async def run_live(
 ) -> RunSummary | StoppedRun:
     """Run ``cycles`` cycles ``interval_s`` apart on ``clock`` (the system clock).
 
-    SIGINT/SIGTERM (``stop``) end it after the cycle in hand with ``RunStopped``."""
+    The same configuration started again on a ledger that holds its run unfinished (stopped,
+    failed, crashed, or stopped by a full spool) carries that run on: it drains the run's
+    spool, rebuilds breakers, last good prices, order outcomes and nonces from the ledger,
+    looks up orders left unknown, records ``RunResumed`` and runs the remaining cycles.
+    SIGINT/SIGTERM (``stop``) end it after the cycle in hand with ``RunStopped``; a ledger
+    outage sends cycles to the spool (no orders meanwhile) and past its limit stops the run.
+    """
     clock = clock or SystemClock()
+    runner = runner or RunnerSettings()
     store.clock = clock
     symbols = sorted(settings.live.symbols)
     quote = single_quote(
@@ -225,18 +282,99 @@ async def run_live(
     )
     source = CcxtSource(exchange, timeout_ms=ingest.fetch_timeout_ms)
     markets = market_specs(settings, symbols)
-    venue = _venue(mode, settings, markets, quote, exchange)
-    started_at = clock.now()
     strategy = load_strategy(settings.strategy.path, dict(settings.strategy.params))
+    digest = context.config_hash(config)
+    previous = unfinished_live_run(
+        store, mode=mode, config_hash=digest, exchange=str(exchange.id), symbols=symbols
+    )
     cache_events: list[tuple[str, events.Event]] = []
     warmup = await _warm_up(source, strategy, settings, symbols, cache_events.append)
-    digest = context.config_hash(config)
-    data = _live_data(str(exchange.id), symbols, started_at.isoformat(), warmup)
-    run_id = context.run_id_for(digest, settings.seed, data)
+    if previous is None:
+        started = _started(settings, config, digest, mode, str(exchange.id), symbols, clock, warmup)
+    else:
+        started = previous.start
+    run_id, account = started.run_id, started.account
     if warmup:
         OhlcvCache(settings.live.cache_dir).write_manifest(run_id, warmup)
+    link = LedgerLink(
+        store,
+        Spool(runner.spool_dir / f"{run_id}.spool", runner.spool_limit_bytes),
+        run_id,
+        clock,
+        retries=runner.store_retries,
+        backoff_s=runner.store_retry_backoff_s,
+    )
+    lease = RunLease(store, run_id, runner, cycles)
+    try:
+        if previous is None:
+            lease.claim(0)
+            books, first, done = _open_new(store, started, settings, mode, quote, cache_events)
+            collaborators = Collaborators.fresh(ingest, clock)
+        else:
+            lease.claim(0)  # before the drain: no two processes drain one spool
+            if not link.drain():
+                raise StoreConnectionLost(
+                    f"the ledger does not answer: run {run_id}'s spool "
+                    f"{link.spool.path} cannot be drained yet",
+                    hint="run again once the ledger answers; nothing in the spool is lost",
+                )
+            found = progress_of(store, run_id, account)
+            done, first = found.cycles_done, previous.started.position
+            lease.beat(done, force=True)
+            record_resume(store, run_id, found, extra=cache_events)
+            books = portfolio.rebuild(store, account=account, quote=quote)
+            collaborators = Collaborators.restored(
+                store, ingest, clock, run_id=run_id, from_position=first
+            )
+        venue = _venue(mode, markets, quote, exchange, books)
+        loop = CycleLoop(
+            store=store,
+            run_id=run_id,
+            account=account,
+            quote=quote,
+            symbols=symbols,
+            markets=markets,
+            sources=[source],
+            venue=venue,
+            strategy=strategy,
+            clock=clock,
+            seed=settings.seed,
+            ingest=ingest,
+            validator=settings.validator,
+            books=books,
+            collaborators=collaborators,
+            commit_cycles=1,
+            link=link,
+        )
+        with recording_the_end(store, lease):
+            done, equity_start, full = await _cycles(
+                loop, done, cycles, interval_s, progress, lease, stop
+            )
+            if full:
+                return _stop_spool_full(link, done, cycles)
+            if done < cycles:
+                assert stop is not None
+                return record_stop(store, run_id, done, cycles, stop.reason)
+            return finish_run(store, started, loop, first=first, equity_start=equity_start)
+    finally:
+        await source.close()
+
+
+def _started(
+    settings: RunSettings,
+    config: dict[str, Any],
+    digest: str,
+    mode: str,
+    exchange: str,
+    symbols: list[str],
+    clock: Clock,
+    warmup: list[CacheEntry],
+) -> events.RunStarted:
+    """A new paper/live run: its id covers when it started (each start is a new run)."""
+    data = _live_data(exchange, symbols, clock.now().isoformat(), warmup)
+    run_id = context.run_id_for(digest, settings.seed, data)
     account = f"{settings.account}-{run_id[4:]}" if mode == "paper" else settings.account
-    started = events.RunStarted(
+    return events.RunStarted(
         run_id=run_id,
         mode=mode,
         seed=settings.seed,
@@ -247,12 +385,25 @@ async def run_live(
         environment=context.environment(),
         data=data,
     )
+
+
+def _open_new(
+    store: EventStore,
+    started: events.RunStarted,
+    settings: RunSettings,
+    mode: str,
+    quote: str,
+    cache_events: list[tuple[str, events.Event]],
+) -> tuple[PortfolioState, int, int]:
+    """Record a new run's start (and a paper account's deposit); return (books, first
+    position, cycles done)."""
+    run_id, account = started.run_id, started.account
     books = PortfolioState(account=account, quote=quote)
     opening: list[events.Event] = []
     if mode == "paper":
         opening.append(
             events.FundsDeposited(
-                account=account, asset=quote, amount=settings.starting_cash[quote]
+                account=account, asset=quote, amount=starting_cash(settings, quote)
             )
         )
     else:  # the account's own history, from the ledger
@@ -264,35 +415,29 @@ async def run_live(
     if opening:
         appends.append(StreamAppend(f"portfolio/{account}", opening))
     positions = store.append_many(appends, run_id=run_id, idempotency_key=f"run/{run_id}/start")
-    first = positions[0][0]
     for event, position in zip(opening, positions[-1] if opening else [], strict=False):
         portfolio.apply(books, event, position)
-    loop = CycleLoop(
-        store=store,
-        run_id=run_id,
-        account=account,
-        quote=quote,
-        symbols=symbols,
-        markets=markets,
-        sources=[source],
-        venue=venue,
-        strategy=strategy,
-        clock=clock,
-        seed=settings.seed,
-        ingest=ingest,
-        validator=settings.validator,
-        books=books,
-        collaborators=Collaborators.fresh(ingest, clock),
-        commit_cycles=1,
+    return books, positions[0][0], 0
+
+
+def _stop_spool_full(link: LedgerLink, done: int, planned: int) -> StoppedRun:
+    """The ledger was out longer than the spool holds: the run's last word goes to the spool
+    too (past the limit: it is small), and the run stops whole."""
+    stopped = events.RunStopped(
+        run_id=link.run_id,
+        cycles_done=done,
+        cycles_planned=planned,
+        reason=SPOOL_FULL,
+        detail=f"the ledger was out and the spool {link.spool.path} reached "
+        f"{link.spool.limit_bytes} bytes"[:MESSAGE_LENGTH_MAX],
     )
-    lease = RunLease(store, run_id, runner or RunnerSettings(), cycles)
-    lease.claim(0)
-    try:
-        with recording_the_end(store, lease):
-            done, equity_start = await _cycles(loop, cycles, interval_s, progress, lease, stop)
-            if done < cycles:
-                assert stop is not None
-                return record_stop(store, run_id, done, cycles, stop.reason)
-            return finish_run(store, started, loop, first=first, equity_start=equity_start)
-    finally:
-        await source.close()
+    link.spool.add(
+        SpooledAppend.of(
+            f"run/{link.run_id}/stopped/{done}",
+            -1,
+            [StreamAppend(f"run/{link.run_id}", [stopped], None)],
+        ),
+        over_limit=True,
+    )
+    log_committed([(stopped, None)])
+    return StoppedRun(link.run_id, SPOOL_FULL, done, planned, 0)

@@ -113,6 +113,16 @@ class RunnerSettings(StrictModel):
     # ...and is shown as interrupted (its process gone) after this long without one; a
     # second process may then take the run over.
     heartbeat_expiry_s: float = Field(30.0, gt=0, le=86_400)
+    # Paper/live: while the ledger is out, cycles wait in a durable spool file here (one per
+    # run), up to this many bytes; past it the run stops (exit 75) and the same command,
+    # run again once the ledger is back, drains the spool and carries on.
+    spool_dir: Path = Path("tally-spool")
+    spool_limit_bytes: int = Field(64 * 1024 * 1024, ge=4096, le=2**40)
+    # A transient store error (lost connection, lock or statement timeout, full disk) is
+    # retried this many times, the waits doubling from store_retry_backoff_s, before the
+    # ledger counts as out.
+    store_retries: int = Field(2, ge=0, le=10)
+    store_retry_backoff_s: float = Field(0.2, ge=0, le=60)
 
     @model_validator(mode="after")
     def _expiry_outlasts_heartbeat(self) -> RunnerSettings:

@@ -19,7 +19,8 @@ from ingest.simulated import SimulatedFaults, SimulatedSource
 from ingest.snapshot import SnapshotTaker
 from ledger import events, open_store
 from ledger.clock import SimulatedClock
-from tally.run.commit import record_snapshot, restore_ingest_state
+from tally.run.commit import record_snapshot
+from tally.run.cycle_loop import Collaborators
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -104,7 +105,8 @@ def test_an_open_breaker_survives_a_killed_process(ledger_url: str) -> None:
         open_until = opened.event.open_until  # type: ignore[union-attr]
         # A new process: its clock resumes just after the last recorded cycle.
         clock = SimulatedClock(opened.recorded_at + timedelta(seconds=1))
-        breakers, cache = restore_ingest_state(store, settings, clock)
+        held = Collaborators.restored(store, settings, clock)
+        breakers, cache = held.breakers, held.prices
         breaker = breakers.get("venue", "ticker")
         assert breaker.state == OPEN and breaker.open_until == open_until
         assert set(cache.last) == set()  # the venue never answered: nothing to fall back on

@@ -214,9 +214,10 @@ def test_a_paper_run_stops_whole_on_a_signal_and_says_when_nothing_was_priced(
                 stop=stop,
             )
             took = time.monotonic() - began
-            # Every ticker request fails from here on: three cycles, nothing priced.
-            server.plan.then(*[Fault.http(503)] * 200)
-            dark = await run_live(
+            # Every ticker request fails from here on. The same configuration again carries
+            # the stopped run on (to 3 cycles) with its last good price restored: stale.
+            server.plan.then(*[Fault.http(503)] * 400)
+            resumed = await run_live(
                 store,
                 settings.run,
                 settings.ingest,
@@ -227,14 +228,30 @@ def test_a_paper_run_stops_whole_on_a_signal_and_says_when_nothing_was_priced(
                 interval_s=0.01,
             )
             kinds = [type(r.event).__name__ for r in store.read(f"run/{stopped.run_id}")]
-            return stopped, dark, kinds, took
+            # Another configuration is a new run, with nothing to fall back on.
+            other = settings.run.model_copy(update={"seed": 8})
+            dark = await run_live(
+                store,
+                other,
+                settings.ingest,
+                config={**settings.run_config(), "seed": 8},
+                exchange=server.exchange("bitstamp"),
+                mode="paper",
+                cycles=3,
+                interval_s=0.01,
+            )
+            return stopped, resumed, dark, kinds, took
 
-    stopped, dark, kinds, took = asyncio.run(with_server(scenario))
+    stopped, resumed, dark, kinds, took = asyncio.run(with_server(scenario))
     assert took < 25  # the 30 s wait after cycle 1 did not run out
     assert isinstance(stopped, StoppedRun)
     assert (stopped.reason, stopped.cycles_done, stopped.cycles_planned) == ("SIGTERM", 1, 50)
-    assert kinds == ["RunStarted", "RunStopped"]
-    assert isinstance(dark, RunSummary) and priced_nothing(dark)
+    assert kinds == ["RunStarted", "RunStopped", "RunResumed", "RunFinished"]
+    assert isinstance(resumed, RunSummary) and resumed.run_id == stopped.run_id
+    assert resumed.counts["cycles"] == 2 and resumed.counts["stale"] == 2
+    assert not priced_nothing(resumed)
+    assert isinstance(dark, RunSummary) and dark.run_id != stopped.run_id
+    assert priced_nothing(dark)
     assert dark.counts["failed"] == 3 and not priced_nothing(
         RunSummary(**{**dark.__dict__, "counts": {**dark.counts, "fresh": 1}})
     )

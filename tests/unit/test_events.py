@@ -21,6 +21,7 @@ def test_catalog_names_are_unique_and_past_tense() -> None:
             "SourceFailedOver",
             "FundsWithdrawn",
             "OrderOutcomeUnknown",
+            "LedgerUnavailable",
         }, name
 
 
