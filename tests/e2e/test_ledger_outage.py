@@ -1,5 +1,6 @@
 """A paper run whose PostgreSQL server dies for 10 s and comes back: nothing lost, nothing
-doubled, no order while the spool held cycles, the chain verified.
+doubled, no order while the spool held cycles, the chain verified. A frozen server: an error
+within the call deadline, never a hang.
 
 The server is a real one from the system packages, started the way ``.ci/run`` starts its
 own (``.ci/pg-server``), but private to this test: stopping the shared one would pull the
@@ -9,17 +10,21 @@ ledger from under the tests that run beside this one.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger import events, init_store, open_store
+from ledger.errors import StoreConnectionLost
 from ledger.store.settings import StoreSettings
 from tally.run.live import run_live
 from tally.run.settings import RunnerSettings, StrategySettings
@@ -124,3 +129,48 @@ def test_postgres_down_for_ten_seconds_mid_paper_run_loses_and_doubles_nothing(
         f"spooled; drained {drain_s:.2f} s after the server was back"
     )
     assert not list((tmp_path / "spool").glob("*.spool"))
+
+
+def server_processes(folder: str) -> list[int]:
+    """The postmaster (first line of postmaster.pid) and every process it forked."""
+    postmaster = int((Path(folder) / "data" / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+    )
+    return [postmaster, *(int(pid) for pid in children.stdout.split())]
+
+
+def test_a_frozen_server_is_an_outage_within_the_call_deadline_never_a_hang(
+    own_server: tuple[str, str],
+) -> None:
+    folder, url = own_server
+    init_store(url)
+    deposit = events.FundsDeposited(account="a", asset="USDT", amount=Decimal(1))
+    limits = StoreSettings(call_timeout_s=1, connect_timeout_s=1)
+    with open_store(url, settings=limits) as store:
+        store.append("portfolio/a", [deposit], expected_version=None)  # a pooled connection
+        frozen = server_processes(folder)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        # Whatever happens, the server thaws after 30 s: a hang would show as a slow pass.
+        thaw = threading.Timer(30, lambda: [os.kill(p, signal.SIGCONT) for p in frozen])
+        thaw.start()
+        try:
+            began = time.monotonic()
+            with pytest.raises(StoreConnectionLost) as write:
+                store.append("portfolio/a", [deposit], expected_version=None)
+            with pytest.raises(StoreConnectionLost):
+                store.head()
+            waited = time.monotonic() - began
+        finally:
+            thaw.cancel()
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        # Two calls, each refused within its deadline and its reconnect (1 s + 1 s each),
+        # far inside the 30 s freeze: the error is transient, its hint says what to do.
+        assert waited < 15
+        assert write.value.transient and "server" in (write.value.hint or "")
+        # Thawed: the next calls succeed on fresh connections; the frozen append never landed.
+        assert store.append("portfolio/a", [deposit], expected_version=None) == [2]
+        assert store.head() == 2
+        store.verify()
