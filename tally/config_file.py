@@ -82,6 +82,10 @@ def validated(model: type[M], raw: Any, source: Path, prefix: str = "") -> M:
 
 def load_store_settings(path: Path | None = None) -> StoreSettings:
     """The ``store:`` section of a configuration file, checked (the default file if None)."""
+    if path is None:
+        # The embedded file's store section is the model's defaults (a test holds them
+        # equal): no YAML parser to import for a read command's start-up.
+        return StoreSettings()
     source, raw = read_config(path)
     return validated(StoreSettings, raw.get("store") or {}, source, "store")
 

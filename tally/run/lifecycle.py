@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.logs import log_committed
 from ledger import events
@@ -30,7 +30,9 @@ from ledger.errors import StoreUnavailable, TallyError
 from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore
 from ledger.store.leases import Lease
-from tally.run.settings import RunnerSettings
+
+if TYPE_CHECKING:  # `tally runs` imports this module: not the run's settings models
+    from tally.run.settings import RunnerSettings
 
 OUTCOMES = ("ValidationPassed", "PortfolioReconciled", "CycleDiscarded")
 SPOOL_FULL = "spool_full"  # a RunStopped reason: the ledger was out longer than the spool holds

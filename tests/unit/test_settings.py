@@ -20,6 +20,15 @@ def test_the_embedded_default_loads() -> None:
     assert settings.store.durable is True
 
 
+def test_the_embedded_file_says_what_the_models_default_to() -> None:
+    # Read commands without --config use StoreSettings() without parsing the file.
+    from tally.config_file import load_store_settings
+
+    settings = load_settings()
+    assert settings.store == load_store_settings(None) == Settings().store
+    assert settings.ingest == Settings().ingest and settings.runner == Settings().runner
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "tally.yaml"
     path.write_text(text)
