@@ -49,7 +49,7 @@ STREAMS = 100
 
 
 def small_event(i: int) -> events.FundsDeposited:
-    return events.FundsDeposited(account="main", asset="USDT", amount=Decimal(i) / 100)
+    return events.FundsDeposited(account="main", asset="USDT", amount=Decimal(i + 1) / 100)
 
 
 def batches(total: int, size: int) -> list[range]:

@@ -208,3 +208,13 @@ class InputError(TallyError):
     """A user input (file, argument, row) that cannot be used as given."""
 
     default_hint = "fix the named input and run the command again"
+
+
+class ValueOutOfBounds(InputError, ValueError):
+    """An amount, time or name outside what the ledger accepts (``ledger.market``'s named
+    limits): refused before it is written, since a committed value can never be taken back."""
+
+    default_hint = (
+        "amounts: finite, |x| < 1e18, at most 38 significant digits and 28 decimal places; "
+        "times: 1970-01-01 to 2199-12-31 UTC; names: letters, digits and . _ : @ + -"
+    )

@@ -18,6 +18,15 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from ledger.market import (
+    TIME_MAX,
+    TIME_MIN,
+    amount_problem,
+    check_amount,
+    check_name,
+    check_time,
+)
+
 Side = Literal["buy", "sell"]
 
 
@@ -32,21 +41,53 @@ class Event(
 
     # Filled in for every class of the catalog at import (see the end of this module).
     _decimal_fields: ClassVar[tuple[str, ...]] = ()
+    _time_fields: ClassVar[tuple[str, ...]] = ()
+    _account_checked: ClassVar[bool] = False
+    # Declared by the classes that need them.
+    _positive_fields: ClassVar[frozenset[str]] = frozenset()
+    _account_required: ClassVar[bool] = True
 
 
 def check_money(event: Event) -> None:
-    """Raise ``TypeError`` if a money or quantity field of ``event`` is not a finite Decimal."""
-    for name in event._decimal_fields:
+    """Refuse an event the ledger must never hold, before it is encoded.
+
+    ``TypeError`` if a money or quantity field is not a ``Decimal`` (a programming error);
+    ``ValueOutOfBounds`` (a user-facing error, exit 2) if an amount, a time or an account
+    name is outside ``ledger.market``'s named limits, or an amount that must be positive is
+    not. Every append encodes through here, so no path into the ledger skips it.
+    """
+    cls = type(event)
+    for name in cls._decimal_fields:
         value = getattr(event, name)
-        if value.__class__ is Decimal and value.is_finite():
-            continue  # the common case, checked without a call
-        _check_money(type(event).__name__, name, value)
+        if value.__class__ is Decimal and amount_problem(value) is None:
+            if name in cls._positive_fields and value <= 0:
+                check_amount(value, f"{cls.__name__}.{name}", positive=True, field=name)
+            continue  # the common case
+        _check_money(cls.__name__, name, value)
+    for name in cls._time_fields:
+        moment = getattr(event, name)
+        if moment is not None and not TIME_MIN <= moment < TIME_MAX:
+            check_time(moment, f"{cls.__name__}.{name}", field=name)
+    if cls._account_checked:
+        account = event.account  # type: ignore[attr-defined]
+        if account not in _GOOD_NAMES and (account or cls._account_required):
+            check_name(account, f"{cls.__name__}.account", field="account")
+            _GOOD_NAMES.add(account)
+
+
+_GOOD_NAMES: set[str] = set()  # names already checked: an account recurs in every cycle
 
 
 def _holds_decimal(hint: Any) -> bool:
     if hint is Decimal:
         return True
     return any(_holds_decimal(arg) for arg in typing.get_args(hint))
+
+
+def _holds_datetime(hint: Any) -> bool:
+    if hint is datetime:
+        return True
+    return any(_holds_datetime(arg) for arg in typing.get_args(hint))
 
 
 def _check_money(event: str, field: str, value: Any) -> None:
@@ -59,8 +100,7 @@ def _check_money(event: str, field: str, value: Any) -> None:
                 f"{event}.{field} must be a Decimal, got {type(item).__name__} {item!r}: "
                 "money and quantities are exact in Tally (use Decimal('...'))"
             )
-        if not item.is_finite():
-            raise ValueError(f"{event}.{field} must be a finite Decimal, got {item}")
+        check_amount(item, f"{event}.{field}", field=field)
 
 
 # --- runs -------------------------------------------------------------------------------
@@ -68,6 +108,8 @@ def _check_money(event: str, field: str, value: Any) -> None:
 
 class RunStarted(Event, frozen=True, kw_only=True):
     """A run began, with everything needed to run it again."""
+
+    _account_required: ClassVar[bool] = False  # "" for a run with no account
 
     run_id: str
     mode: str
@@ -319,6 +361,8 @@ class SnapshotSealed(Event, frozen=True, kw_only=True):
 class TradeExecuted(Event, frozen=True, kw_only=True):
     """A fill: quantity at a price, on an account."""
 
+    _positive_fields: ClassVar[frozenset[str]] = frozenset({"qty", "price"})
+
     account: str
     symbol: str
     side: Side
@@ -342,6 +386,8 @@ class FeeCharged(Event, frozen=True, kw_only=True):
 class FundsDeposited(Event, frozen=True, kw_only=True):
     """Funds arrived in an account."""
 
+    _positive_fields: ClassVar[frozenset[str]] = frozenset({"amount"})
+
     account: str
     asset: str
     amount: Decimal
@@ -351,6 +397,8 @@ class FundsDeposited(Event, frozen=True, kw_only=True):
 class FundsWithdrawn(Event, frozen=True, kw_only=True):
     """Funds left an account."""
 
+    _positive_fields: ClassVar[frozenset[str]] = frozenset({"amount"})
+
     account: str
     asset: str
     amount: Decimal
@@ -358,6 +406,8 @@ class FundsWithdrawn(Event, frozen=True, kw_only=True):
 
 class OrderSubmitted(Event, frozen=True, kw_only=True):
     """An order was sent to a venue, under its client order id and nonce."""
+
+    _positive_fields: ClassVar[frozenset[str]] = frozenset({"qty"})
 
     account: str
     client_order_id: str
@@ -418,6 +468,8 @@ class CycleDiscarded(Event, frozen=True, kw_only=True):
 
 class CandleImported(Event, frozen=True, kw_only=True):
     """A candle brought in from another system's file (``tally import ohlcv``)."""
+
+    _positive_fields: ClassVar[frozenset[str]] = frozenset({"open", "high", "low", "close"})
 
     symbol: str
     timeframe: str
@@ -482,3 +534,7 @@ for _cls in EVENT_TYPES.values():
     _cls._decimal_fields = tuple(
         name for name in _cls.__struct_fields__ if _holds_decimal(_hints[name])
     )
+    _cls._time_fields = tuple(
+        name for name in _cls.__struct_fields__ if _holds_datetime(_hints[name])
+    )
+    _cls._account_checked = "account" in _cls.__struct_fields__

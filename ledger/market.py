@@ -6,12 +6,84 @@ them), so it lives in the core.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any
 
-from ledger.errors import InputError
+from ledger.errors import InputError, ValueOutOfBounds
 
 # The longest error text an event carries (a provider's message, a skip reason).
 MESSAGE_LENGTH_MAX = 300
+
+# Bounds of every amount, price and quantity in the ledger. Within them the folds always
+# compute (no Overflow, no undefined division) in Python's default decimal context, and a
+# value round-trips through its text exactly. The event catalog checks them when an event
+# is encoded, so no path into the ledger can skip them.
+AMOUNT_ABS_LIMIT = Decimal("1e18")  # |x| < this
+AMOUNT_DIGITS_MAX = 38  # significant digits
+AMOUNT_PLACES_MAX = 28  # digits after the point
+# Every time in the ledger is in [TIME_MIN, TIME_MAX).
+TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+# Account names: what a stream name, a file name and a URL path can all carry as is.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
+NAME_RULE = "1-128 of letters, digits and . _ : @ + - (starting with a letter or digit)"
+
+
+def amount_problem(value: Decimal) -> str | None:
+    """Why ``value`` cannot be a ledger amount, or None if it can."""
+    if not value.is_finite():
+        return "it is not a finite number"
+    if not value:
+        return None
+    if value.adjusted() >= 18:  # the leading digit's power of ten
+        return f"its magnitude is not below {AMOUNT_ABS_LIMIT}"
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    kept = len(digits)
+    while digits[kept - 1] == 0:  # trailing zeros say nothing: 1.500 is 1.5
+        kept -= 1
+        exponent += 1
+    if exponent < -AMOUNT_PLACES_MAX:
+        return f"it has more than {AMOUNT_PLACES_MAX} decimal places"
+    if kept > AMOUNT_DIGITS_MAX:
+        return f"it has more than {AMOUNT_DIGITS_MAX} significant digits"
+    return None
+
+
+def check_amount(value: Decimal, what: str, *, positive: bool = False, **where: Any) -> Decimal:
+    """``value`` if it is a usable ledger amount (> 0 with ``positive``); else
+    ``ValueOutOfBounds`` naming ``what`` and ``where``."""
+    problem = amount_problem(value)
+    if problem is None and positive and value <= 0:
+        problem = "it must be positive"
+    if problem is not None:
+        raise ValueOutOfBounds(f"{what} = {value} is refused: {problem}", **where)
+    return value
+
+
+def check_time(moment: datetime, what: str, **where: Any) -> datetime:
+    """``moment`` if it is timezone-aware and within [TIME_MIN, TIME_MAX)."""
+    if moment.tzinfo is None:
+        raise ValueOutOfBounds(f"{what} = {moment} has no timezone", **where)
+    if not TIME_MIN <= moment < TIME_MAX:
+        raise ValueOutOfBounds(
+            f"{what} = {moment.isoformat()} is outside {TIME_MIN.date()} .. "
+            f"{TIME_MAX.date()} (exclusive)",
+            **where,
+        )
+    return moment
+
+
+def check_name(name: str, what: str, **where: Any) -> str:
+    """``name`` if it is a valid account name."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueOutOfBounds(
+            f"{what} {name!r} is not a valid name", hint=f"a name is {NAME_RULE}", **where
+        )
+    return name
+
 
 # Candle lengths Tally knows, in milliseconds.
 TIMEFRAME_MS: dict[str, int] = {

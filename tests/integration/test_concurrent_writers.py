@@ -35,7 +35,7 @@ with open_store(url) as store:
     seq = 0
     for batch in range(batches):
         size = rng.randint(1, 5)
-        evs = [events.FundsDeposited(account=f"w{writer}", asset="SEQ", amount=Decimal(seq + i))
+        evs = [events.FundsDeposited(account=f"w{writer}", asset="SEQ", amount=Decimal(seq + i + 1))
                for i in range(size)]
         # Own stream with a version check, and a shared stream without one.
         stream = f"writer/{writer}" if batch % 2 else "shared"
@@ -87,7 +87,7 @@ def test_concurrent_writers_and_a_tailing_reader(ledger_url: str) -> None:
             per_writer[recorded.event.account].append(recorded.event.amount)  # type: ignore[union-attr]
         for amounts in per_writer.values():
             # Each writer's events appear in the order it wrote them, none lost.
-            assert amounts == [Decimal(i) for i in range(len(amounts))]
+            assert amounts == [Decimal(i + 1) for i in range(len(amounts))]
         assert store.verify().events == written
 
 
@@ -100,7 +100,7 @@ with open_store(url) as store:
     batch = 0
     while True:
         store.append(f"batch/{batch}", [events.FundsDeposited(account="c", asset="X",
-                     amount=Decimal(i)) for i in range(200)], expected_version=0)
+                     amount=Decimal(i + 1)) for i in range(200)], expected_version=0)
         batch += 1
         print(batch, flush=True)
 """

@@ -83,7 +83,10 @@ def test_a_torn_ledger_file_is_refused(sqlite_url: str) -> None:
     with open_store(sqlite_url) as store:
         store.append(
             "s",
-            [events.FundsDeposited(account="m", asset="X", amount=Decimal(i)) for i in range(2000)],
+            [
+                events.FundsDeposited(account="m", asset="X", amount=Decimal(i + 1))
+                for i in range(2000)
+            ],
             expected_version=0,
         )
     data = bytearray(path.read_bytes())

@@ -82,11 +82,27 @@ def test_recorded_event_carries_the_whole_envelope(
 
 
 def test_money_round_trips_exactly(store: EventStore) -> None:
-    amounts = ["0.1", "0.2", "0.30000000000000000001", "-5", "1E+3", "1.000"]
+    amounts = ["0.1", "0.2", "0.30000000000000000001", "5", "1E+3", "1.000"]
     store.append("portfolio/main", [deposit(a) for a in amounts], expected_version=0)
     got = [r.event.amount for r in store.read("portfolio/main")]  # type: ignore[union-attr]
     assert [str(a) for a in got] == [str(Decimal(a)) for a in amounts]
     assert sum(got[:2], Decimal(0)) == Decimal("0.3")
+
+
+def test_amounts_outside_the_bounds_are_refused_and_nothing_is_written(store: EventStore) -> None:
+    from ledger.errors import ValueOutOfBounds
+
+    for bad in ("-5", "0", "1e999999999", "1e-999999999", "1e18", "1." + "1" * 40):
+        with pytest.raises(ValueOutOfBounds) as refused:
+            store.append("portfolio/main", [deposit("1"), deposit(bad)], expected_version=None)
+        assert refused.value.context["field"] == "amount" and refused.value.exit_code == 2
+    with pytest.raises(ValueOutOfBounds, match="account"):
+        store.append(
+            "p",
+            [events.FundsDeposited(account="", asset="X", amount=Decimal(1))],
+            expected_version=None,
+        )
+    assert store.head() == 0
 
 
 def test_wrong_expected_version_raises_and_writes_nothing(store: EventStore) -> None:
@@ -127,7 +143,7 @@ def test_idempotency_key_with_other_events_conflicts(store: EventStore) -> None:
 
 
 def test_read_all_ranges_are_inclusive(store: EventStore) -> None:
-    store.append("s", [deposit(str(i)) for i in range(10)], expected_version=0)
+    store.append("s", [deposit(str(i + 1)) for i in range(10)], expected_version=0)
     assert [r.position for r in store.read_all(3, 5)] == [3, 4, 5]
     assert [r.position for r in store.read_all(9)] == [9, 10]
     assert list(store.read_all(11)) == []
@@ -149,7 +165,7 @@ def test_read_all_streams_across_pages(store: EventStore, monkeypatch: pytest.Mo
     import ledger.store.read as module
 
     monkeypatch.setattr(module, "PAGE_ROWS", 7)
-    store.append("s", [deposit(str(i)) for i in range(30)], expected_version=0)
+    store.append("s", [deposit(str(i + 1)) for i in range(30)], expected_version=0)
     assert [r.position for r in store.read_all()] == list(range(1, 31))
     assert [r.version for r in store.read("s")] == list(range(1, 31))
     assert [r.position for r in store.query(limit=10)] == list(range(1, 11))
