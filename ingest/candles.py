@@ -20,12 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from ingest.contracts import check_ohlcv, read_ohlcv_csv
+from ingest.contracts import check_ohlcv, epoch_ms, read_ohlcv_csv
 from ingest.market import OHLCV_COLUMNS, Ticker, to_decimal, utc_from_ms
 from ingest.simulated import FaultInjector, SimulatedFaults
 from ledger.clock import Clock, to_micros
 from ledger.errors import InputError, ProviderError
-from ledger.market import TIMEFRAME_MS, round_to_step
+from ledger.market import TIMEFRAME_MS, check_amount, round_to_step
 
 FILE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\d+[mhdw])\.(csv|parquet)$")
 SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
@@ -105,10 +105,18 @@ def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
             hint="store timestamp,open,high,low,close,volume",
             file=str(path),
         )
+    if raw.empty:
+        raise InputError("the parquet OHLCV file holds no candles", file=str(path))
     index = raw.index
-    if not isinstance(index, pd.DatetimeIndex):
-        index = pd.to_datetime(index.astype("int64"), unit="ms", utc=True)
-    data = {c: [to_decimal(v) for v in raw[c].tolist()] for c in OHLCV_COLUMNS}
+    try:
+        if not isinstance(index, pd.DatetimeIndex):
+            index = pd.to_datetime([epoch_ms(int(v)) for v in index], unit="ms", utc=True)
+        data = {
+            c: [v if v is None else check_amount(v, c) for v in map(to_decimal, raw[c].tolist())]
+            for c in OHLCV_COLUMNS
+        }
+    except (TypeError, ValueError, ArithmeticError) as e:
+        raise InputError(f"bad parquet OHLCV value: {e}", file=str(path)) from e
     return pd.DataFrame(
         data, index=pd.DatetimeIndex(index, name="timestamp"), columns=list(OHLCV_COLUMNS)
     )

@@ -21,7 +21,7 @@ import pandas as pd
 from ingest.market import OHLCV_COLUMNS, to_decimal
 from ledger import events
 from ledger.errors import DataContractError, InputError
-from ledger.market import TIMEFRAME_MS, round_to_step
+from ledger.market import TIME_MAX, TIMEFRAME_MS, check_amount, round_to_step
 
 ROWS_SHOWN_MAX = 10
 Emit = Callable[[str, events.Event], None]
@@ -173,6 +173,28 @@ def report_gaps(frame: pd.DataFrame, *, symbol: str, timeframe: str, emit: Emit)
     return missing
 
 
+# Epoch milliseconds of TIME_MIN and TIME_MAX; below SECONDS_LOOK_MAX a number is as
+# plausible in seconds (up to year 5138) as in milliseconds (1970-1973): refused as
+# ambiguous rather than read as 1970.
+EPOCH_MS_MAX = int(TIME_MAX.timestamp() * 1000)
+SECONDS_LOOK_MAX = 100_000_000_000
+
+
+def epoch_ms(stamp: int) -> int:
+    """``stamp`` if it is epoch milliseconds within the ledger's times; ``ValueError`` (with
+    what to do) for seconds, negative or out-of-range numbers."""
+    if stamp < 0:
+        raise ValueError(f"{stamp} is before 1970")
+    if stamp < SECONDS_LOOK_MAX:
+        raise ValueError(
+            f"{stamp} looks like epoch seconds; timestamps are epoch milliseconds "
+            f"(multiply by 1000)"
+        )
+    if stamp >= EPOCH_MS_MAX:
+        raise ValueError(f"{stamp} is after {TIME_MAX.date()} in epoch milliseconds")
+    return stamp
+
+
 def read_ohlcv_csv(path: Path) -> pd.DataFrame:
     """Read ``timestamp,open,high,low,close,volume`` (ccxt row order) with exact Decimals.
 
@@ -181,6 +203,12 @@ def read_ohlcv_csv(path: Path) -> pd.DataFrame:
     """
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as e:
+        raise InputError(
+            "the OHLCV file is empty",
+            hint="export candles with a header line timestamp,open,high,low,close,volume",
+            file=str(path),
+        ) from e
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
     expected = ["timestamp", *OHLCV_COLUMNS]
@@ -190,16 +218,30 @@ def read_ohlcv_csv(path: Path) -> pd.DataFrame:
             hint="export candles in ccxt row order with a header line",
             file=str(path),
         )
+    if raw.empty:
+        raise InputError(
+            "the OHLCV file holds a header but no candles",
+            hint="export at least one candle row under the header",
+            file=str(path),
+        )
     data: dict[str, list[Decimal | None]] = {c: [] for c in OHLCV_COLUMNS}
     stamps: list[int] = []
     for line, row in enumerate(raw.itertuples(index=False), start=2):
+        column = "timestamp"
         try:
-            stamps.append(int(row[0]))
+            stamps.append(epoch_ms(int(row[0])))
             for column, text in zip(OHLCV_COLUMNS, row[1:], strict=True):
-                data[column].append(to_decimal(text))
-        except (TypeError, ValueError) as e:
+                value = to_decimal(text)
+                if value is not None:
+                    check_amount(value, column)
+                data[column].append(value)
+        except (TypeError, ValueError, ArithmeticError) as e:
             raise InputError(
-                f"bad OHLCV row: {e}", hint="fix or remove the row", file=str(path), line=line
+                f"bad OHLCV row: {column}: {e}",
+                hint="fix or remove the row",
+                file=str(path),
+                line=line,
+                column=column,
             ) from e
     index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
     return pd.DataFrame(data, index=index, columns=list(OHLCV_COLUMNS))

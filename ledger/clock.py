@@ -118,12 +118,32 @@ _EPOCH_MS = re.compile(r"\d{9,16}")
 
 
 def parse_time(text: str) -> datetime:
-    """Parse ISO-8601 (UTC when no zone is given) or epoch milliseconds into a UTC time.
+    """Parse ISO-8601 (UTC when no zone is given) or epoch milliseconds into a UTC time
+    within the ledger's times (``ledger.market.TIME_MIN`` .. ``TIME_MAX``).
 
-    Raises ``ValueError`` for anything else.
+    Raises ``ValueError`` saying why for anything else, including a number that looks like
+    epoch seconds (ambiguous: refused, never read as 1970).
     """
+    from ledger.market import TIME_MAX, TIME_MIN
+
     text = text.strip()
-    if _EPOCH_MS.fullmatch(text):
-        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        if _EPOCH_MS.fullmatch(text):
+            stamp = int(text)
+            if stamp < _SECONDS_LOOK_MAX:
+                raise ValueError(
+                    f"{text} looks like epoch seconds; give epoch milliseconds or ISO-8601"
+                )
+            moment = datetime.fromtimestamp(stamp / 1000, tz=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (OverflowError, OSError) as e:  # past what datetime can hold at all
+        raise ValueError(f"{text!r} is out of range") from e
+    if not TIME_MIN <= moment < TIME_MAX:
+        raise ValueError(f"{text} is outside {TIME_MIN.date()} .. {TIME_MAX.date()} (exclusive)")
+    return moment
+
+
+# Below this, a number reads as plausibly seconds (to year 5138) as milliseconds (to 1973).
+_SECONDS_LOOK_MAX = 100_000_000_000

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 EXIT_OK = 0
 EXIT_INTEGRITY = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug in Tally, not a mistake of the user
 
 
 class TallyError(Exception):

@@ -39,8 +39,24 @@ def read_config(path: Path | None) -> tuple[Path, dict[str, Any]]:
             hint="pass an existing YAML file with --config",
             file=str(source),
         ) from e
+    except UnicodeDecodeError as e:
+        line = source.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"the configuration file is not UTF-8 text: byte 0x{e.object[e.start]:02x} at "
+            f"byte {e.start}",
+            hint="save the file as UTF-8",
+            file=str(source),
+            line=line,
+        ) from e
     try:
-        raw: Any = yaml.safe_load(text) or {}
+        raw: Any = yaml.load(text, Loader=_loader()) or {}  # a SafeLoader (see _loader)
+    except _DuplicateKey as e:
+        raise ConfigError(
+            f"the configuration file sets {e.key!r} twice: on line {e.first} and on line {e.again}",
+            hint="keep one of them (YAML would silently take the last)",
+            file=str(source),
+            line=e.again,
+        ) from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = {"line": mark.line + 1, "column": mark.column + 1} if mark else {}
@@ -62,6 +78,34 @@ def read_config(path: Path | None) -> tuple[Path, dict[str, Any]]:
                 key=str(key),
             )
     return source, raw
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, again: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+def _loader() -> Any:
+    """A SafeLoader that refuses a key given twice in one mapping (YAML takes the last)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    hash(key)
+                except TypeError:  # a list as a key: the base class says so
+                    continue
+                if key in seen:
+                    raise _DuplicateKey(str(key), seen[key], line)
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def validated(model: type[M], raw: Any, source: Path, prefix: str = "") -> M:
@@ -92,4 +136,10 @@ def load_store_settings(path: Path | None = None) -> StoreSettings:
 
 def resolve_db_url(cli_value: str | None, store: StoreSettings) -> str:
     """Pick the ledger URL: --db, then $TALLY_DB, then the configuration file."""
+    if cli_value is not None and not cli_value.strip():
+        raise ConfigError(
+            "--db is empty",
+            hint="pass a ledger URL such as sqlite:///tally.db, or leave --db out to use "
+            "$TALLY_DB or the configuration file",
+        )
     return cli_value or os.environ.get(DB_ENV) or store.url

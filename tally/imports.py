@@ -19,7 +19,9 @@ from ingest.candles import load_candles
 from ledger import events
 from ledger.clock import parse_time
 from ledger.errors import InputError
+from ledger.market import amount_problem, check_name, split_symbol
 from ledger.store import EventStore, StreamAppend
+from projections import portfolio
 from tally.values import parse_time_arg
 
 TRADE_COLUMNS = ("timestamp", "symbol", "side", "qty", "price", "fee", "fee_asset")
@@ -42,8 +44,9 @@ def _amount(text: str, *, positive: bool) -> Decimal:
         value = Decimal(text.strip())
     except InvalidOperation:
         raise ValueError(f"not a number: {text!r}") from None
-    if not value.is_finite():
-        raise ValueError(f"not a finite number: {text!r}")
+    problem = amount_problem(value)
+    if problem is not None:
+        raise ValueError(f"{text.strip()} is refused: {problem}")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"must be {'positive' if positive else 'zero or more'}: {text}")
     return value
@@ -154,8 +157,13 @@ def read_trades(path: Path, account: str) -> tuple[list[events.Event], str]:
     return found, digest
 
 
-def import_trades(store: EventStore, path: Path, account: str) -> Imported:
+def import_trades(
+    store: EventStore, path: Path, account: str, *, allow_short: bool = False
+) -> Imported:
+    check_name(account, "account")
     found, digest = read_trades(path, account)
+    if not allow_short:
+        _refuse_selling_what_is_not_held(store, path, account, found)
     return _append(
         store,
         [StreamAppend(f"portfolio/{account}", found)],
@@ -202,6 +210,31 @@ def import_ohlcv(store: EventStore, folder: Path) -> Imported:
     return _append(store, batches, f"import/ohlcv/{key}", "candles")
 
 
+def _refuse_selling_what_is_not_held(
+    store: EventStore, path: Path, account: str, found: list[events.Event]
+) -> None:
+    """A sale of more than the account holds at that row (what the ledger holds, then the
+    file's rows in order) would leave a negative balance: refused, naming the row."""
+    held = portfolio.rebuild(store, account=account, checkpoint=False).cash
+    for event in found:
+        if not isinstance(event, events.TradeExecuted):
+            continue
+        base = split_symbol(event.symbol)[0]
+        if event.side == "buy":
+            held[base] += event.qty
+            continue
+        if held[base] < event.qty:
+            line = int(event.trade_id.rsplit("-", 1)[1])
+            raise InputError(
+                f"{path.name} line {line}: sells {event.qty} {base} but account {account!r} "
+                f"holds {held[base]} {base} at that row; nothing imported",
+                hint="import the buys first, or pass --allow-short to record short positions",
+                file=str(path),
+                line=line,
+            )
+        held[base] -= event.qty
+
+
 def _append(store: EventStore, batches: list[StreamAppend], key: str, what: str) -> Imported:
     head = store.head()
     positions = [p for batch in store.append_many(batches, idempotency_key=key) for p in batch]
@@ -209,6 +242,7 @@ def _append(store: EventStore, batches: list[StreamAppend], key: str, what: str)
 
 
 def deposit(store: EventStore, asset: str, amount: str, account: str, at: str | None = None) -> int:
+    check_name(account, "account")
     code = asset.upper()
     if not ASSET.match(code):
         raise InputError(f"not an asset code: {asset!r}", hint="e.g. USDT or BTC")

@@ -16,7 +16,7 @@ def parse_time_arg(text: str, flag: str) -> datetime:
         return parse_time(text)
     except ValueError as e:
         raise InputError(
-            f"{flag} must be an ISO-8601 time or epoch milliseconds, got {text!r}",
+            f"{flag} must be an ISO-8601 time or epoch milliseconds, got {text!r}: {e}",
             hint=f"e.g. {flag} 2026-01-05T10:15:30Z",
         ) from e
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -62,20 +63,25 @@ class Backend(Protocol):
         ...
 
 
+_PASSWORD = re.compile(r"(//[^:/@]*:)[^@/]*@")  # user:password@ -> user:***@
+
+
 def parse_url(raw: str) -> URL:
     """Parse and normalise a database URL, refusing anything Tally cannot use."""
+    shown = _PASSWORD.sub(r"\1***@", raw)  # a refusal never echoes a password
     try:
         url = make_url(raw)
-    except ArgumentError as e:
-        raise ConfigError(f"not a database URL: {raw!r}", hint=URL_HINT, url=raw) from e
+        url.port  # noqa: B018 - parsed lazily: a port that is not a number fails here
+    except (ArgumentError, ValueError) as e:
+        raise ConfigError(f"not a database URL: {shown!r}", hint=URL_HINT, url=shown) from e
     driver = url.drivername
     if driver in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg3"):
         return url.set(drivername="postgresql+psycopg")
     if driver in ("sqlite", "sqlite+pysqlite"):
         if not url.database or url.database == ":memory:":
-            raise ConfigError("a SQLite ledger needs a file path", hint=URL_HINT, url=raw)
+            raise ConfigError("a SQLite ledger needs a file path", hint=URL_HINT, url=shown)
         return url.set(drivername="sqlite")
-    raise ConfigError(f"unsupported database URL scheme {driver!r}", hint=URL_HINT, url=raw)
+    raise ConfigError(f"unsupported database URL scheme {driver!r}", hint=URL_HINT, url=shown)
 
 
 def open_backend(raw_url: str, settings: StoreSettings | None = None) -> Backend:

@@ -12,7 +12,7 @@ import gc
 import sys
 from collections.abc import Sequence
 
-from ledger.errors import EXIT_OK, TallyError
+from ledger.errors import EXIT_INTERNAL, EXIT_OK, TallyError
 from tally import __version__
 from tally.cli import cmd_audit, cmd_import, cmd_ledger, cmd_report, cmd_run
 from tally.cli.table import Command, Invocation, build_parser
@@ -35,10 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # live as long as the process; collecting garbage among them found none and cost about
     # 50 ms. They are frozen out of the collector once the ledger is open (``_dispatch``).
     gc.disable()
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser(COMMANDS, __version__).parse_args(argv)
-        args.db = args.db or args.main_db
-        args.config = args.config or args.main_config
+        args.db = args.db if args.db is not None else args.main_db
+        args.config = args.config if args.config is not None else args.main_config
         return _dispatch(args.command_entry, args)
     except TallyError as e:
         print(e.render(), file=sys.stderr)
@@ -48,6 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK  # `tally events | head` closed the pipe: not an error
+    except Exception as e:  # a bug, not a user mistake: one line, and the way to see more
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        where = _innermost_frame(e)
+        print(
+            f"internal error: {type(e).__name__}: {str(e)[:300]} ({where})\n"
+            "  this is a bug in Tally, not in your input; nothing partial was committed\n"
+            "  hint: run the same command with --debug for the traceback, and report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     finally:
         gc.enable()
 
@@ -66,6 +80,17 @@ def _dispatch(command: Command, args: argparse.Namespace) -> int:
         _imports_done()
         call.store = store
         return command.handler(call)
+
+
+def _innermost_frame(error: BaseException) -> str:
+    """Where the error was raised: file:line of the innermost frame."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    if trace is None:
+        return "no traceback"
+    code = trace.tb_frame.f_code
+    return f"{code.co_filename.rsplit('/', 1)[-1]}:{trace.tb_lineno} in {code.co_name}"
 
 
 def _imports_done() -> None:

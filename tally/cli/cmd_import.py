@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 def _trades_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, metavar="FILE.csv")
-    parser.add_argument("--account", default="main")
+    parser.add_argument("--account", default="main", help="the account the fills belong to")
+    parser.add_argument(
+        "--allow-short",
+        action="store_true",
+        help="let a sale exceed what the account holds (records a short position); "
+        "refused by default",
+    )
 
 
 def _ohlcv_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +45,10 @@ def _say(done: Imported) -> int:
 def import_trades(call: Invocation) -> int:
     from tally import imports
 
-    return _say(imports.import_trades(call.ledger, call.args.file, call.args.account))
+    args = call.args
+    return _say(
+        imports.import_trades(call.ledger, args.file, args.account, allow_short=args.allow_short)
+    )
 
 
 def import_ohlcv(call: Invocation) -> int:

@@ -45,6 +45,8 @@ def verify(run: Invocation) -> int:
     if args.expect_head:
         try:
             expect = bytes.fromhex(args.expect_head)
+            if len(expect) != 32:  # a sha256: a shorter one can only ever mismatch
+                raise ValueError("not 32 bytes")
         except ValueError as e:
             raise InputError(
                 "--expect-head must be a hex hash (64 characters)",

@@ -87,6 +87,11 @@ def build_parser(commands: Sequence[Command], version: str) -> argparse.Argument
     """The whole command line, from the table."""
     parser = Parser(prog="tally", description="Event-sourced, hash-chained trading ledger.")
     parser.add_argument("--version", action="version", version=f"tally {version}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an internal error (exit 70), print the Python traceback too",
+    )
     # Accepted before or after the command; argparse would let a subcommand's default
     # overwrite the main parser's value, hence the separate names merged by the edge.
     parser.add_argument("--db", dest="main_db", metavar="URL", help=argparse.SUPPRESS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ingest.provider_errors import CCXT_RETRYABLE
 from ledger.config import StrictModel
+from ledger.market import TIME_MAX, TIME_MIN, amount_problem
 from projections.validator import ValidatorSettings
 
 
@@ -69,6 +70,18 @@ class SampleSettings(StrictModel):
     start: datetime = datetime(2026, 1, 5, tzinfo=UTC)
     missing_share: float = Field(0.003, ge=0, le=0.5)  # candles left out, as real feeds do
 
+    @model_validator(mode="after")
+    def _within_the_ledgers_times(self) -> SampleSettings:
+        start = self.start
+        if start.tzinfo is None:
+            raise ValueError("start needs a timezone, e.g. 2026-01-05T00:00:00Z")
+        if not TIME_MIN <= start < TIME_MAX - timedelta(days=self.days + 1):
+            raise ValueError(
+                f"start {start.isoformat()} (+ {self.days} days) is outside "
+                f"{TIME_MIN.date()} .. {TIME_MAX.date()}"
+            )
+        return self
+
 
 class StrategySettings(StrictModel):
     path: str = "runs.strategy:Momentum"
@@ -102,6 +115,17 @@ class RunSettings(StrictModel):
     strategy: StrategySettings = StrategySettings()
     live: LiveSettings = LiveSettings()
     validator: ValidatorSettings = ValidatorSettings()
+
+    @field_validator("starting_cash")
+    @classmethod
+    def _cash_is_a_positive_amount(cls, cash: dict[str, Decimal]) -> dict[str, Decimal]:
+        for asset, amount in cash.items():
+            problem = amount_problem(amount)
+            if problem is None and amount <= 0:
+                problem = "it must be positive"
+            if problem is not None:
+                raise ValueError(f"starting_cash.{asset} = {amount} is refused: {problem}")
+        return cash
 
 
 class RunnerSettings(StrictModel):

@@ -108,10 +108,13 @@ def load_strategy(path: str, params: dict[str, Any]) -> Strategy:
             ) from e
     try:
         strategy = factory(**params)
-    except TypeError as e:
+    except Exception as e:  # a strategy's constructor is the user's code: any refusal
+        said = str(e) or type(e).__name__
+        if isinstance(e, ArithmeticError):  # decimal.InvalidOperation says only its class
+            said = f"a parameter is not a number ({type(e).__name__})"
         raise ConfigError(
-            f"strategy {path!r} refused its params: {e}",
-            hint="fix run.strategy.params to match its constructor",
+            f"strategy {path!r} refused its params {params!r}: {said}",
+            hint="fix run.strategy.params to match its constructor (numbers as '0.01')",
             key="run.strategy.params",
         ) from e
     if not callable(getattr(strategy, "decide", None)):

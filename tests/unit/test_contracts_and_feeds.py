@@ -109,10 +109,36 @@ def test_violations_are_events_and_strict_mode_raises() -> None:
 
 def test_a_bad_csv_row_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "X_Y-5m.csv"
-    path.write_text("timestamp,open,high,low,close,volume\n0,1,2,1,2,5\n300000,1,oops,1,2,5\n")
+    header = "timestamp,open,high,low,close,volume\n"
+    path.write_text(f"{header}1767225600000,1,2,1,2,5\n1767225900000,1,oops,1,2,5\n")
     with pytest.raises(InputError) as caught:
         read_ohlcv_csv(path)
-    assert caught.value.context["line"] == 3
+    assert caught.value.context["line"] == 3 and caught.value.context["column"] == "high"
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        ("", "empty"),
+        ("timestamp,open,high,low,close,volume\n", "no candles"),
+        ("timestamp,open,high,low,close,volume\n1700000000,1,1,1,1,1\n", "epoch seconds"),
+        ("timestamp,open,high,low,close,volume\n-5,1,1,1,1,1\n", "before 1970"),
+        ("timestamp,open,high,low,close,volume\n99999999999999999999,1,1,1,1,1\n", "after 2200"),
+        ("timestamp,open,high,low,close,volume\n1767225600000,1e400,1,1,1,1\n", "magnitude"),
+        (
+            "timestamp,open,high,low,close,volume\n1767225600000,1.0" + "1" * 36 + ",1,1,1,1\n",
+            "places",
+        ),
+    ],
+)
+def test_an_unusable_ohlcv_file_is_refused_with_what_and_where(
+    tmp_path: Path, rows: str, said: str
+) -> None:
+    path = tmp_path / "X_Y-5m.csv"
+    path.write_text(rows)
+    with pytest.raises(InputError, match=said) as caught:
+        read_ohlcv_csv(path)
+    assert caught.value.context["file"] == str(path) and caught.value.exit_code == 2
 
 
 # --- the sequenced feed --------------------------------------------------------------------
