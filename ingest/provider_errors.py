@@ -19,6 +19,7 @@ import sys
 
 from ledger.errors import ProviderError
 from ledger.market import MESSAGE_LENGTH_MAX
+from ledger.redact import redact
 
 # ccxt's error classes by name, and whether each is retryable (a NetworkError subclass).
 # tests/unit/test_provider_errors.py checks this table against ccxt's own hierarchy.
@@ -105,7 +106,7 @@ def _translated(
     symbol: str | None,
     retry_after_s: float | None,
 ) -> ProviderError:
-    said = text.strip()
+    said = redact(text.strip())  # exchanges quote signed URLs and key headers back
     message = said.splitlines()[0][:MESSAGE_LENGTH_MAX] if said else name
     return ProviderError(
         f"{source} {endpoint} failed: {name}: {message}",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ledger.errors import InputError
+from ledger.redact import redact
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
@@ -38,12 +39,32 @@ class JsonLines(logging.Formatter):
 
 
 class TerminalLines(logging.StreamHandler[TextIO]):
-    """Clears a progress bar's line before writing, so the bar and the lines do not mix."""
+    """Clears a progress bar's line before writing, so the bar and the lines do not mix.
+
+    Without a stream of its own it writes to whatever ``sys.stderr`` is at the time (a
+    command run in-process after another must not write to the first one's stderr)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream or sys.stderr)
+        self._follows_stderr = stream is None
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self._follows_stderr:
+            self.stream = sys.stderr
         if self.stream.isatty():
             self.stream.write("\r\033[K")
         super().emit(record)
+
+
+class Redactor(logging.Filter):
+    """Masks credentials in every line, whatever its level or logger (``ledger.redact``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
 
 
 def configure(level: str, *, log_file: Path | None, fmt: str, stream: TextIO | None = None) -> None:
@@ -51,7 +72,7 @@ def configure(level: str, *, log_file: Path | None, fmt: str, stream: TextIO | N
     formatter: logging.Formatter = (
         JsonLines() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
-    handlers: list[logging.Handler] = [TerminalLines(stream or sys.stderr)]
+    handlers: list[logging.Handler] = [TerminalLines(stream)]
     if log_file is not None:
         try:
             handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
@@ -61,12 +82,17 @@ def configure(level: str, *, log_file: Path | None, fmt: str, stream: TextIO | N
                 hint="pass a writable path to --log-file",
                 file=str(log_file),
             ) from e
-    logger = logging.getLogger("tally")
-    for old in list(logger.handlers):
-        logger.removeHandler(old)
-        old.close()
     for handler in handlers:
         handler.setFormatter(formatter)
-        logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    logger.propagate = False
+        handler.addFilter(Redactor())
+    # ccxt's own lines (its debug log quotes request headers) go through the same handlers,
+    # so they are masked like ours.
+    for name in ("tally", "ccxt"):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+            old.close()
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level.upper())
+        logger.propagate = False

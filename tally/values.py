@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from datetime import datetime
 from pathlib import Path
 
@@ -26,4 +27,11 @@ def write_text(path: Path, text: str) -> None:
     try:
         atomic_write(path, text.encode("utf-8"))
     except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise InputError(
+                f"cannot write {path}: the disk is full",
+                hint="free some space (or write elsewhere with --out) and run it again; "
+                "nothing was written",
+                file=str(path),
+            ) from e
         raise InputError(f"cannot write {path}: {e.strerror}", file=str(path)) from e

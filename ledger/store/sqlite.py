@@ -7,6 +7,7 @@ commit order, and two writers never deadlock on a lock upgrade.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -41,6 +42,11 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 _WRITE_OPTION = "tally_write"
 
 
+def _writable(path: Path) -> bool:
+    """Whether the ledger file and its folder (where -wal and -shm live) can be written."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 class SqliteBackend:
     """One SQLite file in WAL mode: BEGIN IMMEDIATE appends, multi-row inserts."""
 
@@ -67,6 +73,11 @@ class SqliteBackend:
             )
         mode = "rwc" if create else "rw"
         uri = f"file:{path.resolve()}?mode={mode}"
+        if not create and not _writable(path):
+            # An archive on a read-only disk or folder: WAL mode would need to create its
+            # -shm file beside it. Nothing can change the file, so SQLite may treat it as
+            # immutable (no locks, no WAL); any write is refused as read-only.
+            uri = f"file:{path.resolve()}?mode=ro&immutable=1"
 
         def connect() -> sqlite3.Connection:
             # isolation_level=None: we issue BEGIN ourselves (see _begin) so that a write

@@ -28,6 +28,7 @@ from ingest.logs import log_committed
 from ledger import events
 from ledger.errors import StoreUnavailable, TallyError
 from ledger.market import MESSAGE_LENGTH_MAX
+from ledger.redact import redact
 from ledger.store import EventStore
 from ledger.store.leases import Lease
 
@@ -233,7 +234,7 @@ def record_stop(
         cycles_done=done,
         cycles_planned=planned,
         reason=reason,
-        detail=detail[:MESSAGE_LENGTH_MAX],
+        detail=redact(detail)[:MESSAGE_LENGTH_MAX],
     )
     try:
         last = store.append(f"run/{run_id}", [stopped], expected_version=None, run_id=run_id)[0]

@@ -27,6 +27,7 @@ from ledger import events
 from ledger.clock import Clock, SystemClock
 from ledger.errors import InputError, ProviderError, StoreConnectionLost
 from ledger.market import MESSAGE_LENGTH_MAX
+from ledger.redact import register_secret
 from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
@@ -82,6 +83,9 @@ def exchange_from_environment(exchange_id: str, *, live: bool) -> Any:
         config["secret"] = os.environ[KEY_ENV[1]]
         if os.environ.get(PASSWORD_ENV):
             config["password"] = os.environ[PASSWORD_ENV]
+        for name in ("apiKey", "secret", "password"):  # masked wherever they would show
+            if config.get(name):
+                register_secret(config[name])
     return factory(config)
 
 

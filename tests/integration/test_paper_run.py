@@ -125,9 +125,14 @@ def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(
 def test_live_mode_keeps_its_keys_out_of_the_ledger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret_key, secret = "live-key-7f3a9c", "live-secret-c41d22"
+    secret_key, secret, password = "live-key-7f3a9c", "live-secret-c41d22", "live-pass-9e8d"
     monkeypatch.setenv("TALLY_API_KEY", secret_key)
     monkeypatch.setenv("TALLY_API_SECRET", secret)
+    monkeypatch.setenv("TALLY_API_PASSWORD", password)
+    from tally.logs import configure
+
+    log = tmp_path / "debug.log"
+    configure("debug", log_file=log, fmt="text")  # ccxt's debug lines quote its headers
     url = f"sqlite:///{tmp_path / 'live.db'}"
     from ledger import init_store
 
@@ -172,7 +177,11 @@ def test_live_mode_keeps_its_keys_out_of_the_ledger(
     raw = (tmp_path / "live.db").read_bytes() + b"".join(
         p.read_bytes() for p in tmp_path.glob("live.db-*")
     )
-    assert secret_key.encode() not in raw and secret.encode() not in raw  # ...and no further
+    written = log.read_bytes()
+    assert b"Request:" in written  # ccxt's own debug lines were written, masked
+    for leaked in (secret_key, secret, password):  # ...and no further: not a byte of them
+        assert leaked.encode() not in raw and leaked.encode() not in written, leaked
+    configure("warning", log_file=None, fmt="text")
 
 
 def test_live_mode_without_keys_is_refused() -> None:

@@ -74,3 +74,17 @@ def test_a_backtest_imports_no_ccxt() -> None:
             check=True,
         ).stdout
     assert out.strip().endswith("False")
+
+
+def test_a_signed_url_or_key_header_in_an_exchange_error_is_masked_at_the_source() -> None:
+    import ccxt
+
+    said = (
+        'binance {"code":-1022} GET https://api.binance.com/api/v3/order?symbol=BTCUSDT'
+        "&timestamp=1767225600000&signature=9f86d081884c7d659a2feaa0c55ad015 "
+        "{'X-MBX-APIKEY': 'vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A'}"
+    )
+    error = provider_error(ccxt.AuthenticationError(said), source="binance", endpoint="order")
+    assert "9f86d081884c7d659a2feaa0c55ad015" not in error.message
+    assert "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A" not in error.message
+    assert "signature=***" in error.message and "symbol=BTCUSDT" in error.message
