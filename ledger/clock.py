@@ -12,6 +12,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from ledger.market import TIME_MAX, TIME_MIN
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -124,8 +126,6 @@ def parse_time(text: str) -> datetime:
     Raises ``ValueError`` saying why for anything else, including a number that looks like
     epoch seconds (ambiguous: refused, never read as 1970).
     """
-    from ledger.market import TIME_MAX, TIME_MIN
-
     text = text.strip()
     try:
         if _EPOCH_MS.fullmatch(text):

@@ -32,13 +32,21 @@ NAME_RULE = "1-128 of letters, digits and . _ : @ + - (starting with a letter or
 
 
 def amount_problem(value: Decimal) -> str | None:
-    """Why ``value`` cannot be a ledger amount, or None if it can."""
-    if not value.is_finite():
+    """Why ``value`` cannot be a ledger amount, or None if it can (it runs for every amount
+    of every event appended: the common case costs a few tenths of a microsecond)."""
+    if not value.is_finite():  # (before anything else: a signalling NaN cannot be compared)
         return "it is not a finite number"
     if not value:
         return None
     if value.adjusted() >= 18:  # the leading digit's power of ten
         return f"its magnitude is not below {AMOUNT_ABS_LIMIT}"
+    # Fast path (the text is 5x cheaper than the digit tuple): below 1e18 with at most 20
+    # places, a value has at most 38 digits.
+    text = str(value)
+    if "E" not in text:
+        point = text.find(".")
+        if point < 0 or len(text) - point - 1 <= AMOUNT_DIGITS_MAX - 18:
+            return None
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite
     kept = len(digits)

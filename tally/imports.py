@@ -10,16 +10,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from ingest.candles import load_candles
+import pandas as pd
+
+from ingest.candles import read_ohlcv_parquet, sha256_file, symbol_of
+from ingest.contracts import check_ohlcv, epoch_ms
+from ingest.market import OHLCV_COLUMNS, utc_from_ms
 from ledger import events
 from ledger.clock import parse_time
 from ledger.errors import InputError
-from ledger.market import amount_problem, check_name, split_symbol
+from ledger.market import amount_problem, check_amount, check_name, split_symbol
 from ledger.store import EventStore, StreamAppend
 from projections import portfolio
 from tally.values import parse_time_arg
@@ -58,187 +63,340 @@ class _BadField(ValueError):
         self.field = field
 
 
-def _trade_row(cells: dict[str, str]) -> tuple[datetime, str, str, Decimal, Decimal, Decimal, str]:
-    """Parse one row's fields; raise ``_BadField`` naming the first bad one."""
+# Symbols and asset codes already checked, by pattern: they recur on every row.
+_KNOWN: dict[re.Pattern[str], set[str]] = {}
+
+
+def _known(code: str, pattern: re.Pattern[str]) -> str:
+    """``code`` if it matches ``pattern`` (remembered), else ""."""
+    seen = _KNOWN.setdefault(pattern, set())
+    if code in seen:
+        return code
+    if not pattern.match(code):
+        return ""
+    if len(seen) < 10_000:
+        seen.add(code)
+    return code
+
+
+def _trade_row(row: list[str]) -> tuple[datetime, str, str, Decimal, Decimal, Decimal, str]:
+    """Parse one row's cells (``TRADE_COLUMNS`` order); raise ``_BadField`` naming the
+    first bad one."""
+    stamp, raw_symbol, raw_side, raw_qty, raw_price, raw_fee, raw_asset = row
     field = "timestamp"
     try:
-        at = parse_time(cells["timestamp"])
+        at = parse_time(stamp)
         field = "symbol"
-        symbol = cells["symbol"].upper()
-        if not SYMBOL.match(symbol):
-            raise ValueError(f"not BASE/QUOTE: {cells['symbol']!r}")
+        symbol = _known(raw_symbol.strip().upper(), SYMBOL)
+        if not symbol:
+            raise ValueError(f"not BASE/QUOTE: {raw_symbol.strip()!r}")
         field = "side"
-        side = cells["side"].lower()
+        side = raw_side.strip().lower()
         if side not in ("buy", "sell"):
-            raise ValueError(f"must be buy or sell, got {cells['side']!r}")
+            raise ValueError(f"must be buy or sell, got {raw_side.strip()!r}")
         field = "qty"
-        qty = _amount(cells["qty"], positive=True)
+        qty = _amount(raw_qty, positive=True)
         field = "price"
-        price = _amount(cells["price"], positive=True)
+        price = _amount(raw_price, positive=True)
         field = "fee"
-        fee = _amount(cells["fee"], positive=False)
+        fee = _amount(raw_fee, positive=False)
         field = "fee_asset"
-        fee_asset = cells["fee_asset"].upper()
-        if not ASSET.match(fee_asset):
-            raise ValueError(f"not an asset code: {cells['fee_asset']!r}")
+        fee_asset = _known(raw_asset.strip().upper(), ASSET)
+        if not fee_asset:
+            raise ValueError(f"not an asset code: {raw_asset.strip()!r}")
     except ValueError as e:
         raise _BadField(field, str(e)) from e
     return at, symbol, side, qty, price, fee, fee_asset
 
 
-def read_trades(path: Path, account: str) -> tuple[list[events.Event], str]:
-    """The trade and fee events of a trade file, or an InputError naming every bad line."""
+CHUNK_EVENTS = 10_000  # events appended at a time inside the import's one transaction
+
+
+class _AlreadyImported(Exception):
+    def __init__(self, last: int) -> None:
+        super().__init__(last)
+        self.last = last
+
+
+def _rows(path: Path, header: tuple[str, ...], name: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of a CSV file, streamed: the header checked, blank lines skipped."""
     try:
-        raw = path.read_bytes()
+        handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}", file=str(path)) from e
-    digest = hashlib.sha256(raw).hexdigest()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(
-            f"{path.name} is not UTF-8 text (byte {e.start})",
-            hint="save the file as UTF-8 CSV",
-            file=str(path),
-        ) from e
-    rows = list(csv.reader(text.splitlines()))
-    header = [c.strip().lower() for c in rows[0]] if rows else []
-    if tuple(header) != TRADE_COLUMNS:
-        raise InputError(
-            f"{path.name}: the header must be {','.join(TRADE_COLUMNS)}; found "
-            f"{','.join(header) or 'nothing'}",
-            hint="put the header line first, columns in that order",
-            file=str(path),
-            line=1,
-        )
-    found: list[events.Event] = []
-    problems: list[str] = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(TRADE_COLUMNS):
-            problems.append(f"line {line}: expected {len(TRADE_COLUMNS)} fields, got {len(row)}")
-            continue
-        cells = dict(zip(TRADE_COLUMNS, (c.strip() for c in row), strict=True))
+    line = 1
+    with handle:
+        reader = csv.reader(handle)
         try:
-            at, symbol, side, qty, price, fee, fee_asset = _trade_row(cells)
-        except _BadField as e:
-            problems.append(f"line {line}: {e.field}: {e}")
-            continue
-        trade_id = f"import-{digest[:12]}-{line}"
-        found.append(
-            events.TradeExecuted(
-                account=account,
-                symbol=symbol,
-                side=side,  # type: ignore[arg-type]
-                qty=qty,
-                price=price,
-                order_id=trade_id,
-                trade_id=trade_id,
-                executed_at=at,
-            )
-        )
-        if fee:
-            found.append(
-                events.FeeCharged(account=account, trade_id=trade_id, asset=fee_asset, amount=fee)
-            )
-    if problems:
-        shown = "\n  ".join(problems[:ERRORS_SHOWN_MAX])
-        more = len(problems) - ERRORS_SHOWN_MAX
-        raise InputError(
-            f"{path.name}: {len(problems)} bad row(s), nothing imported:\n  {shown}"
-            + (f"\n  ... and {more} more" if more > 0 else ""),
-            hint="fix the named lines and import the file again",
-            file=str(path),
-            line=int(problems[0].split()[1].rstrip(":")),
-        )
-    if not found:
-        raise InputError(f"{path.name} holds no trades", file=str(path))
-    return found, digest
+            first = next(reader, None)
+            found = [c.strip().lower() for c in first] if first else []
+            if tuple(found) != header:
+                raise InputError(
+                    f"{path.name}: the header must be {','.join(header)}; found "
+                    f"{','.join(found) or 'nothing'}",
+                    hint="put the header line first, columns in that order",
+                    file=str(path),
+                    line=1,
+                )
+            for row in reader:
+                line = reader.line_num
+                if row and any(cell.strip() for cell in row):
+                    yield line, row
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{path.name} is not UTF-8 text (after line {line})",
+                hint=f"save the {name} file as UTF-8 CSV",
+                file=str(path),
+                line=line + 1,
+            ) from e
+        except csv.Error as e:
+            raise InputError(f"{path.name}: {e}", file=str(path), line=line + 1) from e
+
+
+def _refuse(path: Path, problems: list[str], count: int) -> InputError:
+    shown = "\n  ".join(problems[:ERRORS_SHOWN_MAX])
+    more = count - min(count, ERRORS_SHOWN_MAX)
+    return InputError(
+        f"{path.name}: {count} bad row(s), nothing imported:\n  {shown}"
+        + (f"\n  ... and {more} more" if more > 0 else ""),
+        hint="fix the named lines and import the file again",
+        file=str(path),
+        line=int(problems[0].split()[1].rstrip(":")),
+    )
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}", file=str(path)) from e
+
+
+def _import_streamed(
+    store: EventStore,
+    chunks: Iterator[list[StreamAppend]],
+    key: str,
+    what: str,
+) -> Imported:
+    """Append ``chunks`` in one transaction: all of them, or nothing if the reader refuses
+    the file on the way (it raises). The idempotency key goes with the last chunk, so a file
+    imported before is found there and the transaction rolls back."""
+    head = store.head()
+    first = last = 0
+    count = 0
+    try:
+        with store.unit_of_work():
+            pending: list[StreamAppend] | None = None
+            for batches in chunks:
+                if pending is not None:
+                    placed = [p for b in store.append_many(pending) for p in b]
+                    first, last, count = first or placed[0], placed[-1], count + len(placed)
+                pending = batches
+            if pending is None:
+                raise InputError(f"nothing to import ({what})")
+            placed = [p for b in store.append_many(pending, idempotency_key=key) for p in b]
+            if placed[0] <= head:  # the last chunk replayed: this file is in the ledger
+                raise _AlreadyImported(placed[-1])
+            first, last, count = first or placed[0], placed[-1], count + len(placed)
+    except _AlreadyImported as seen:
+        total = count + len(placed)
+        return Imported(what, total, seen.last - total + 1, seen.last, already=True)
+    return Imported(what, count, first, last, already=False)
 
 
 def import_trades(
     store: EventStore, path: Path, account: str, *, allow_short: bool = False
 ) -> Imported:
+    """Import a trade file (``TRADE_COLUMNS``), streamed with flat memory, all or nothing.
+
+    Every row is checked; any bad row (or a sale of more than the account holds at that
+    row, unless ``allow_short``) refuses the whole file, naming every bad line."""
     check_name(account, "account")
-    found, digest = read_trades(path, account)
-    if not allow_short:
-        _refuse_selling_what_is_not_held(store, path, account, found)
-    return _append(
-        store,
-        [StreamAppend(f"portfolio/{account}", found)],
-        f"import/trades/{account}/{digest}",
-        "trades",
-    )
+    digest = _file_digest(path)
+    held = None if allow_short else portfolio.rebuild(store, account=account, checkpoint=False).cash
+    stream = f"portfolio/{account}"
+
+    def chunks() -> Iterator[list[StreamAppend]]:
+        found: list[events.Event] = []
+        problems: list[str] = []
+        bad = 0
+        for line, row in _rows(path, TRADE_COLUMNS, "trade"):
+            if len(row) != len(TRADE_COLUMNS):
+                bad += 1
+                problems.append(
+                    f"line {line}: expected {len(TRADE_COLUMNS)} fields, got {len(row)}"
+                )
+                continue
+            try:
+                at, symbol, side, qty, price, fee, fee_asset = _trade_row(row)
+            except _BadField as e:
+                bad += 1
+                problems.append(f"line {line}: {e.field}: {e}")
+                continue
+            if held is not None:
+                base = split_symbol(symbol)[0]
+                if side == "sell" and held[base] < qty:
+                    bad += 1
+                    problems.append(
+                        f"line {line}: sells {qty} {base} but account {account!r} holds "
+                        f"{held[base]} {base} at that row (--allow-short records short "
+                        "positions)"
+                    )
+                    continue
+                held[base] += qty if side == "buy" else -qty
+            if bad:
+                continue  # refused already: keep reading only to name every bad line
+            trade_id = f"import-{digest[:12]}-{line}"
+            found.append(
+                events.TradeExecuted(
+                    account=account,
+                    symbol=symbol,
+                    side=side,  # type: ignore[arg-type]
+                    qty=qty,
+                    price=price,
+                    order_id=trade_id,
+                    trade_id=trade_id,
+                    executed_at=at,
+                )
+            )
+            if fee:
+                found.append(
+                    events.FeeCharged(
+                        account=account, trade_id=trade_id, asset=fee_asset, amount=fee
+                    )
+                )
+            if len(found) >= CHUNK_EVENTS:
+                yield [StreamAppend(stream, found)]
+                found = []
+        if bad:
+            raise _refuse(path, problems, bad)
+        if found:
+            yield [StreamAppend(stream, found)]
+
+    return _import_streamed(store, chunks(), f"import/trades/{account}/{digest}", "trades")
+
+
+def _candle_rows(path: Path, problems: list[str]) -> Iterator[tuple[int, list[Decimal]]]:
+    """(epoch ms, [open, high, low, close, volume]) of an OHLCV CSV file, streamed, with
+    the data contract checked row by row; a bad row goes to ``problems``, not out."""
+    previous = -1
+    for line, row in _rows(path, ("timestamp", *OHLCV_COLUMNS), "OHLCV"):
+        if len(row) != 1 + len(OHLCV_COLUMNS):
+            problems.append(f"line {line}: expected 6 fields, got {len(row)}")
+            continue
+        column = "timestamp"
+        try:
+            stamp = epoch_ms(int(row[0]))
+            values = []
+            for column, text in zip(OHLCV_COLUMNS, row[1:], strict=True):
+                if not text.strip():
+                    raise ValueError("missing value")
+                value = Decimal(text)  # as written: no float ever touches a price
+                values.append(check_amount(value, column, positive=column != "volume"))
+        except InvalidOperation:
+            problems.append(
+                f"line {line}: {column}: not a number: {row[1 + OHLCV_COLUMNS.index(column)]!r}"
+            )
+            continue
+        except (TypeError, ValueError, ArithmeticError) as e:
+            problems.append(f"line {line}: {column}: {e}")
+            continue
+        o, h, low, c, v = values
+        if h < max(o, c) or low > min(o, c) or v < 0:
+            problems.append(f"line {line}: high/low: h={h} l={low} not around o={o} c={c}")
+            continue
+        if stamp <= previous:
+            problems.append(f"line {line}: timestamp: {stamp} is not after the row before")
+            continue
+        previous = stamp
+        yield stamp, values
 
 
 def import_ohlcv(store: EventStore, folder: Path) -> Imported:
-    candles = load_candles(folder)
-    batches = []
-    for symbol in candles.symbols:
-        frame = candles.frames[symbol]
-        rows = zip(
-            frame.index,
-            frame["open"],
-            frame["high"],
-            frame["low"],
-            frame["close"],
-            frame["volume"],
-            strict=True,
-        )
-        batches.append(
-            StreamAppend(
-                f"candles/{symbol}/{candles.timeframe}",
-                [
+    """Import a folder of OHLCV files as ``CandleImported`` events, streamed, all or
+    nothing, keyed by the files' names and sha256 (the same files import once)."""
+    files = _ohlcv_files(folder)
+    manifest = "|".join(f"{p.name}:{_file_digest(p)}" for p, _, _ in files)
+    key = hashlib.sha256(manifest.encode()).hexdigest()
+
+    def chunks() -> Iterator[list[StreamAppend]]:
+        for path, symbol, timeframe in files:
+            stream = f"candles/{symbol}/{timeframe}"
+            problems: list[str] = []
+            rows = _candle_rows(path, problems) if path.suffix == ".csv" else _parquet_rows(path)
+            found: list[events.Event] = []
+            for stamp, (o, h, low, c, v) in rows:
+                if problems:
+                    continue
+                found.append(
                     events.CandleImported(
                         symbol=symbol,
-                        timeframe=candles.timeframe,
-                        open_time=stamp.to_pydatetime(),
+                        timeframe=timeframe,
+                        open_time=utc_from_ms(stamp),
                         open=o,
                         high=h,
-                        low=lo,
+                        low=low,
                         close=c,
                         volume=v,
                     )
-                    for stamp, o, h, lo, c, v in rows
-                ],
-            )
+                )
+                if len(found) >= CHUNK_EVENTS:
+                    yield [StreamAppend(stream, found)]
+                    found = []
+            if problems:
+                raise _refuse(path, problems, len(problems))
+            if found:
+                yield [StreamAppend(stream, found)]
+
+    return _import_streamed(store, chunks(), f"import/ohlcv/{key}", "candles")
+
+
+def _ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
+    """(file, symbol, timeframe) of each OHLCV file: one timeframe, one file a symbol."""
+    if not folder.is_dir():
+        raise InputError(
+            f"no such data folder: {folder}",
+            hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv files",
+            folder=str(folder),
         )
-    key = hashlib.sha256(
-        "|".join(f"{f['name']}:{f['sha256']}" for f in candles.manifest).encode()
-    ).hexdigest()
-    return _append(store, batches, f"import/ohlcv/{key}", "candles")
-
-
-def _refuse_selling_what_is_not_held(
-    store: EventStore, path: Path, account: str, found: list[events.Event]
-) -> None:
-    """A sale of more than the account holds at that row (what the ledger holds, then the
-    file's rows in order) would leave a negative balance: refused, naming the row."""
-    held = portfolio.rebuild(store, account=account, checkpoint=False).cash
-    for event in found:
-        if not isinstance(event, events.TradeExecuted):
-            continue
-        base = split_symbol(event.symbol)[0]
-        if event.side == "buy":
-            held[base] += event.qty
-            continue
-        if held[base] < event.qty:
-            line = int(event.trade_id.rsplit("-", 1)[1])
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
+    if not files:
+        raise InputError(
+            f"no .csv or .parquet OHLCV files in {folder}",
+            hint="one file a symbol, named BASE_QUOTE-TIMEFRAME.csv",
+            folder=str(folder),
+        )
+    found = [(path, *symbol_of(path)) for path in files]
+    if len({timeframe for _, _, timeframe in found}) > 1:
+        raise InputError(
+            f"the files mix timeframes {sorted({t for _, _, t in found})}",
+            hint="import one timeframe at a time",
+            folder=str(folder),
+        )
+    symbols = [symbol for _, symbol, _ in found]
+    for path, symbol, _ in found:
+        if symbols.count(symbol) > 1:
             raise InputError(
-                f"{path.name} line {line}: sells {event.qty} {base} but account {account!r} "
-                f"holds {held[base]} {base} at that row; nothing imported",
-                hint="import the buys first, or pass --allow-short to record short positions",
-                file=str(path),
-                line=line,
+                f"two files hold {symbol}", hint="keep one file a symbol", file=str(path)
             )
-        held[base] -= event.qty
+    return found
 
 
-def _append(store: EventStore, batches: list[StreamAppend], key: str, what: str) -> Imported:
-    head = store.head()
-    positions = [p for batch in store.append_many(batches, idempotency_key=key) for p in batch]
-    return Imported(what, len(positions), positions[0], positions[-1], already=positions[0] <= head)
+def _parquet_rows(path: Path) -> Iterator[tuple[int, list[Decimal]]]:
+    """A parquet file's candles (read whole: parquet is columnar), contract-checked."""
+    frame = read_ohlcv_parquet(path)
+    violations = check_ohlcv(frame)
+    if violations:
+        first = violations[0]
+        raise InputError(
+            f"{path.name} breaks the OHLCV contract: {first.rule} (data rows {first.rows[:5]})",
+            hint="fix or remove those rows",
+            file=str(path),
+        )
+    stamps = pd.DatetimeIndex(frame.index).as_unit("ms").asi8
+    columns = [list(frame[c]) for c in OHLCV_COLUMNS]
+    for i, stamp in enumerate(stamps):
+        yield int(stamp), [column[i] for column in columns]
 
 
 def deposit(store: EventStore, asset: str, amount: str, account: str, at: str | None = None) -> int:
