@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ledger.config import StrictModel
+from ledger.config import Amount, StrictModel
 from projections.portfolio import ZERO, PortfolioState
 
 Outcome = Literal["passed", "reconciled", "discarded"]
@@ -29,13 +29,13 @@ Outcome = Literal["passed", "reconciled", "discarded"]
 class ValidatorSettings(StrictModel):
     """The validator's tolerances (``run.validator`` in the configuration)."""
 
-    base_epsilon: Decimal = Field(Decimal("0.02"), ge=0)
+    base_epsilon: Amount = Field(Decimal("0.02"), ge=0)
     # Share of equity (0.001 = 0.1%) up to which a difference is reconciled, not refused.
-    max_auto_reconcile_pct: Decimal = Field(Decimal("0.001"), ge=0, le=1)
+    max_auto_reconcile_pct: Amount = Field(Decimal("0.001"), ge=0, le=1)
     # Share of equity a quantity may move between symbols before it is a critical leak.
-    leak_pct_max: Decimal = Field(Decimal("0.01"), ge=0, le=1)
+    leak_pct_max: Amount = Field(Decimal("0.01"), ge=0, le=1)
     # Price step used where a market's own is unknown.
-    price_step_default: Decimal = Field(Decimal("0.01"), gt=0)
+    price_step_default: Amount = Field(Decimal("0.01"), gt=0)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ingest.provider_errors import CCXT_RETRYABLE
-from ledger.config import StrictModel
+from ledger.config import Amount, Folder, Moment, StrictModel
 from ledger.market import TIME_MAX, TIME_MIN, amount_problem
 from projections.validator import ValidatorSettings
 
@@ -18,11 +18,11 @@ from projections.validator import ValidatorSettings
 class MarketSteps(StrictModel):
     """A market's steps and fees; keyed by symbol or by quote asset in ``run.markets``."""
 
-    price_step: Decimal = Field(gt=0)
-    qty_step: Decimal = Field(gt=0)
-    fee_step: Decimal = Field(gt=0)  # precision of the fee asset (the quote asset)
-    maker_bps: Decimal = Field(Decimal(10), ge=0, le=1000)
-    taker_bps: Decimal = Field(Decimal(10), ge=0, le=1000)
+    price_step: Amount = Field(gt=0)
+    qty_step: Amount = Field(gt=0)
+    fee_step: Amount = Field(gt=0)  # precision of the fee asset (the quote asset)
+    maker_bps: Amount = Field(Decimal(10), ge=0, le=1000)
+    taker_bps: Amount = Field(Decimal(10), ge=0, le=1000)
 
 
 DEFAULT_MARKETS = {
@@ -67,7 +67,7 @@ class SampleSettings(StrictModel):
     symbols: list[str] = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"]
     days: int = Field(3, ge=1, le=366)
     timeframe: Literal["1m", "5m", "15m", "1h"] = "5m"
-    start: datetime = datetime(2026, 1, 5, tzinfo=UTC)
+    start: Moment = datetime(2026, 1, 5, tzinfo=UTC)
     missing_share: float = Field(0.003, ge=0, le=0.5)  # candles left out, as real feeds do
 
     @model_validator(mode="after")
@@ -98,7 +98,7 @@ class LiveSettings(StrictModel):
     # Recent candles fetched (through the parquet cache) to warm the strategy up; 0: none.
     warmup_candles: int = Field(48, ge=0, le=1000)
     warmup_timeframe: str = "5m"
-    cache_dir: Path = Path(".tally-cache")
+    cache_dir: Folder = Path(".tally-cache")
 
 
 class RunSettings(StrictModel):
@@ -106,7 +106,7 @@ class RunSettings(StrictModel):
     seed: int = 7
     account: str = Field("main", min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")
     # Starting funds by quote asset: the run deposits this much of its data's quote asset.
-    starting_cash: dict[str, Decimal] = {"USDT": Decimal(100_000), "BTC": Decimal(10)}
+    starting_cash: dict[str, Amount] = {"USDT": Decimal(100_000), "BTC": Decimal(10)}
     markets: dict[str, MarketSteps] = DEFAULT_MARKETS
     # A backtest commits this many whole cycles per durable transaction.
     commit_cycles: int = Field(200, ge=1, le=100_000)
@@ -140,7 +140,7 @@ class RunnerSettings(StrictModel):
     # Paper/live: while the ledger is out, cycles wait in a durable spool file here (one per
     # run), up to this many bytes; past it the run stops (exit 75) and the same command,
     # run again once the ledger is back, drains the spool and carries on.
-    spool_dir: Path = Path("tally-spool")
+    spool_dir: Folder = Path("tally-spool")
     spool_limit_bytes: int = Field(64 * 1024 * 1024, ge=4096, le=2**40)
     # A transient store error (lost connection, lock or statement timeout, full disk) is
     # retried this many times, the waits doubling from store_retry_backoff_s, before the

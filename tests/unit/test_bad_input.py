@@ -72,6 +72,18 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], str]] = [
         ["run", "--config", "{dir}/c.yaml"],
         "must be positive",
     ),
+    (
+        "a number as text",
+        {"c.yaml": "run:\n  seed: '7'\n"},
+        ["run", "--config", "{dir}/c.yaml"],
+        "run.seed",
+    ),
+    (
+        "yes is not true",
+        {"c.yaml": "store:\n  durable: 'yes'\n"},
+        ["run", "--config", "{dir}/c.yaml"],
+        "store.durable",
+    ),
     ("empty ohlcv", {"d/BTC_USDT-5m.csv": ""}, ["run", "--data", "{dir}/d"], "empty"),
     ("header only", {"d/BTC_USDT-5m.csv": HEADER}, ["run", "--data", "{dir}/d"], "no candles"),
     (
