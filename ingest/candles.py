@@ -122,12 +122,13 @@ def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
     )
 
 
-def load_candles(folder: Path) -> CandleSet:
-    """Read every OHLCV file of ``folder``; refuse mixed timeframes and broken contracts."""
+def ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
+    """(file, symbol, timeframe) of each OHLCV file of ``folder``, in name order: at least
+    one, one timeframe, one file a symbol."""
     if not folder.is_dir():
         raise InputError(
             f"no such data folder: {folder}",
-            hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv files with --data",
+            hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv (or .parquet) files",
             folder=str(folder),
         )
     files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
@@ -137,16 +138,30 @@ def load_candles(folder: Path) -> CandleSet:
             hint="one file a symbol, named BASE_QUOTE-TIMEFRAME.csv",
             folder=str(folder),
         )
-    frames: dict[str, pd.DataFrame] = {}
-    manifest: list[dict[str, Any]] = []
-    timeframes: set[str] = set()
-    for path in files:
-        symbol, timeframe = symbol_of(path)
-        timeframes.add(timeframe)
-        if symbol in frames:
+    found = [(path, *symbol_of(path)) for path in files]
+    timeframes = sorted({timeframe for _, _, timeframe in found})
+    if len(timeframes) > 1:
+        raise InputError(
+            f"the files mix timeframes {timeframes}",
+            hint="use one timeframe at a time",
+            folder=str(folder),
+        )
+    seen: set[str] = set()
+    for path, symbol, _ in found:
+        if symbol in seen:
             raise InputError(
                 f"two files hold {symbol}", hint="keep one file a symbol", file=str(path)
             )
+        seen.add(symbol)
+    return found
+
+
+def load_candles(folder: Path) -> CandleSet:
+    """Read every OHLCV file of ``folder``; refuse mixed timeframes and broken contracts."""
+    files = ohlcv_files(folder)
+    frames: dict[str, pd.DataFrame] = {}
+    manifest: list[dict[str, Any]] = []
+    for path, symbol, _ in files:
         frame = read_ohlcv_csv(path) if path.suffix == ".csv" else read_ohlcv_parquet(path)
         violations = check_ohlcv(frame)
         if violations:
@@ -162,13 +177,7 @@ def load_candles(folder: Path) -> CandleSet:
         manifest.append(
             {"name": path.name, "symbol": symbol, "rows": len(frame), "sha256": sha256_file(path)}
         )
-    if len(timeframes) > 1:
-        raise InputError(
-            f"the files mix timeframes {sorted(timeframes)}",
-            hint="backtest one timeframe at a time",
-            folder=str(folder),
-        )
-    return CandleSet(timeframes.pop(), frames, manifest)
+    return CandleSet(files[0][2], frames, manifest)
 
 
 def frame_digest(frame: pd.DataFrame) -> str:

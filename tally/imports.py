@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingest.candles import read_ohlcv_parquet, sha256_file, symbol_of
+from ingest.candles import ohlcv_files, read_ohlcv_parquet, sha256_file
 from ingest.contracts import check_ohlcv, epoch_ms
 from ingest.market import OHLCV_COLUMNS, utc_from_ms
 from ledger import events
@@ -315,7 +315,7 @@ def _candle_rows(path: Path, problems: list[str]) -> Iterator[tuple[int, list[De
 def import_ohlcv(store: EventStore, folder: Path) -> Imported:
     """Import a folder of OHLCV files as ``CandleImported`` events, streamed, all or
     nothing, keyed by the files' names and sha256 (the same files import once)."""
-    files = _ohlcv_files(folder)
+    files = ohlcv_files(folder)
     manifest = "|".join(f"{p.name}:{_file_digest(p)}" for p, _, _ in files)
     key = hashlib.sha256(manifest.encode()).hexdigest()
 
@@ -349,37 +349,6 @@ def import_ohlcv(store: EventStore, folder: Path) -> Imported:
                 yield [StreamAppend(stream, found)]
 
     return _import_streamed(store, chunks(), f"import/ohlcv/{key}", "candles")
-
-
-def _ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
-    """(file, symbol, timeframe) of each OHLCV file: one timeframe, one file a symbol."""
-    if not folder.is_dir():
-        raise InputError(
-            f"no such data folder: {folder}",
-            hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv files",
-            folder=str(folder),
-        )
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
-    if not files:
-        raise InputError(
-            f"no .csv or .parquet OHLCV files in {folder}",
-            hint="one file a symbol, named BASE_QUOTE-TIMEFRAME.csv",
-            folder=str(folder),
-        )
-    found = [(path, *symbol_of(path)) for path in files]
-    if len({timeframe for _, _, timeframe in found}) > 1:
-        raise InputError(
-            f"the files mix timeframes {sorted({t for _, _, t in found})}",
-            hint="import one timeframe at a time",
-            folder=str(folder),
-        )
-    symbols = [symbol for _, symbol, _ in found]
-    for path, symbol, _ in found:
-        if symbols.count(symbol) > 1:
-            raise InputError(
-                f"two files hold {symbol}", hint="keep one file a symbol", file=str(path)
-            )
-    return found
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, list[Decimal]]]:

@@ -26,9 +26,8 @@ import pytest
 from ledger import events, init_store, open_store
 from ledger.errors import StoreConnectionLost
 from ledger.store.settings import StoreSettings
-from tally.run.live import run_live
 from tally.run.settings import RunnerSettings, StrategySettings
-from tests.integration.test_paper_run import settings_for, with_server
+from tests.integration.test_paper_run import paper_run, settings_for, with_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,13 +77,10 @@ def test_postgres_down_for_ten_seconds_mid_paper_run_loses_and_doubles_nothing(
 
     async def scenario(server: Any) -> Any:
         with open_store(url, settings=StoreSettings(connect_timeout_s=2)) as store:
-            return await run_live(
+            return await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=CYCLES,
                 interval_s=0.5,
                 progress=progress,

@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 from ledger import events, open_store
-from tally.run.live import run_live
 from tally.run.settings import RunnerSettings
-from tests.integration.test_paper_run import settings_for, with_server
+from tests.integration.test_paper_run import paper_run, settings_for, with_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,13 +67,10 @@ def test_a_killed_paper_run_restarts_with_its_breaker_open_and_its_prices(
 
     async def successor(server: Any) -> Any:
         with open_store(sqlite_url) as store:
-            summary = await run_live(
+            summary = await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=cycles_before + 2,
                 interval_s=0.01,
                 runner=RunnerSettings(spool_dir=spool),

@@ -42,6 +42,19 @@ def settings_for(
     return base.model_copy(update={"run": run})
 
 
+async def paper_run(store: Any, settings: Settings, server: Any, **options: Any) -> Any:
+    """A paper run of ``settings`` against the recorded server's bitstamp."""
+    return await run_live(
+        store,
+        settings.run,
+        settings.ingest,
+        config=settings.run_config(),
+        exchange=server.exchange("bitstamp"),
+        mode="paper",
+        **options,
+    )
+
+
 async def with_server(scenario: Any) -> Any:
     data = shared_data("ccxt")
     server = RecordedExchangeServer(data)
@@ -64,23 +77,17 @@ def test_a_paper_run_prices_through_ccxt_and_books_on_the_paper_venue(
         # The warm-up's candles are answered; the first ticker request fails, is retried.
         server.plan.then(Fault.delay(0), Fault.http(503))
         with open_store(ledger_url) as store:
-            first = await run_live(
+            first = await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=3,
                 interval_s=0.01,
             )
-            again = await run_live(
+            again = await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=1,
                 interval_s=0.01,
             )
@@ -210,13 +217,10 @@ def test_a_paper_run_stops_whole_on_a_signal_and_says_when_nothing_was_priced(
     async def scenario(server: RecordedExchangeServer) -> Any:
         with open_store(sqlite_url) as store:
             began = time.monotonic()
-            stopped = await run_live(
+            stopped = await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=50,
                 interval_s=30,  # the wait after cycle 1 is cut short by the stop
                 progress=progress,
@@ -226,13 +230,10 @@ def test_a_paper_run_stops_whole_on_a_signal_and_says_when_nothing_was_priced(
             # Every ticker request fails from here on. The same configuration again carries
             # the stopped run on (to 3 cycles) with its last good price restored: stale.
             server.plan.then(*[Fault.http(503)] * 400)
-            resumed = await run_live(
+            resumed = await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=3,
                 interval_s=0.01,
             )

@@ -22,10 +22,9 @@ from ledger import events, open_store
 from ledger.clock import SimulatedClock
 from ledger.store import StreamAppend
 from ledger.store.settings import StoreSettings
-from tally.run.live import run_live
 from tally.run.settings import RunnerSettings, StrategySettings
 from tally.run.spool import LedgerLink, Spool, SpoolCorrupt, SpooledAppend, SpoolFull
-from tests.integration.test_paper_run import settings_for, with_server
+from tests.integration.test_paper_run import paper_run, settings_for, with_server
 
 DEPOSIT = events.FundsDeposited(account="a", asset="USDT", amount=Decimal("1.5"))
 
@@ -163,13 +162,10 @@ def test_a_paper_run_spools_through_an_outage_places_no_orders_and_drains_in_ord
 
     async def scenario(server: Any) -> Any:
         with open_store(sqlite_url, settings=StoreSettings(busy_timeout_ms=20)) as store:
-            return await run_live(
+            return await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=8,
                 interval_s=0.01,
                 progress=progress,

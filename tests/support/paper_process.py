@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ledger import open_store
-from tally.run.live import run_live
 from tally.run.settings import RunnerSettings
-from tests.integration.test_paper_run import settings_for, with_server
+from tests.integration.test_paper_run import paper_run, settings_for, with_server
 from tests.support.recorded_exchange import Fault
 
 
@@ -26,13 +25,10 @@ def main(argv: list[str]) -> None:
     async def scenario(server: Any) -> Any:
         server.plan.then(*[Fault.delay(0)] * int(answered), *[Fault.http(503)] * 10_000)
         with open_store(url) as store:
-            return await run_live(
+            return await paper_run(
                 store,
-                settings.run,
-                settings.ingest,
-                config=settings.run_config(),
-                exchange=server.exchange("bitstamp"),
-                mode="paper",
+                settings,
+                server,
                 cycles=int(cycles),
                 interval_s=0.2,
                 progress=lambda done, _total: print(f"cycle {done}", flush=True),
