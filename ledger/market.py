@@ -34,19 +34,20 @@ NAME_RULE = "1-128 of letters, digits and . _ : @ + - (starting with a letter or
 def amount_problem(value: Decimal) -> str | None:
     """Why ``value`` cannot be a ledger amount, or None if it can (it runs for every amount
     of every event appended: the common case costs a few tenths of a microsecond)."""
-    if not value.is_finite():  # (before anything else: a signalling NaN cannot be compared)
+    # Fast path, from the text alone (5x cheaper than the digit tuple): plain digits with at
+    # most 18 before the point and 20 after it are below 1e18 with at most 38 digits.
+    text = str(value)
+    if "E" not in text and text[-1].isdigit():  # not NaN, Infinity or an exponent form
+        point = text.find(".")
+        whole = (point if point >= 0 else len(text)) - (text[0] == "-")
+        if whole <= 18 and (point < 0 or len(text) - point - 1 <= AMOUNT_DIGITS_MAX - 18):
+            return None
+    if not value.is_finite():  # (before any comparison: a signalling NaN cannot compare)
         return "it is not a finite number"
     if not value:
         return None
     if value.adjusted() >= 18:  # the leading digit's power of ten
         return f"its magnitude is not below {AMOUNT_ABS_LIMIT}"
-    # Fast path (the text is 5x cheaper than the digit tuple): below 1e18 with at most 20
-    # places, a value has at most 38 digits.
-    text = str(value)
-    if "E" not in text:
-        point = text.find(".")
-        if point < 0 or len(text) - point - 1 <= AMOUNT_DIGITS_MAX - 18:
-            return None
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite
     kept = len(digits)
