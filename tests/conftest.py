@@ -9,6 +9,7 @@ Each PostgreSQL test gets a fresh database cloned from a migrated template.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -145,3 +146,24 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real market data not found at {path} (it lives beside the project)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _operator_logging_restored() -> Iterator[None]:
+    """A command run in-process configures the ``tally`` and ``ccxt`` loggers as the CLI
+    does (its own handlers, a level, no propagation); undo that after each test, so the
+    next one sees the loggers as a fresh process would."""
+    saved = {
+        name: (logger.level, logger.propagate, list(logger.handlers))
+        for name in ("tally", "ccxt")
+        for logger in [logging.getLogger(name)]
+    }
+    yield
+    for name, (level, propagate, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate

@@ -188,7 +188,6 @@ def test_live_mode_keeps_its_keys_out_of_the_ledger(
     assert b"Request:" in written  # ccxt's own debug lines were written, masked
     for leaked in (secret_key, secret, password):  # ...and no further: not a byte of them
         assert leaked.encode() not in raw and leaked.encode() not in written, leaked
-    configure("warning", log_file=None, fmt="text")
 
 
 def test_live_mode_without_keys_is_refused() -> None:
