@@ -133,7 +133,6 @@ class CycleLoop:
     # Paper and live: writes go through the link (to the spool while the ledger is out, and
     # then no orders are placed).
     link: LedgerLink | None = None
-    held_intents: int = 0  # what the strategy asked for while the ledger was out
     counts: CycleCounts = field(default_factory=CycleCounts)
     marks: dict[str, Decimal] = field(default_factory=dict)  # last known mark per symbol
 
@@ -218,7 +217,6 @@ class CycleLoop:
         intents = list(self.strategy.decide(view))
         link = self.link
         if intents and link is not None and link.spooling and not link.drain():
-            self.held_intents += len(intents)
             LOGGER.warning(
                 "ORDERS_HELD run=%s cycle=%d intents=%d: the ledger is out and cycles go to "
                 "the spool; no order is placed until it is drained",

@@ -21,8 +21,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
@@ -91,7 +90,8 @@ class Spool:
         payload = _encoder.encode(entry)
         record = HEADER.pack(len(payload), sha256(payload).digest()) + payload
         fresh = not self.path.exists()
-        if not over_limit and self.size + len(record) + len(MAGIC) > self.limit_bytes:
+        grown = len(record) + (len(MAGIC) if fresh else 0)
+        if not over_limit and self.size + grown > self.limit_bytes:
             return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as out:
@@ -179,8 +179,6 @@ class LedgerLink:
     retries: int = 2
     backoff_s: float = 0.2
     sleep: Callable[[float], None] = time.sleep
-    outage_since: datetime | None = None
-    drained: list[tuple[datetime, datetime, int]] = field(default_factory=list)
 
     @property
     def spooling(self) -> bool:
@@ -236,8 +234,6 @@ class LedgerLink:
         self.spool.clear()
         found = _only_event(entries[-1])
         assert isinstance(found, events.LedgerRecovered)
-        self.outage_since = None
-        self.drained.append((found.since, found.at, found.events))
         LOGGER.warning(
             "LEDGER_RECOVERED run=%s outage_ms=%d cycles=%d events=%d: the spool was drained "
             "in order",
@@ -268,7 +264,6 @@ class LedgerLink:
 
     def _outage(self, error: StoreUnavailable, cycle: int) -> None:
         since = self.clock.now()
-        self.outage_since = since
         unavailable = events.LedgerUnavailable(
             run_id=self.run_id,
             cycle=cycle,
