@@ -156,23 +156,29 @@ def ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
     return found
 
 
+def read_ohlcv_file(path: Path) -> pd.DataFrame:
+    """One OHLCV file (.csv or .parquet), read whole; a broken contract is an InputError."""
+    frame = read_ohlcv_csv(path) if path.suffix == ".csv" else read_ohlcv_parquet(path)
+    violations = check_ohlcv(frame)
+    if violations:
+        first = violations[0]
+        raise InputError(
+            f"{path.name} breaks the OHLCV contract: {first.rule} "
+            f"(data rows {first.rows[:5]}, counted from 0 after the header)",
+            hint="fix or remove those rows",
+            file=str(path),
+            rule=first.rule,
+        )
+    return frame
+
+
 def load_candles(folder: Path) -> CandleSet:
     """Read every OHLCV file of ``folder``; refuse mixed timeframes and broken contracts."""
     files = ohlcv_files(folder)
     frames: dict[str, pd.DataFrame] = {}
     manifest: list[dict[str, Any]] = []
     for path, symbol, _ in files:
-        frame = read_ohlcv_csv(path) if path.suffix == ".csv" else read_ohlcv_parquet(path)
-        violations = check_ohlcv(frame)
-        if violations:
-            first = violations[0]
-            raise InputError(
-                f"{path.name} breaks the OHLCV contract: {first.rule} "
-                f"(data rows {first.rows[:5]}, counted from 0 after the header)",
-                hint="fix or remove those rows",
-                file=str(path),
-                rule=first.rule,
-            )
+        frame = read_ohlcv_file(path)
         frames[symbol] = frame
         manifest.append(
             {"name": path.name, "symbol": symbol, "rows": len(frame), "sha256": sha256_file(path)}

@@ -72,7 +72,8 @@ def check_money(event: Event) -> None:
         account = event.account  # type: ignore[attr-defined]
         if account not in _GOOD_NAMES and (account or cls._account_required):
             check_name(account, f"{cls.__name__}.account", field="account")
-            _GOOD_NAMES.add(account)
+            if len(_GOOD_NAMES) < 10_000:
+                _GOOD_NAMES.add(account)
 
 
 _GOOD_NAMES: set[str] = set()  # names already checked: an account recurs in every cycle

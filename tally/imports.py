@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingest.candles import ohlcv_files, read_ohlcv_parquet, sha256_file
-from ingest.contracts import check_ohlcv, epoch_ms
+from ingest.candles import ohlcv_files, read_ohlcv_file, sha256_file
+from ingest.contracts import epoch_ms
 from ingest.market import OHLCV_COLUMNS, utc_from_ms
 from ledger import events
 from ledger.clock import parse_time
@@ -353,15 +353,7 @@ def import_ohlcv(store: EventStore, folder: Path) -> Imported:
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, list[Decimal]]]:
     """A parquet file's candles (read whole: parquet is columnar), contract-checked."""
-    frame = read_ohlcv_parquet(path)
-    violations = check_ohlcv(frame)
-    if violations:
-        first = violations[0]
-        raise InputError(
-            f"{path.name} breaks the OHLCV contract: {first.rule} (data rows {first.rows[:5]})",
-            hint="fix or remove those rows",
-            file=str(path),
-        )
+    frame = read_ohlcv_file(path)
     stamps = pd.DatetimeIndex(frame.index).as_unit("ms").asi8
     columns = [list(frame[c]) for c in OHLCV_COLUMNS]
     for i, stamp in enumerate(stamps):

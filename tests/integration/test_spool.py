@@ -194,5 +194,20 @@ def test_a_paper_run_spools_through_an_outage_places_no_orders_and_drains_in_ord
     ids = {client_order_id(summary.run_id, c, "BTC/USDT", "t"): c for c in range(8)}
     assert sorted(ids[cid] for cid in placed) == [0, 1, 2, 5, 6, 7]
     assert not list((tmp_path / "spool").glob("*.spool"))  # drained and deleted
+    # What a restart of this run would rebuild: order outcomes and nonces above every one
+    # used (spooled ones included), no order left unknown.
+    from ingest.settings import IngestSettings
+    from tally.run.cycle_loop import Collaborators
+
+    with open_store(sqlite_url) as store:
+        held = Collaborators.restored(
+            store,
+            IngestSettings(),
+            SimulatedClock(datetime(2026, 1, 1, tzinfo=UTC)),
+            run_id=summary.run_id,
+        )
+    nonces = [e.nonce for e in found if isinstance(e, events.OrderSubmitted)]
+    assert held.nonces.stats()["next"] == max(nonces) + 1 == 7
+    assert set(held.orders.status.values()) == {"filled"} and held.unknown == []
     kinds = [type(e).__name__ for e in found]
     assert kinds.index("LedgerUnavailable") < kinds.index("LedgerRecovered")

@@ -73,6 +73,35 @@ def test_a_lost_answer_is_resolved_by_asking_the_venue_never_by_resubmitting() -
     assert sum(isinstance(e, events.OrderSubmitted) for e in log) == 1
 
 
+def test_after_a_restart_an_unknown_order_is_resolved_by_lookup_before_anything_else() -> None:
+    paper = venue()
+    paper.lose_answers = 1
+    first, log = executor(paper)
+    assert run(first.execute(BUY, run_id="r", cycle=1)) == "unknown"
+    # A successor knows only the events: it folds them and asks about the unknown order.
+    book = OrderStatus()
+    for event in log:
+        book.apply(event)
+    (submitted,) = [e for e in log if isinstance(e, events.OrderSubmitted)]
+    assert book.status[submitted.client_order_id] == "unknown"
+    after: list[events.Event] = []
+    successor = OrderExecutor(paper, book, NonceAllocator(), lambda _s, e: after.append(e))
+    assert run(successor.resolve(submitted)) == "filled"
+    assert [type(e).__name__ for e in after] == ["TradeExecuted", "FeeCharged"]
+    assert len(paper.orders) == 1  # asked, never resubmitted
+    # An order the venue does not know stays unknown (nothing guessed).
+    ghost = events.OrderSubmitted(
+        account="main",
+        client_order_id="t-ghost",
+        symbol="BTC/USDT",
+        side="buy",
+        order_type="market",
+        qty=D("1"),
+        nonce=9,
+    )
+    assert run(successor.resolve(ghost)) == "unknown" and len(after) == 2
+
+
 class DropsRequests(PaperVenue):
     """A venue that times out before taking the order (the first time)."""
 
