@@ -211,3 +211,63 @@ def test_a_paper_run_spools_through_an_outage_places_no_orders_and_drains_in_ord
     assert set(held.orders.status.values()) == {"filled"} and held.unknown == []
     kinds = [type(e).__name__ for e in found]
     assert kinds.index("LedgerUnavailable") < kinds.index("LedgerRecovered")
+
+
+def test_a_full_spool_stops_the_run_whole_and_the_same_command_carries_it_on(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from tally.run.lifecycle import EXIT_STOPPED, StoppedRun
+
+    settings = settings_for(["BTC/USDT"], tmp_path / "cache")
+    runner = RunnerSettings(
+        spool_dir=tmp_path / "spool",
+        spool_limit_bytes=4096,  # a few cycles
+        store_retries=0,
+        heartbeat_s=0.1,
+        heartbeat_expiry_s=0.5,
+    )
+    blocker = sqlite3.connect(path_of(sqlite_url), isolation_level=None)
+
+    def progress(done: int, _total: int) -> None:
+        if done == 1:  # the ledger goes out after the first cycle, for good
+            blocker.execute("BEGIN IMMEDIATE")
+
+    async def scenario(server: Any) -> Any:
+        with open_store(sqlite_url, settings=StoreSettings(busy_timeout_ms=20)) as store:
+            stopped = await paper_run(
+                store,
+                settings,
+                server,
+                cycles=20,
+                interval_s=0.01,
+                progress=progress,
+                runner=runner,
+            )
+            blocker.execute("COMMIT")  # back: the same command drains and finishes
+            # The stopped run could not release its lease (the ledger was out): in this same
+            # process it lapses at its expiry (a new process takes it over at once).
+            await asyncio.sleep(0.6)
+            finished = await paper_run(
+                store, settings, server, cycles=20, interval_s=0.01, runner=runner
+            )
+            return stopped, finished
+
+    stopped, finished = asyncio.run(with_server(scenario))
+    assert isinstance(stopped, StoppedRun) and stopped.reason == "spool_full"
+    assert EXIT_STOPPED[stopped.reason] == 75 and 1 < stopped.cycles_done < 20
+    assert "spool" in stopped.render()
+    assert finished.run_id == stopped.run_id
+    with open_store(sqlite_url) as store:
+        store.verify()
+        found = [r.event for r in store.read_all()]
+    kinds = [type(e).__name__ for e in found]
+    # The stop went through the spool, in order, and the run went on from there.
+    assert kinds.index("LedgerUnavailable") < kinds.index("RunStopped") < kinds.index("RunResumed")
+    reasons = [e.reason for e in found if isinstance(e, events.RunStopped)]
+    assert reasons == ["spool_full"] and kinds[-1] == "RunFinished"
+    outcomes = [
+        e.cycle
+        for e in found
+        if isinstance(e, events.ValidationPassed | events.PortfolioReconciled)
+    ]
+    assert outcomes == list(range(20))
