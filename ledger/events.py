@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from ledger.errors import ValueOutOfBounds
 from ledger.market import (
     TIME_MAX,
     TIME_MIN,
@@ -68,6 +69,11 @@ def check_money(event: Event) -> None:
         moment = getattr(event, name)
         if moment is not None and not TIME_MIN <= moment < TIME_MAX:
             check_time(moment, f"{cls.__name__}.{name}", field=name)
+    if cls is TradeExecuted and (event.fee is None) != (not event.fee_asset):  # type: ignore[attr-defined]
+        raise ValueOutOfBounds(
+            "TradeExecuted.fee and fee_asset go together: set both or neither",
+            field="fee_asset",
+        )
     if cls._account_checked:
         account = event.account  # type: ignore[attr-defined]
         if account not in _GOOD_NAMES and (account or cls._account_required):
@@ -373,6 +379,11 @@ class TradeExecuted(Event, frozen=True, kw_only=True):
     trade_id: str
     client_order_id: str = ""
     executed_at: datetime | None = None  # when the venue filled it, if not when recorded
+    # The fill's fee, when it comes with the fill (an imported fill, a venue's trade with its
+    # fee): one event instead of a TradeExecuted and a FeeCharged. Left out when unset, so
+    # trades recorded before these fields existed keep their bytes and hashes.
+    fee: Decimal | None = None
+    fee_asset: str = ""
 
 
 class FeeCharged(Event, frozen=True, kw_only=True):

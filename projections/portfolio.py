@@ -54,12 +54,18 @@ def postings(event: events.Event) -> list[Posting]:
             base, quote = split_symbol(symbol)
             sign = 1 if side == "buy" else -1
             cost = qty * price
-            return [
+            lines = [
                 (account, base, sign * qty),
                 ("counterparty", base, -sign * qty),
                 (account, quote, -sign * cost),
                 ("counterparty", quote, sign * cost),
             ]
+            if event.fee is not None:  # a fee that came with the fill
+                lines += [
+                    (account, event.fee_asset, -event.fee),
+                    ("fees", event.fee_asset, event.fee),
+                ]
+            return lines
         case events.FeeCharged(account=account, asset=asset, amount=amount):
             return [(account, asset, -amount), ("fees", asset, amount)]
         case events.PortfolioReconciled(account=account, adjustments=adjustments):
@@ -225,6 +231,12 @@ def _traded(state: PortfolioState, event: events.TradeExecuted, position: int) -
         cash[quote] += cost
         delta = -qty
     _trade(state, event.symbol, delta, price)
+    fee = event.fee
+    if fee is not None:  # a fee that came with the fill: booked as a FeeCharged would be
+        if not fee.is_finite():
+            raise _unbalanced(event, position)
+        cash[event.fee_asset] -= fee
+        state.fees_paid[event.fee_asset] += fee
 
 
 _STEPS: dict[type, Any] = {
@@ -257,6 +269,8 @@ def apply_postings(state: PortfolioState, event: events.Event, position: int = 0
                     event.qty if event.side == "buy" else -event.qty,
                     event.price,
                 )
+                if event.fee is not None:
+                    state.fees_paid[event.fee_asset] += event.fee
             elif type(event) is events.FeeCharged:
                 state.fees_paid[event.asset] += event.amount
             elif type(event) is events.FundsDeposited and state.quote is None:

@@ -23,7 +23,7 @@ from ingest.contracts import epoch_ms
 from ingest.market import OHLCV_COLUMNS, utc_from_ms
 from ledger import events
 from ledger.clock import parse_time
-from ledger.errors import InputError
+from ledger.errors import IdempotencyConflict, InputError
 from ledger.market import amount_problem, check_amount, check_name, split_symbol
 from ledger.store import EventStore, StreamAppend
 from projections import portfolio
@@ -194,7 +194,14 @@ def _import_streamed(
                 pending = batches
             if pending is None:
                 raise InputError(f"nothing to import ({what})")
-            placed = [p for b in store.append_many(pending, idempotency_key=key) for p in b]
+            try:
+                placed = [p for b in store.append_many(pending, idempotency_key=key) for p in b]
+            except IdempotencyConflict as conflict:
+                # The same file (the key holds its sha256), recorded by an earlier Tally in
+                # an older shape of its events (fills and fees as two events each).
+                first_seen = int(conflict.context["first_position"])
+                last_seen = first_seen + int(conflict.context["original_count"]) - 1
+                placed = list(range(first_seen, last_seen + 1))
             if placed[0] <= head:  # the last chunk replayed: this file is in the ledger
                 raise _AlreadyImported(placed[-1])
             first, last, count = first or placed[0], placed[-1], count + len(placed)
@@ -257,14 +264,11 @@ def import_trades(
                     order_id=trade_id,
                     trade_id=trade_id,
                     executed_at=at,
+                    # The fee rides on its fill: one event per row, not two.
+                    fee=fee or None,
+                    fee_asset=fee_asset if fee else "",
                 )
             )
-            if fee:
-                found.append(
-                    events.FeeCharged(
-                        account=account, trade_id=trade_id, asset=fee_asset, amount=fee
-                    )
-                )
             if len(found) >= CHUNK_EVENTS:
                 yield [StreamAppend(stream, found)]
                 found = []

@@ -249,11 +249,47 @@ def test_import_with_a_bad_row_imports_nothing_and_names_the_line(tmp_path: Path
     deposit = tally("deposit", "BTC", "10", "--at", "2018-01-10T00:00:00Z", cwd=tmp_path)
     assert deposit.returncode == 0
     first = tally("import", "trades", "good.csv", cwd=tmp_path)
-    assert first.returncode == 0 and "4 events" in first.stdout
+    assert first.returncode == 0 and "2 events" in first.stdout  # each fill with its fee
     again = tally("import", "trades", "good.csv", cwd=tmp_path)
     assert "already imported" in again.stdout
-    assert json.loads(tally("stats", "--json", cwd=tmp_path).stdout)["events"] == 5
+    assert json.loads(tally("stats", "--json", cwd=tmp_path).stdout)["events"] == 3
     assert tally("deposit", "BTC", "-3", cwd=tmp_path).returncode == 2
+
+
+def test_a_file_imported_by_an_older_tally_as_two_events_a_fill_is_already_imported(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from ledger import events, open_store
+    from ledger.store import StreamAppend
+    from tally.imports import _file_digest
+
+    (tmp_path / "t.csv").write_text(
+        "timestamp,symbol,side,qty,price,fee,fee_asset\n"
+        "2018-01-10T06:00:00Z,ETH/BTC,buy,1.5,0.0990,0.0001485,BTC\n"
+    )
+    assert tally("init", cwd=tmp_path).returncode == 0
+    digest = _file_digest(tmp_path / "t.csv")
+    tid = f"import-{digest[:12]}-2"
+    old_shape = [
+        events.TradeExecuted(
+            account="main", symbol="ETH/BTC", side="buy", qty=Decimal("1.5"),
+            price=Decimal("0.0990"), order_id=tid, trade_id=tid,
+            executed_at=datetime(2018, 1, 10, 6, tzinfo=UTC),
+        ),
+        events.FeeCharged(account="main", trade_id=tid, asset="BTC", amount=Decimal("0.0001485")),
+    ]  # fmt: skip
+    with open_store(f"sqlite:///{tmp_path / 'tally.db'}") as store:
+        store.append_many(
+            [StreamAppend("portfolio/main", old_shape)],
+            idempotency_key=f"import/trades/main/{digest}",
+        )
+    again = tally("import", "trades", "t.csv", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already imported" in again.stdout and "1..2" in again.stdout
+    assert json.loads(tally("stats", "--json", cwd=tmp_path).stdout)["events"] == 2
 
 
 def test_import_ohlcv_then_equity_marks_at_each_candle_close(tmp_path: Path) -> None:

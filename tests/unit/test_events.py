@@ -34,7 +34,7 @@ def test_events_are_frozen_and_keyword_only() -> None:
 
 
 def test_money_fields_are_known_for_every_event() -> None:
-    assert events.TradeExecuted._decimal_fields == ("qty", "price")
+    assert events.TradeExecuted._decimal_fields == ("qty", "price", "fee")
     assert events.SnapshotSealed._decimal_fields == ("marks",)
     assert events.RunStarted._decimal_fields == ()
 

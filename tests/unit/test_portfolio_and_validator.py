@@ -190,6 +190,19 @@ wide_money_events = st.one_of(
             trade_id="t",
         )
     ),
+    st.tuples(other_accounts, amounts, amounts).map(  # a fill with its fee in one event
+        lambda t: events.TradeExecuted(
+            account=t[0],
+            symbol="ETH/USDT",
+            side="buy",
+            qty=t[1] / 100,
+            price=t[2] / 10,
+            order_id="o",
+            trade_id="f",
+            fee=t[1] / 1000,
+            fee_asset="BNB",
+        )
+    ),
 )
 
 
@@ -207,7 +220,35 @@ def test_the_fast_fold_equals_booking_postings_line_by_line(history: list[events
 def test_an_amount_that_cannot_balance_is_refused_by_both_folds(bad: Decimal) -> None:
     from ledger.errors import BacktestInvariantError
 
-    for event in (fee(bad), trade("buy", "1", str(bad)), deposit(str(bad))):
+    with_fee = events.TradeExecuted(
+        account="main", symbol="ETH/USDT", side="buy", qty=D("1"), price=D("2"),
+        order_id="o", trade_id="t", fee=bad, fee_asset="USDT",
+    )  # fmt: skip
+    for event in (fee(bad), trade("buy", "1", str(bad)), deposit(str(bad)), with_fee):
         for step in (portfolio.apply, portfolio.apply_postings):
             with pytest.raises(BacktestInvariantError, match="do not balance at position 7"):
                 step(PortfolioState(account="main"), event, 7)
+
+
+def test_a_fee_on_its_fill_books_as_a_trade_and_a_fee_charged_do() -> None:
+    fill = dict(account="main", symbol="ETH/USDT", side="buy", qty=D("2"), price=D("10"))
+    one = events.TradeExecuted(**fill, order_id="o", trade_id="t", fee=D("0.02"), fee_asset="USDT")  # type: ignore[arg-type]
+    two = [
+        events.TradeExecuted(**fill, order_id="o", trade_id="t"),  # type: ignore[arg-type]
+        events.FeeCharged(account="main", trade_id="t", asset="USDT", amount=D("0.02")),
+    ]
+    start = [deposit("100")]
+    together, apart = fold("main", [*start, one]), fold("main", [*start, *two])
+    assert together.cash == apart.cash and together.fees_paid == apart.fees_paid
+    assert together.cash["USDT"] == D("79.98") and together.fees_paid["USDT"] == D("0.02")
+
+
+def test_a_fee_without_its_asset_is_refused_at_encode() -> None:
+    from ledger.codec import encode_event
+    from ledger.errors import ValueOutOfBounds
+
+    fill = dict(account="main", symbol="ETH/USDT", side="buy", qty=D("2"), price=D("10"))
+    for half in ({"fee": D("0.02")}, {"fee_asset": "USDT"}):
+        event = events.TradeExecuted(**fill, order_id="o", trade_id="t", **half)  # type: ignore[arg-type]
+        with pytest.raises(ValueOutOfBounds, match="fee and fee_asset go together"):
+            encode_event(event)
