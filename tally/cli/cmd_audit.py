@@ -195,26 +195,9 @@ def reconcile(call: Invocation) -> int:
 
     report = reconcile_with_venue(call.ledger, call.args.account, settings=ValidatorSettings())
     if call.args.json:
-        print(
-            json.dumps(
-                {
-                    "account": report.account,
-                    "venue": report.venue,
-                    "outcome": report.decision.outcome,
-                    "reason": report.decision.reason,
-                    "rows": [
-                        {
-                            "asset": r.asset,
-                            "ledger": str(r.ledger),
-                            "venue": str(r.venue),
-                            "delta": str(r.delta),
-                            "decision": report.row_decision(r),
-                        }
-                        for r in report.rows
-                    ],
-                }
-            )
-        )
+        from tally.views import reconciliation_dict
+
+        print(json.dumps(reconciliation_dict(report)))
     else:
         print(report.table())
     return EXIT_INTEGRITY if report.decision.outcome == "discarded" else EXIT_OK

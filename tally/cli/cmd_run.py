@@ -195,46 +195,9 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
 
 
 def runs(call: Invocation) -> int:
-    import time
-    from dataclasses import replace
+    from tally.views import runs_rows
 
-    from projections.runs import list_runs, run_state
-    from tally.run.lifecycle import process_gone, progress_of
-
-    store = call.ledger
-    # A lease whose process is known to be gone has lapsed, whatever its expiry says.
-    leases = {
-        run_id: replace(lease, expires_us=0) if process_gone(lease) else lease
-        for run_id, lease in store.leases.all().items()
-    }
-    now_us = time.time_ns() // 1000  # leases carry the runners' wall-clock expiry
-    rows = []
-    for record in list_runs(store).records():
-        begin, end = record.start, record.finish
-        lease = leases.get(begin.run_id)
-        state = run_state(record, lease, now_us)
-        if state.state == "interrupted":  # its last heartbeat may lag: count the ledger's
-            done = progress_of(store, begin.run_id, begin.account).cycles_done
-            state = replace(state, cycles_done=done)
-        rows.append(
-            {
-                "run_id": begin.run_id,
-                "mode": begin.mode,
-                "seed": begin.seed,
-                "account": begin.account,
-                "state": state.state,
-                "cycles_done": state.cycles_done,
-                "cycles_planned": state.cycles_planned,
-                "stop_reason": state.reason or None,
-                "stop_detail": state.detail or None,
-                "pid": lease.pid if lease is not None and state.state == "running" else None,
-                "host": lease.host if lease is not None and state.state == "running" else None,
-                "started_position": record.started.position,
-                "finished_position": record.finished.position if record.finished else None,
-                "cycles": end.cycles if end is not None else None,
-                "fingerprint": end.fingerprint if end is not None else None,
-            }
-        )
+    rows = runs_rows(call.ledger)
     if call.args.json:
         print(json.dumps(rows))
         return EXIT_OK
