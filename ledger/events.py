@@ -501,6 +501,55 @@ class BalanceObserved(Event, frozen=True, kw_only=True):
     balances: dict[str, Decimal]
 
 
+# --- the service ------------------------------------------------------------------------
+
+
+class TokenIssued(Event, frozen=True, kw_only=True):
+    """An API token was issued; only its sha256 is kept, never the token."""
+
+    name: str
+    scope: Literal["read", "append", "admin"]
+    token_sha256: str
+
+
+class TokenRevoked(Event, frozen=True, kw_only=True):
+    """An API token was revoked: from now on it is refused."""
+
+    name: str
+
+
+class AlertRaised(Event, frozen=True, kw_only=True):
+    """An alert rule fired for a key (a breaker, a symbol, a run); once until resolved."""
+
+    rule: str
+    key: str
+    severity: Literal["warning", "critical"]
+    message: str
+
+
+class AlertResolved(Event, frozen=True, kw_only=True):
+    """A firing alert's condition cleared."""
+
+    rule: str
+    key: str
+    message: str = ""
+
+
+class ConfigChanged(Event, frozen=True, kw_only=True):
+    """A reloaded configuration was valid and applied at a cycle boundary."""
+
+    old_sha256: str
+    new_sha256: str
+    changed: list[str]  # the key paths whose values changed
+
+
+class ConfigRejected(Event, frozen=True, kw_only=True):
+    """A reloaded configuration was refused whole: nothing changed."""
+
+    sha256: str
+    errors: list[str]  # every problem, with its key path
+
+
 AnyEvent = (
     RunStarted
     | RunFinished
@@ -537,6 +586,12 @@ AnyEvent = (
     | PortfolioReconciled
     | CycleDiscarded
     | BalanceObserved
+    | TokenIssued
+    | TokenRevoked
+    | AlertRaised
+    | AlertResolved
+    | ConfigChanged
+    | ConfigRejected
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in typing.get_args(AnyEvent)}

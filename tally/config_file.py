@@ -21,7 +21,7 @@ from ledger.store.settings import StoreSettings
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 DB_ENV = "TALLY_DB"
 # The file's top-level sections; `tally.settings.Settings` has exactly these fields (tested).
-SECTIONS = ("store", "ingest", "run", "runner")
+SECTIONS = ("store", "ingest", "run", "runner", "service", "health")
 
 M = TypeVar("M", bound=BaseModel)
 

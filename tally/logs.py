@@ -67,8 +67,16 @@ class Redactor(logging.Filter):
         return True
 
 
-def configure(level: str, *, log_file: Path | None, fmt: str, stream: TextIO | None = None) -> None:
-    """Send the ``tally`` loggers' lines at ``level`` and above to stderr and ``log_file``."""
+def configure(
+    level: str,
+    *,
+    log_file: Path | None,
+    fmt: str,
+    stream: TextIO | None = None,
+    also: tuple[str, ...] = (),
+) -> None:
+    """Send the ``tally`` loggers' lines (and ``also``'s: uvicorn's for the service) at
+    ``level`` and above to stderr and ``log_file``."""
     formatter: logging.Formatter = (
         JsonLines() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
@@ -87,7 +95,7 @@ def configure(level: str, *, log_file: Path | None, fmt: str, stream: TextIO | N
         handler.addFilter(Redactor())
     # ccxt's own lines (its debug log quotes request headers) go through the same handlers,
     # so they are masked like ours.
-    for name in ("tally", "ccxt"):
+    for name in ("tally", "ccxt", *also):
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
             logger.removeHandler(old)

@@ -16,6 +16,7 @@ from ledger.config import StrictModel
 from ledger.store.settings import StoreSettings
 from tally.config_file import DB_ENV, DEFAULT_CONFIG, read_config, resolve_db_url, validated
 from tally.run.settings import RunnerSettings, RunSettings
+from tally.service.settings import HealthSettings, ServiceSettings
 
 __all__ = ["DB_ENV", "DEFAULT_CONFIG", "Settings", "load_settings", "resolve_db_url"]
 
@@ -27,6 +28,8 @@ class Settings(StrictModel):
     ingest: IngestSettings = IngestSettings()
     run: RunSettings = RunSettings()
     runner: RunnerSettings = RunnerSettings()
+    service: ServiceSettings = ServiceSettings()
+    health: HealthSettings = HealthSettings()
 
     def run_config(self) -> dict[str, Any]:
         """What determines a run (not where its ledger lives): recorded in RunStarted."""

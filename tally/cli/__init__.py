@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ledger.errors import EXIT_INTERNAL, EXIT_OK, TallyError
 from tally import __version__
-from tally.cli import cmd_audit, cmd_import, cmd_ledger, cmd_report, cmd_run
+from tally.cli import cmd_audit, cmd_import, cmd_ledger, cmd_report, cmd_run, cmd_service
 from tally.cli.table import Command, Invocation, build_parser
 
 # The command table, in the order `tally --help` lists it.
@@ -24,6 +24,7 @@ COMMANDS: list[Command] = [
     *cmd_audit.COMMANDS,
     *cmd_report.COMMANDS,
     *cmd_import.COMMANDS,
+    *cmd_service.COMMANDS,
 ]
 
 __all__ = ["COMMANDS", "main"]

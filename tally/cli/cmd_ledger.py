@@ -58,6 +58,9 @@ def verify(run: Invocation) -> int:
         report = store.verify(expect_head=expect, progress=bar.update)
     finally:
         bar.close()
+    from tally.verification import record_verified
+
+    record_verified(store, report.head_position)  # for `tally health`'s verify lag
     if args.json:
         print(json.dumps({"ok": True, **msgspec.to_builtins(report)}))
     else:

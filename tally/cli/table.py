@@ -64,6 +64,7 @@ GROUP_HELP = {
     "repro": "reproduce a recorded run",
     "report": "reports of an account or a run",
     "import": "bring another system's fills or prices in",
+    "token": "API tokens of `tally serve`",
 }
 
 

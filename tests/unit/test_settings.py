@@ -27,6 +27,7 @@ def test_the_embedded_file_says_what_the_models_default_to() -> None:
     settings = load_settings()
     assert settings.store == load_store_settings(None) == Settings().store
     assert settings.ingest == Settings().ingest and settings.runner == Settings().runner
+    assert settings.service == Settings().service and settings.health == Settings().health
 
 
 def write(tmp_path: Path, text: str) -> Path:

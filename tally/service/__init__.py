@@ -1,0 +1,1 @@
+"""Tally as a service: the HTTP API, its tokens, health checks and metrics."""
