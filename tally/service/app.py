@@ -19,11 +19,12 @@ from typing import Annotated, Any
 
 import anyio
 import msgspec
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.events import EVENT_TYPES
+from ledger.market import NAME_PATTERN
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore
 from tally import __version__
@@ -35,6 +36,7 @@ from tally.service.tokens import Scope, TokenBook, TokenInfo, allows
 from tally.service.watch import HeadSignal, LedgerWatch
 from tally.settings import Settings
 
+ACCOUNT = "^" + NAME_PATTERN.pattern + "$"
 SUBSCRIBE_PAGE = 500  # events read per catch-up step of a subscription
 _json = msgspec.json.Encoder(decimal_format="string")
 BEARER = HTTPBearer(auto_error=False, description="a token from `tally token create`")
@@ -116,14 +118,10 @@ def create_app(store: EventStore, settings: Settings) -> FastAPI:
         description="An event-sourced, hash-chained ledger for trading systems. Every /v1 "
         "request needs `Authorization: Bearer TOKEN` (`tally token create`).",
         lifespan=asynccontextmanager(lifespan),
-        responses={
-            401: {"model": schemas.Problem, "description": "no token, or an unknown one"},
-            403: {"model": schemas.Problem, "description": "the token lacks the scope"},
-            422: {"model": schemas.Problem, "description": "a parameter is invalid"},
-        },
     )
     app.state.service = service
     problems.install(app)
+    schemas.document_problems(app)
 
     def needs(scope: Scope) -> Callable[..., TokenInfo]:
         # Dependencies as default values: annotations are strings here (PEP 563), and FastAPI
@@ -185,7 +183,7 @@ def _event_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         },
     )
     def append_events(
-        stream: str,
+        stream: Annotated[str, Path(pattern=schemas.STREAM_PATTERN.pattern)],
         idempotency_key: Annotated[
             str | None, Header(alias="Idempotency-Key", max_length=200)
         ] = None,
@@ -260,7 +258,9 @@ def _event_routes(app: FastAPI, service: Service, guard: Guard) -> None:
     async def subscribe(
         request: Request,
         from_position: Annotated[int, Query(ge=1)] = 1,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$")
+        ] = None,
     ) -> StreamingResponse:
         start = from_position
         if last_event_id:
@@ -296,7 +296,7 @@ def _view_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         return json_response({"runs": runs_rows(store)})
 
     @app.get("/v1/runs/{run}", tags=["views"], summary="One run", dependencies=[read])
-    def run(run: str) -> Response:
+    def run(run: Annotated[str, Path(max_length=100)]) -> Response:
         from tally.views import runs_rows
 
         for row in runs_rows(store):
@@ -311,7 +311,7 @@ def _view_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         dependencies=[read],
     )
     def portfolio(
-        account: str,
+        account: Annotated[str, Path(pattern=ACCOUNT)],
         at: Annotated[datetime | None, Query()] = None,
         to: Annotated[int | None, Query(ge=1)] = None,
     ) -> Response:
@@ -344,7 +344,7 @@ def _view_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
     )
     def equity(
-        account: str,
+        account: Annotated[str, Path(pattern=ACCOUNT)],
         format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
         run: Annotated[str | None, Query(max_length=100)] = None,
     ) -> Response:
@@ -370,7 +370,7 @@ def _view_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         summary="The books against the latest venue balances",
         dependencies=[read],
     )
-    def reconcile(account: str) -> Response:
+    def reconcile(account: Annotated[str, Path(pattern=ACCOUNT)]) -> Response:
         from ledger.errors import InputError
         from projections.reconciliation import reconcile_with_venue
         from projections.validator import ValidatorSettings

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import msgspec
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from ledger.events import EVENT_TYPES
@@ -45,6 +46,45 @@ class EventOut(BaseModel):
 class EventsPage(BaseModel):
     events: list[EventOut]
     next_position: int
+
+
+# What every /v1 operation can answer besides its own codes, and what they mean.
+COMMON_PROBLEMS = {
+    "401": "no token, or an unknown or revoked one",
+    "403": "the token's scope does not allow this",
+    "404": "no such run, account or view data",
+    "422": "a parameter or the body is invalid",
+    "500": "a bug in Tally (nothing partial was committed)",
+    "503": "the ledger is unavailable; retry later",
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Document every error answer as application/problem+json with the Problem schema."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema()
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in spec.get("paths", {}).items():
+            for operation in operations.values():
+                answers = operation.setdefault("responses", {})
+                if path.startswith("/v1/"):
+                    for code, text in COMMON_PROBLEMS.items():
+                        answers.setdefault(code, {"description": text})
+                for code, answer in answers.items():
+                    if code[0] in "45":
+                        answer["content"] = problem
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def append_request_body(service_only: frozenset[str]) -> dict[str, Any]:
