@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,8 +202,8 @@ def _event_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         replayed = positions[-1] <= head_before
         if not replayed:
             service.signal.notify()
-            for event in batch:
-                service.metrics.appended.labels(type(event).__name__).inc()
+            for kind, count in Counter(type(event).__name__ for event in batch).items():
+                service.metrics.appended.labels(kind).inc(count)
         last = next(iter(store.query(from_position=positions[-1], to_position=positions[-1])))
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return json_response({"positions": positions, "version": last.version}, 201, **headers)
