@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ledger.errors import EXIT_OK, InputError
 from tally.cli.table import Command, Invocation
@@ -154,6 +156,133 @@ def health(call: Invocation) -> int:
     return STATUSES.index(status)
 
 
+def _monitor_arguments(parser: argparse.ArgumentParser) -> None:
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="refresh every S seconds (2)"
+    )
+    when.add_argument("--once", action="store_true", help="print the report once and exit")
+    parser.add_argument(
+        "--export", type=Path, metavar="FILE", help="write the report to FILE.json or FILE.csv"
+    )
+    parser.add_argument(
+        "--url",
+        help="read a running service (token from $TALLY_TOKEN) instead of the ledger",
+    )
+
+
+def monitor(call: Invocation) -> int:
+    import os
+
+    from tally.values import write_text
+
+    args = call.args
+    if args.export is not None and args.export.suffix not in (".json", ".csv"):
+        raise InputError(
+            f"--export {args.export}: the file must end in .json or .csv",
+            hint="pass report.json or report.csv",
+            file=str(args.export),
+        )
+    if args.interval <= 0:
+        raise InputError(f"--interval must be > 0, got {args.interval:g}", field="interval")
+    if args.url:
+        token = os.environ.get("TALLY_TOKEN", "")
+        if not token:
+            raise InputError(
+                "--url needs a read token in $TALLY_TOKEN",
+                hint="export TALLY_TOKEN=$(tally token create --scope read)",
+            )
+        fetch = _remote_report(args.url.rstrip("/"), token)
+        store = None
+    else:
+        from ledger.store import open_store
+
+        store = open_store(call.url, settings=call.store_settings)
+        fetch = _local_report(store, args.config)
+    try:
+        return _monitor_loop(
+            fetch, args.once or args.export is not None, args.interval, args.export, write_text
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _local_report(store: Any, config: Path | None) -> Callable[[], dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    from tally.monitor_report import build_report
+    from tally.service.watch import LedgerWatch
+    from tally.settings import load_settings
+
+    settings = load_settings(config)
+    watch = LedgerWatch(store)  # folds only what was appended since the last refresh
+    return lambda: build_report(store, settings, watch.refresh(), datetime.now(UTC))
+
+
+def _remote_report(url: str, token: str) -> Callable[[], dict[str, Any]]:
+    import httpx
+
+    from ledger.redact import register_secret
+
+    register_secret(token)
+
+    def fetch() -> dict[str, Any]:
+        try:
+            answer = httpx.get(
+                f"{url}/v1/monitor", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            )
+        except httpx.HTTPError as e:
+            raise InputError(
+                f"cannot reach {url}: {type(e).__name__}",
+                hint="check --url and that `tally serve` runs there",
+                url=url,
+            ) from e
+        if answer.status_code != 200:
+            detail = answer.json().get("detail", answer.text[:200]) if answer.content else ""
+            raise InputError(
+                f"{url} answered {answer.status_code}: {detail}",
+                hint="check $TALLY_TOKEN (a read token of that ledger)",
+                url=url,
+            )
+        report: dict[str, Any] = answer.json()
+        return report
+
+    return fetch
+
+
+def _monitor_loop(
+    fetch: Callable[[], dict[str, Any]],
+    once: bool,
+    interval: float,
+    export: Path | None,
+    write_text: Callable[[Path, str], None],
+) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from tally.monitor_report import render, to_csv
+
+    report = fetch()
+    if export is not None:
+        text = to_csv(report) if export.suffix == ".csv" else json.dumps(report, indent=2) + "\n"
+        write_text(export, text)
+        print(f"monitor report written to {export}")
+    if once:
+        if export is None:
+            Console(highlight=False).print(render(report))
+        return EXIT_OK
+    try:
+        with Live(render(report), refresh_per_second=4, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render(fetch()))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 COMMANDS = [
     Command(
         "serve",
@@ -168,4 +297,12 @@ COMMANDS = [
     Command("token list", "the tokens issued, active and revoked", token_list),
     Command("token revoke", "revoke a token by name", token_revoke, _token_revoke_arguments),
     Command("health", "the health checks; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN", health),
+    Command(
+        "monitor",
+        "errors, breakers, stale prices, orders, alerts and health, refreshing",
+        monitor,
+        _monitor_arguments,
+        opens_store=False,
+        json=False,
+    ),
 ]

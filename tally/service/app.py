@@ -403,6 +403,18 @@ def _view_routes(app: FastAPI, service: Service, guard: Guard) -> None:
     def breakers() -> Response:
         return json_response({"breakers": service.watch.refresh().breakers_dict()})
 
+    @app.get(
+        "/v1/monitor",
+        tags=["views"],
+        summary="The monitor's report: errors, breakers, stale prices, orders, alerts, health",
+        dependencies=[read],
+    )
+    def monitor() -> Response:
+        from tally.monitor_report import build_report
+
+        state = service.watch.refresh()
+        return json_response(build_report(store, service.settings, state, datetime.now(UTC)))
+
     @app.get("/v1/alerts", tags=["views"], summary="Alerts firing now", dependencies=[read])
     def alerts() -> Response:
         state = service.watch.refresh()

@@ -313,3 +313,41 @@ def test_health_exits_as_nagios_expects(tmp_path: Path) -> None:
     report = json.loads(critical.stdout)
     assert critical.returncode == 2 and report["status"] == "CRITICAL"
     assert {c["name"]: c["status"] for c in report["checks"]}["spool"] == "CRITICAL"
+
+
+def test_monitor_reads_the_ledger_or_the_service_and_exports_json_and_csv(live: Live) -> None:
+    import csv
+
+    once = tally("--config", "small.yaml", "monitor", "--once", cwd=live.folder)
+    assert once.returncode == 0, once.stderr
+    for section in ("Errors by class", "Last errors", "Breakers", "Stale prices", "Health"):
+        assert section in once.stdout
+    exported = tally("--config", "small.yaml", "monitor", "--export", "m.json", cwd=live.folder)
+    assert exported.returncode == 0 and "m.json" in exported.stdout
+    local = json.loads((live.folder / "m.json").read_text())
+    with live.client(live.read) as client:
+        remote_api = client.get("/v1/monitor").json()
+    remote = tally(
+        "monitor", "--url", live.base, "--export", "r.json", cwd=live.folder,
+        env={"TALLY_TOKEN": live.read},
+    )  # fmt: skip
+    assert remote.returncode == 0, remote.stderr
+    by_url = json.loads((live.folder / "r.json").read_text())
+    for report in (remote_api, by_url):
+        assert report.keys() == local.keys()
+        assert report["errors"]["by_class"] == local["errors"]["by_class"]
+        assert report["breakers"] == local["breakers"] and report["orders"] == local["orders"]
+    assert local["errors"]["total"] > 0 and local["stale"]["marks"] >= 0
+    assert tally("monitor", "--export", "m.csv", cwd=live.folder).returncode == 0
+    with (live.folder / "m.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    totals = {
+        r["key"]: int(r["value"])
+        for r in rows
+        if r["section"] == "errors_by_class" and r["metric"] == "total"
+    }
+    assert totals == local["errors"]["by_class"]
+    refused = tally("monitor", "--url", live.base, "--once", cwd=live.folder,
+                    env={"TALLY_TOKEN": "tally_wrong"})  # fmt: skip
+    assert refused.returncode == 2 and "401" in refused.stderr
+    assert "tally_wrong" not in refused.stderr
