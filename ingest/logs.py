@@ -30,6 +30,8 @@ LOGGED = frozenset(
         events.CircuitClosed,
         events.RunStopped,
         events.RunResumed,
+        events.AlertRaised,
+        events.AlertResolved,
     }
 )
 
@@ -79,6 +81,14 @@ def log_line(e: events.Event, position: int | None) -> tuple[int, str] | None:
                 f"RUN_STOPPED run={e.run_id} reason={e.reason} cycles_done={e.cycles_done} "
                 f'cycles_planned={e.cycles_planned} detail="{e.detail}" {at}'
             )
+        case events.AlertRaised():
+            level = logging.ERROR if e.severity == "critical" else logging.WARNING
+            return level, (
+                f'ALERT_RAISED rule={e.rule} on="{e.key}" severity={e.severity} '
+                f'message="{e.message}" {at}'
+            )
+        case events.AlertResolved():
+            return logging.INFO, f'ALERT_RESOLVED rule={e.rule} on="{e.key}" {at}'
         case events.RunResumed():
             return logging.INFO, (
                 f"RUN_RESUMED run={e.run_id} cycles_done={e.cycles_done} "

@@ -535,6 +535,16 @@ class AlertResolved(Event, frozen=True, kw_only=True):
     message: str = ""
 
 
+class AlertDeliveryFailed(Event, frozen=True, kw_only=True):
+    """An alert could not be delivered to a sink (a webhook, a command) after its retries."""
+
+    rule: str
+    key: str
+    sink: str
+    attempts: int
+    error: str
+
+
 class ConfigChanged(Event, frozen=True, kw_only=True):
     """A reloaded configuration was valid and applied at a cycle boundary."""
 
@@ -590,6 +600,7 @@ AnyEvent = (
     | TokenRevoked
     | AlertRaised
     | AlertResolved
+    | AlertDeliveryFailed
     | ConfigChanged
     | ConfigRejected
 )

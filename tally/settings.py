@@ -33,7 +33,10 @@ class Settings(StrictModel):
 
     def run_config(self) -> dict[str, Any]:
         """What determines a run (not where its ledger lives): recorded in RunStarted."""
-        return self.model_dump(mode="json", include={"ingest", "run"})
+        config = self.model_dump(mode="json", include={"ingest", "run"})
+        if not self.run.alerts.rules:  # as recorded before alerts existed: the same run id
+            del config["run"]["alerts"]
+        return config
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -8,6 +8,7 @@ gapless and in commit order on both backends.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -53,7 +54,18 @@ class Appender:
     def __init__(self, reader: Reader, now: Callable[[], datetime]) -> None:
         self.reader = reader
         self.now = now
-        self._unit: Any = None  # the open write cursor of a unit_of_work, if any
+        # The open write cursor of a unit_of_work, per thread: an append from another thread
+        # (an alert delivery's record) takes its own connection and transaction instead of
+        # landing in the unit's.
+        self._local = threading.local()
+
+    @property
+    def _unit(self) -> Any:
+        return getattr(self._local, "unit", None)
+
+    @_unit.setter
+    def _unit(self, cursor: Any) -> None:
+        self._local.unit = cursor
 
     def append_many(
         self,

@@ -156,6 +156,17 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
 
     args, live = call.args, settings.run.live
     exchange = exchange_from_environment(live.exchange, live=mode == "live")
+    reloader = None
+    if args.config is not None:  # watched, and read again on SIGHUP; applied between cycles
+        import signal
+
+        from tally.reload import FROZEN_FOR_RUNS, RELOADABLE_FOR_RUNS, ConfigReloader
+        from tally.settings import load_settings
+
+        reloader = ConfigReloader(
+            args.config, load_settings(args.config), FROZEN_FOR_RUNS, RELOADABLE_FOR_RUNS
+        ).start()
+        signal.signal(signal.SIGHUP, lambda *_: reloader.request())
     init_store(call.url, settings.store)
     with open_store(call.url, settings=settings.store) as store:
         bar = Progress("cycles", args.cycles or live.cycles)
@@ -174,12 +185,15 @@ def _run_live(call: Invocation, settings: Settings, mode: str) -> int:
                         progress=lambda done, _total: bar.update(done),
                         runner=settings.runner,
                         stop=stop,
+                        reloader=reloader,
                     )
                 )
         except StopNow as now:
             return _stopped_at_once(now.reason)
         finally:
             bar.close()
+            if reloader is not None:
+                reloader.stop()
     print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else summary.render())
     if isinstance(summary, StoppedRun):
         return EXIT_STOPPED[summary.reason]

@@ -62,7 +62,15 @@ def serve(call: Invocation) -> int:
                 host=host,
             )
         log.warning("SERVE_INSECURE plain HTTP on %s: tokens cross the network in clear", host)
-    app = create_app(call.ledger, settings)
+    reloader = None
+    if args.config is not None:  # watched, and read again on SIGHUP
+        import signal
+
+        from tally.reload import FROZEN_FOR_SERVICE, ConfigReloader
+
+        reloader = ConfigReloader(args.config, settings, FROZEN_FOR_SERVICE).start()
+        signal.signal(signal.SIGHUP, lambda *_: reloader.request())
+    app = create_app(call.ledger, settings, reloader)
     scheme = "https" if args.tls_cert else "http"
     log.info("SERVE_START %s://%s:%d ledger %s", scheme, host, port, call.ledger.url)
     config = uvicorn.Config(
@@ -77,7 +85,11 @@ def serve(call: Invocation) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if reloader is not None:
+            reloader.stop()
     log.info("SERVE_STOP")
     return EXIT_OK if server.started else 2
 

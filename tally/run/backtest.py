@@ -29,6 +29,8 @@ from ledger.market import MESSAGE_LENGTH_MAX, split_symbol
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
+from projections.alerting import AlertEngine, AlertSettings
+from projections.monitor import MONITOR_TYPES
 from projections.portfolio import PortfolioState
 from projections.runs import list_runs
 from tally.run import context
@@ -42,6 +44,7 @@ from tally.run.lifecycle import (
     record_stop,
     recording_the_end,
 )
+from tally.run.notify import Notifier
 from tally.run.settings import FaultSettings, RunnerSettings, RunSettings
 from tally.run.strategy import Strategy, load_strategy
 
@@ -397,11 +400,45 @@ def execute_backtest(
             commit_cycles=settings.commit_cycles,
             progress=(lambda n: progress(n, len(times))) if progress else None,
             resume_from=lease.done,
+            alerts=alert_engine(settings.alerts),
+            notifier=notifier_for(settings, runner, store),
         )
-        asyncio.run(loop.run(times, stop=stop, after_commit=lease.beat))
+        try:
+            asyncio.run(loop.run(times, stop=stop, after_commit=lease.beat))
+        finally:
+            if loop.notifier is not None:
+                loop.notifier.close()
         if stop is not None and stop.requested:
             return record_stop(store, run_id, lease.done, len(times), stop.reason)
         return finish_run(store, started_event, loop, first=first, equity_start=cash)
+
+
+def alert_engine(
+    settings: AlertSettings,
+    store: EventStore | None = None,
+    run_id: str | None = None,
+    from_position: int = 1,
+) -> AlertEngine | None:
+    """The run's alert engine (None without rules); with ``store``, rebuilt from what the
+    ledger holds of ``run_id`` (a paper or live run resumes where it was)."""
+    if not settings.rules:
+        return None
+    engine = AlertEngine(list(settings.rules))
+    if store is not None:
+        for recorded in store.query(types=MONITOR_TYPES, from_position=from_position):
+            if recorded.run_id == run_id:
+                engine.observe(recorded.event, recorded.recorded_at)
+    return engine
+
+
+def notifier_for(
+    settings: RunSettings, runner: RunnerSettings | None, store: EventStore
+) -> Notifier | None:
+    """The run's alert sinks, when it has rules and a sink is configured."""
+    sinks = (runner or RunnerSettings()).notify
+    if not settings.alerts.rules or not (sinks.webhook_url or sinks.command):
+        return None
+    return Notifier(sinks, store)
 
 
 def record_resume(

@@ -4,7 +4,7 @@ them from what was committed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import msgspec
@@ -59,6 +59,8 @@ def commit_cycle(
     log: bool = True,
     logger: logging.Logger = LOGGER,
     link: LedgerLink | None = None,
+    alerts: Callable[[Sequence[tuple[str, events.Event]]], list[tuple[str, events.Event]]]
+    | None = None,
 ) -> Decision:
     """Validate a cycle's staged events and commit them atomically with the outcome.
 
@@ -71,7 +73,8 @@ def commit_cycle(
     the reason, the diff and what was staged, so nothing disappears silently.
     With ``log``, the operator lines of what was committed go to ``logger`` (a cycle that
     a resumed run replays was logged the first time). With ``link`` (a paper or live run),
-    the append goes through it: to the spool while the ledger is out.
+    the append goes through it: to the spool while the ledger is out. ``alerts`` is given
+    the cycle's events and returns the alert events they make due, committed with them.
     """
     candidate = books.copy()
     for _, event in staged:
@@ -110,7 +113,8 @@ def commit_cycle(
             *staged,
             (stream, events.ValidationPassed(account=account, cycle=cycle, diff=diff)),
         ]
-    appends = group_appends(written := [*observed, *outcome])
+    raised = alerts([*observed, *outcome]) if alerts is not None else []
+    appends = group_appends(written := [*observed, *outcome, *raised])
     key = f"cycle/{run_id}/{account}/{cycle}"
     if link is None:
         committed: list[list[int]] | None = store.append_many(
@@ -125,7 +129,10 @@ def commit_cycle(
         everything = [p for batch in committed for p in batch]
     if log:  # from what was committed, with its positions (appends keep the order)
         log_committed(zip((e for _, e in written), everything, strict=True), logger)
-    positions = [books.position if p is None else p for p in everything[len(observed) :]]
+    positions = [
+        books.position if p is None else p
+        for p in everything[len(observed) : len(observed) + len(outcome)]
+    ]
     for (_, event), position in zip(outcome, positions, strict=True):
         portfolio.apply(books, event, position)  # a discard moves only the position
     return decision

@@ -24,11 +24,13 @@ from ledger import events
 from ledger.clock import Clock, SimulatedClock
 from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore
+from projections.alerting import AlertEngine
 from projections.portfolio import PortfolioState
 from projections.reconciliation import state_from_balances
 from projections.validator import ValidatorSettings
 from tally.run.commit import commit_cycle
 from tally.run.lifecycle import StopSignal
+from tally.run.notify import Notifier, alert_body
 from tally.run.spool import LedgerLink
 from tally.run.strategy import CycleView, Strategy
 
@@ -135,6 +137,10 @@ class CycleLoop:
     link: LedgerLink | None = None
     counts: CycleCounts = field(default_factory=CycleCounts)
     marks: dict[str, Decimal] = field(default_factory=dict)  # last known mark per symbol
+    # The run's alert rules, folded over each cycle's events on the run's clock; what they
+    # raise or resolve is committed with the cycle (None: the run has no rules).
+    alerts: AlertEngine | None = None
+    notifier: Notifier | None = None  # the alerts' webhook and command, off the cycle's path
 
     def __post_init__(self) -> None:
         held = self.collaborators
@@ -150,6 +156,7 @@ class CycleLoop:
             price_steps={s: m.price_step for s, m in self.markets.items()},
         )
         self._log: list[tuple[str, events.Event]] = []
+        self._raised: list[events.Event] = []  # this cycle's alerts, for the notifier
         self.orders = OrderExecutor(
             self.venue,
             held.orders,
@@ -246,13 +253,29 @@ class CycleLoop:
             observed=observed,
             log=cycle >= self.resume_from,
             link=self.link,
+            alerts=self._alerts if self.alerts is not None else None,
         )
+        if self._raised and self.notifier is not None and cycle >= self.resume_from:
+            at = self.clock.now().isoformat().replace("+00:00", "Z")
+            for alert in self._raised:
+                self.notifier.send(alert_body(self.run_id, alert, at))
+        self._raised = []
         if decision.outcome == "passed":
             counts.passed += 1
         elif decision.outcome == "reconciled":
             counts.reconciled += 1
         else:
             counts.discarded += 1
+
+    def _alerts(
+        self, written: Sequence[tuple[str, events.Event]]
+    ) -> list[tuple[str, events.Event]]:
+        engine, now = self.alerts, self.clock.now()
+        assert engine is not None
+        stream = f"alerts/{self.run_id}"
+        raised = [(stream, a) for _, event in written for a in engine.observe(event, now)]
+        self._raised = [a for _, a in raised]
+        return raised
 
     async def _venue_books(
         self, staged: Sequence[tuple[str, events.Event]], observed: list[tuple[str, events.Event]]

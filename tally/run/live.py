@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.cache import CacheEntry, OhlcvCache, fetch_ohlcv_cached
 from ingest.ccxt_source import CcxtSource
@@ -30,13 +30,16 @@ from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.redact import register_secret
 from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
+from projections.alerting import AlertEngine
 from projections.portfolio import PortfolioState
 from projections.runs import RunRecord, list_runs
 from tally.run import context
 from tally.run.backtest import (
     RunSummary,
+    alert_engine,
     finish_run,
     market_specs,
+    notifier_for,
     record_resume,
     single_quote,
     starting_cash,
@@ -54,6 +57,9 @@ from tally.run.lifecycle import (
 from tally.run.settings import RunnerSettings, RunSettings
 from tally.run.spool import LedgerLink, Spool, SpooledAppend, SpoolFull
 from tally.run.strategy import load_strategy
+
+if TYPE_CHECKING:
+    from tally.reload import ConfigReloader
 
 KEY_ENV = ("TALLY_API_KEY", "TALLY_API_SECRET")
 PASSWORD_ENV = "TALLY_API_PASSWORD"
@@ -170,6 +176,32 @@ def priced_nothing(summary: RunSummary) -> bool:
     return counts["cycles"] > 0 and counts["fresh"] + counts["stale"] == 0
 
 
+def apply_reload(loop: CycleLoop, reloader: ConfigReloader, cycle: int, interval_s: float) -> float:
+    """Record what a changed configuration file brought (``ConfigChanged`` or
+    ``ConfigRejected``, in the run) and apply a valid one; return the interval to wait."""
+    found = reloader.poll()
+    if found is None:
+        return interval_s
+    batch = [StreamAppend(f"config/{loop.run_id}", [found.event])]
+    key = f"config/{loop.run_id}/{cycle}"
+    if loop.link is not None:
+        loop.link.append_many(batch, run_id=loop.run_id, idempotency_key=key, cycle=cycle)
+    else:
+        loop.store.append_many(batch, run_id=loop.run_id, idempotency_key=key)
+    new = found.settings
+    if new is None:
+        return interval_s
+    loop.validator = new.run.validator
+    rules = list(new.run.alerts.rules)
+    if not rules:
+        loop.alerts = None
+    elif loop.alerts is None:
+        loop.alerts = AlertEngine(rules)
+    else:
+        loop.alerts.set_rules(rules)
+    return new.run.live.interval_s
+
+
 async def _cycles(
     loop: CycleLoop,
     first: int,
@@ -178,6 +210,7 @@ async def _cycles(
     progress: Callable[[int, int], None] | None,
     lease: RunLease,
     stop: StopSignal | None,
+    reloader: ConfigReloader | None = None,
 ) -> tuple[int, Decimal, bool]:
     """Run cycles ``first`` .. ``cycles - 1`` on the real clock; return (cycles done, equity
     at the start, whether the spool filled up).
@@ -209,6 +242,8 @@ async def _cycles(
             progress(done, cycles)
         if done == cycles or (stop is not None and stop.requested):
             break
+        if reloader is not None:  # a cycle boundary: a reloaded configuration applies here
+            interval_s = apply_reload(loop, reloader, done, interval_s)
         waited = 0.0
         while waited < interval_s and not (stop is not None and stop.requested):
             step = min(WAIT_SLICE_S, interval_s - waited)
@@ -267,6 +302,7 @@ async def run_live(
     progress: Callable[[int, int], None] | None = None,
     runner: RunnerSettings | None = None,
     stop: StopSignal | None = None,
+    reloader: ConfigReloader | None = None,
 ) -> RunSummary | StoppedRun:
     """Run ``cycles`` cycles ``interval_s`` apart on ``clock`` (the system clock).
 
@@ -309,6 +345,7 @@ async def run_live(
         backoff_s=runner.store_retry_backoff_s,
     )
     lease = RunLease(store, run_id, runner, cycles)
+    loop: CycleLoop | None = None
     try:
         if previous is None:
             lease.claim(0)
@@ -349,10 +386,13 @@ async def run_live(
             collaborators=collaborators,
             commit_cycles=1,
             link=link,
+            # A resumed run's engine is rebuilt from what the ledger holds of it.
+            alerts=alert_engine(settings.alerts, *((store, run_id, first) if previous else ())),
+            notifier=notifier_for(settings, runner, store),
         )
         with recording_the_end(store, lease):
             done, equity_start, full = await _cycles(
-                loop, done, cycles, interval_s, progress, lease, stop
+                loop, done, cycles, interval_s, progress, lease, stop, reloader
             )
             if full:
                 return _stop_spool_full(link, done, cycles)
@@ -361,6 +401,8 @@ async def run_live(
                 return record_stop(store, run_id, done, cycles, stop.reason)
             return finish_run(store, started, loop, first=first, equity_start=equity_start)
     finally:
+        if loop is not None and loop.notifier is not None:
+            loop.notifier.close()
         await source.close()
 
 

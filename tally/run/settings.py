@@ -12,7 +12,9 @@ from pydantic import Field, field_validator, model_validator
 from ingest.provider_errors import CCXT_RETRYABLE
 from ledger.config import Amount, Folder, Moment, StrictModel
 from ledger.market import TIME_MAX, TIME_MIN, amount_problem
+from projections.alerting import AlertSettings
 from projections.validator import ValidatorSettings
+from tally.run.notify import NotifySettings
 
 
 class MarketSteps(StrictModel):
@@ -115,6 +117,9 @@ class RunSettings(StrictModel):
     strategy: StrategySettings = StrategySettings()
     live: LiveSettings = LiveSettings()
     validator: ValidatorSettings = ValidatorSettings()
+    # Alert rules (none by default). A run without rules records its configuration without
+    # this key, exactly as before alerts existed, so its id and fingerprint are unchanged.
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("starting_cash")
     @classmethod
@@ -147,6 +152,8 @@ class RunnerSettings(StrictModel):
     # ledger counts as out.
     store_retries: int = Field(2, ge=0, le=10)
     store_retry_backoff_s: float = Field(0.2, ge=0, le=60)
+    # Where a run's alerts go besides the ledger and the log (a webhook, a command).
+    notify: NotifySettings = NotifySettings()
 
     @model_validator(mode="after")
     def _expiry_outlasts_heartbeat(self) -> RunnerSettings:

@@ -9,6 +9,7 @@ positions stay gapless either way (the store allocates them under the ledger's o
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from ledger.market import NAME_PATTERN
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore
 from tally import __version__
+from tally.reload import ConfigReloader
 from tally.service import problems, schemas
 from tally.service.appending import SERVICE_ONLY, read_append
 from tally.service.metrics import ServiceMetrics
@@ -92,8 +94,42 @@ def not_found(what: str, hint: str, **where: Any) -> ServiceProblem:
     return ServiceProblem(404, what, hint=hint, **where)
 
 
-def create_app(store: EventStore, settings: Settings) -> FastAPI:
-    """The service over ``store`` (opened by the caller, who closes it after)."""
+def needs_scope(service: Service, scope: Scope) -> Callable[..., TokenInfo]:
+    """A dependency: the request's token, checked to hold ``scope`` (401 or 403 otherwise)."""
+
+    # Dependencies as default values: annotations are strings here (PEP 563), and FastAPI
+    # resolves them in the module's globals, where a closure's locals are not.
+    def authorized(
+        credentials: HTTPAuthorizationCredentials | None = Depends(BEARER),  # noqa: B008
+    ) -> TokenInfo:
+        if credentials is None or not credentials.credentials:
+            raise ServiceProblem(
+                401,
+                "no token",
+                hint="send Authorization: Bearer TOKEN (`tally token create` issues one)",
+            )
+        info = service.tokens.check(credentials.credentials)
+        if info is None:
+            raise ServiceProblem(
+                401, "unknown or revoked token", hint="`tally token list` shows the tokens"
+            )
+        if not allows(info.scope, scope):
+            raise ServiceProblem(
+                403,
+                f"token {info.name!r} has scope {info.scope}; this needs {scope}",
+                hint=f"use a token with scope {scope} or above",
+                token=info.name,
+            )
+        return info
+
+    return authorized
+
+
+def create_app(
+    store: EventStore, settings: Settings, reloader: ConfigReloader | None = None
+) -> FastAPI:
+    """The service over ``store`` (opened by the caller, who closes it after); with
+    ``reloader``, a changed configuration file applies to the next request."""
     watch = LedgerWatch(store)
     service = Service(
         store=store,
@@ -109,7 +145,10 @@ def create_app(store: EventStore, settings: Settings) -> FastAPI:
         import asyncio
 
         service.signal.bind(asyncio.get_running_loop())
+        task = asyncio.create_task(_reloading(service, reloader)) if reloader else None
         yield
+        if task is not None:
+            task.cancel()
 
     from contextlib import asynccontextmanager
 
@@ -124,35 +163,7 @@ def create_app(store: EventStore, settings: Settings) -> FastAPI:
     problems.install(app)
     schemas.document_problems(app)
 
-    def needs(scope: Scope) -> Callable[..., TokenInfo]:
-        # Dependencies as default values: annotations are strings here (PEP 563), and FastAPI
-        # resolves them in the module's globals, where a closure's locals are not.
-        def authorized(
-            credentials: HTTPAuthorizationCredentials | None = Depends(BEARER),  # noqa: B008
-        ) -> TokenInfo:
-            if credentials is None or not credentials.credentials:
-                raise ServiceProblem(
-                    401,
-                    "no token",
-                    hint="send Authorization: Bearer TOKEN (`tally token create` issues one)",
-                )
-            info = service.tokens.check(credentials.credentials)
-            if info is None:
-                raise ServiceProblem(
-                    401, "unknown or revoked token", hint="`tally token list` shows the tokens"
-                )
-            if not allows(info.scope, scope):
-                raise ServiceProblem(
-                    403,
-                    f"token {info.name!r} has scope {info.scope}; this needs {scope}",
-                    hint=f"use a token with scope {scope} or above",
-                    token=info.name,
-                )
-            return info
-
-        return authorized
-
-    guard = Guard(Depends(needs("read")), Depends(needs("append")), Depends(needs("admin")))
+    guard = Guard(*(Depends(needs_scope(service, scope)) for scope in ("read", "append", "admin")))
     _event_routes(app, service, guard)
     _view_routes(app, service, guard)
     _health_routes(app, service, guard)
@@ -161,9 +172,10 @@ def create_app(store: EventStore, settings: Settings) -> FastAPI:
 
 def _event_routes(app: FastAPI, service: Service, guard: Guard) -> None:
     """Append, read and subscribe."""
-    store, settings = service.store, service.settings
+    store = service.store
     read, append = guard.read, guard.append
-    append_body = _body_of(settings.service.body_bytes_max)
+    # Settings are read per request: a reloaded configuration applies to the next one.
+    append_body = _body_of(lambda: service.settings.service.body_bytes_max)
     # --- writing ---------------------------------------------------------------------------
 
     @app.post(
@@ -191,7 +203,9 @@ def _event_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         request_body: bytes = Depends(append_body),
     ) -> Response:
         schemas.check_stream(stream)
-        batch, expected = read_append(stream, request_body, settings.service.append_events_max)
+        batch, expected = read_append(
+            stream, request_body, service.settings.service.append_events_max
+        )
         started = time.perf_counter()
         with service.append_lock:
             head_before = store.head()
@@ -232,7 +246,7 @@ def _event_routes(app: FastAPI, service: Service, guard: Guard) -> None:
                     hint="the event types are listed in /openapi.json",
                     field="type",
                 )
-        limit = min(limit, settings.service.read_limit_max)
+        limit = min(limit, service.settings.service.read_limit_max)
         head = store.head()  # the page ends here, so an event appended meanwhile is not skipped
         found = [
             api_event(r)
@@ -425,9 +439,9 @@ def _view_routes(app: FastAPI, service: Service, guard: Guard) -> None:
 
 def _health_routes(app: FastAPI, service: Service, guard: Guard) -> None:
     """Health, metrics and the dashboard (no token, unless metrics ask for one)."""
-    store, settings = service.store, service.settings
+    store = service.store
     read, admin = guard.read, guard.admin
-    verify_body = _body_of(4096)
+    verify_body = _body_of(lambda: 4096)
 
     @app.get(
         "/v1/health", tags=["health"], summary="Every check with its value", dependencies=[read]
@@ -435,7 +449,7 @@ def _health_routes(app: FastAPI, service: Service, guard: Guard) -> None:
     def health_detail() -> Response:
         from tally.service.health import run_checks, worst
 
-        results = run_checks(store, settings, service.watch.refresh())
+        results = run_checks(store, service.settings, service.watch.refresh())
         return json_response({"status": worst(results), "checks": [r.as_dict() for r in results]})
 
     @app.post(
@@ -465,18 +479,24 @@ def _health_routes(app: FastAPI, service: Service, guard: Guard) -> None:
     def ready() -> Response:
         from tally.service.health import run_checks, worst
 
-        results = run_checks(store, settings, service.watch.refresh())
+        results = run_checks(store, service.settings, service.watch.refresh())
         status = worst(results)
         body = {"status": status, "checks": {r.name: r.status for r in results}}
         return json_response(body, 503 if status in ("CRITICAL", "UNKNOWN") else 200)
 
-    metrics_auth = [read] if settings.service.metrics_token_required else []
+    reader = needs_scope(service, "read")
+
+    def metrics_auth(
+        credentials: HTTPAuthorizationCredentials | None = Depends(BEARER),  # noqa: B008
+    ) -> None:
+        if service.settings.service.metrics_token_required:
+            reader(credentials)
 
     @app.get(
         "/metrics",
         tags=["health"],
         summary="Prometheus metrics",
-        dependencies=metrics_auth,
+        dependencies=[Depends(metrics_auth)],
         responses={200: {"content": {"text/plain": {}}}},
     )
     def metrics() -> Response:
@@ -509,10 +529,12 @@ def _check_account(account: str) -> None:
         )
 
 
-def _body_of(limit: int) -> Callable[..., Any]:
-    """A dependency reading the request's body, refusing (413) more than ``limit`` bytes."""
+def _body_of(limit_of: Callable[[], int]) -> Callable[..., Any]:
+    """A dependency reading the request's body, refusing (413) more than ``limit_of()``
+    bytes."""
 
     async def body(request: Request) -> bytes:
+        limit = limit_of()
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_big(limit)
@@ -536,10 +558,30 @@ def _too_big(limit: int) -> ServiceProblem:
     )
 
 
+CONFIG_STREAM = "tally/config"  # the service's configuration changes and rejections
+
+
+async def _reloading(service: Service, reloader: ConfigReloader) -> None:
+    """Look at the configuration file a few times a second; apply and record what changed."""
+    import asyncio
+
+    while True:
+        found = await anyio.to_thread.run_sync(reloader.poll)
+        if found is not None:
+            record = functools.partial(
+                service.store.append, CONFIG_STREAM, [found.event], expected_version=None
+            )
+            await anyio.to_thread.run_sync(record)
+            service.signal.notify()
+            if found.settings is not None:
+                service.settings = found.settings
+        await asyncio.sleep(0.25)
+
+
 async def _follow(service: Service, request: Request, start: int) -> AsyncIterator[bytes]:
     """Catch up from ``start``, then follow: each event once, in position order."""
-    store, settings = service.store, service.settings.service
-    poll_s = settings.subscribe_poll_ms / 1000
+    store = service.store
+    poll_s = service.settings.service.subscribe_poll_ms / 1000
     next_position = start
     idle_since = time.monotonic()
 
@@ -563,7 +605,7 @@ async def _follow(service: Service, request: Request, start: int) -> AsyncIterat
             continue
         if await request.is_disconnected():
             return
-        if time.monotonic() - idle_since >= settings.subscribe_heartbeat_s:
+        if time.monotonic() - idle_since >= service.settings.service.subscribe_heartbeat_s:
             yield b": keep-alive\n\n"
             idle_since = time.monotonic()
         await service.signal.wait(poll_s)

@@ -31,6 +31,7 @@ SERVICE_ONLY = frozenset(
         "LedgerRecovered",
         "AlertRaised",
         "AlertResolved",
+        "AlertDeliveryFailed",
         "ConfigChanged",
         "ConfigRejected",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -351,3 +352,49 @@ def test_monitor_reads_the_ledger_or_the_service_and_exports_json_and_csv(live: 
                     env={"TALLY_TOKEN": "tally_wrong"})  # fmt: skip
     assert refused.returncode == 2 and "401" in refused.stderr
     assert "tally_wrong" not in refused.stderr
+
+
+def test_serve_reloads_its_configuration_when_the_file_changes_or_on_sighup(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import time
+
+    assert tally("init", cwd=tmp_path).returncode == 0
+    config = tmp_path / "serve.yaml"
+    config.write_text("service:\n  append_events_max: 50\n")
+    token = issue_token(tmp_path, "admin")
+    body = {"events": [deposit("1")] * 20}
+
+    def records(client: httpx.Client, count: int) -> list[dict[str, object]]:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            page = client.get("/v1/events", params={"stream": "tally/config"}).json()["events"]
+            if len(page) >= count:
+                return list(page)
+            time.sleep(0.1)
+        raise AssertionError(f"no {count} configuration events")
+
+    with serving(tmp_path, "--config", "serve.yaml") as base:
+        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+        assert client.post("/v1/streams/r/events", json=body).status_code == 201
+        config.write_text("service:\n  append_events_max: 10\n")  # the watcher sees it
+        changed = records(client, 1)[0]
+        assert changed["type"] == "ConfigChanged"
+        assert changed["data"]["changed"] == ["service.append_events_max"]
+        assert client.post("/v1/streams/r/events", json=body).status_code == 413  # applied
+        log = (tmp_path / "serve.log").read_text().splitlines()
+        started = next(line for line in log if "Started server process" in line)
+        pid = int(started.rsplit("[", 1)[1].rstrip("]"))
+        # Written where the watcher may or may not look in time: SIGHUP asks for a look.
+        config.write_text("service:\n  append_events_max: -1\n  port: 1\n")
+        os.kill(pid, signal.SIGHUP)
+        rejected = records(client, 2)[1]
+        assert rejected["type"] == "ConfigRejected"
+        assert [e.split(":")[0] for e in rejected["data"]["errors"]] == [
+            "service.append_events_max"
+        ]
+        small = {"events": [deposit("1")] * 5}
+        assert client.post("/v1/streams/r/events", json=small).status_code == 201
+        assert client.post("/v1/streams/r/events", json=body).status_code == 413  # unchanged
+        client.close()

@@ -264,3 +264,56 @@ def test_a_paper_run_stops_whole_on_a_signal_and_says_when_nothing_was_priced(
     assert dark.counts["failed"] == 3 and not priced_nothing(
         RunSummary(**{**dark.__dict__, "counts": {**dark.counts, "fresh": 1}})
     )
+
+
+def test_a_paper_run_takes_a_reloaded_configuration_at_a_cycle_boundary(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    from tally.reload import FROZEN_FOR_RUNS, RELOADABLE_FOR_RUNS, ConfigReloader
+    from tally.settings import load_settings
+
+    config = tmp_path / "tally.yaml"
+    base = (
+        "run:\n"
+        "  strategy: {params: {window: 2, margin: '-0.5', allocation: '0.1'}}\n"
+        f"  live: {{symbols: [BTC/USDT], warmup_candles: 1, warmup_timeframe: 1h, "
+        f"cache_dir: {tmp_path / 'cache'}, INTERVAL}}\n"
+    )
+    config.write_text(base.replace("INTERVAL", "interval_s: 0.01"))
+    settings = load_settings(config)
+    reloader = ConfigReloader(config, settings, FROZEN_FOR_RUNS, RELOADABLE_FOR_RUNS)
+
+    def edit(done: int, _total: int) -> None:
+        if done == 1:  # an alert rule and a new validator epsilon: applied
+            config.write_text(
+                base.replace("INTERVAL", "interval_s: 0.02")
+                + "  validator: {base_epsilon: '0.05'}\n"
+                + "  alerts:\n    rules: [{name: any, kind: error_count, threshold: 1}]\n"
+            )
+        elif done == 2:  # the account cannot change while the run goes: refused whole
+            config.write_text(base.replace("INTERVAL", "interval_s: 0.5") + "  account: other\n")
+        reloader.request()
+
+    async def scenario(server: RecordedExchangeServer) -> Any:
+        server.plan.then(Fault.delay(0))
+        with open_store(ledger_url) as store:
+            return await paper_run(
+                store, settings, server, cycles=4, interval_s=0.01, progress=edit,
+                reloader=reloader,
+            )  # fmt: skip
+
+    summary = asyncio.run(with_server(scenario))
+    assert summary.counts["cycles"] == 4
+    with open_store(ledger_url) as store:
+        found = [r for r in store.read_all() if r.type in ("ConfigChanged", "ConfigRejected")]
+    assert [r.type for r in found] == ["ConfigChanged", "ConfigRejected"]
+    changed, rejected = found[0].event, found[1].event
+    assert isinstance(changed, events.ConfigChanged) and isinstance(rejected, events.ConfigRejected)
+    assert changed.changed == [
+        "run.alerts.rules", "run.live.interval_s", "run.validator.base_epsilon",
+    ]  # fmt: skip
+    assert found[0].run_id == summary.run_id and found[0].stream == f"config/{summary.run_id}"
+    assert rejected.errors == [
+        "run.account: cannot change while running (a run keeps its account; start a new run)"
+    ]  # the interval change beside it is allowed, but a change is applied whole or not at all
+    assert found[1].position > found[0].position
