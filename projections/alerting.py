@@ -31,7 +31,11 @@ Kind = Literal[
     "reconciliation_refused",  # a cycle discarded because its diff was over the limit
     "cycle_discarded",  # any cycle discarded (negative cash, a leak, a refused diff)
     "stale_share",  # share of stale prices over the last ``snapshots`` snapshots >= threshold
+    # Evaluated by `tally serve` on the wall clock (a run cannot see itself stall):
+    "no_cycle",  # a running paper or live run's last cycle is threshold seconds old or more
+    "spool_not_empty",  # a run's spool holds cycles waiting for the ledger (key: the file)
 ]
+SERVICE_KINDS = ("no_cycle", "spool_not_empty")
 ERRORS = (events.FetchFailed, events.OrderRejected)
 
 
@@ -68,6 +72,9 @@ class AlertEngine:
     open_breakers: set[str] = field(default_factory=set)
     fired: dict[tuple[str, str], _Firing] = field(default_factory=dict)
     now: datetime | None = None
+    # Conditions seen from outside the events (the service's wall-clock kinds): kind -> key
+    # -> message, set by the caller before ``check``.
+    external: dict[str, dict[str, str]] = field(default_factory=dict)
     # Event-triggered conditions of this instant: (kind, key) seen since the last check.
     _instant: set[tuple[str, str]] = field(default_factory=set)
 
@@ -137,6 +144,8 @@ class AlertEngine:
                 share = sum(stale for stale, _ in window) / priced if priced else 0.0
                 if share >= rule.threshold and share > 0:
                     return {"all": f"{share:.1%} of prices stale over {len(window)} snapshots"}
+            case "no_cycle" | "spool_not_empty":
+                return dict(self.external.get(rule.kind, {}))
             case "cycle_discarded" | "reconciliation_refused":
                 return {
                     key: f"{rule.kind.replace('_', ' ')} at {key}"

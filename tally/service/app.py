@@ -10,6 +10,7 @@ positions stay gapless either way (the store allocates them under the ledger's o
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections import Counter
@@ -40,7 +41,8 @@ from tally.service.watch import HeadSignal, LedgerWatch
 from tally.settings import Settings
 
 ACCOUNT = "^" + NAME_PATTERN.pattern + "$"
-SUBSCRIBE_PAGE = 500  # events read per catch-up step of a subscription
+SUBSCRIBE_PAGE = 500
+LOGGER = logging.getLogger("tally.alerts")  # events read per catch-up step of a subscription
 _json = msgspec.json.Encoder(decimal_format="string")
 BEARER = HTTPBearer(auto_error=False, description="a token from `tally token create`")
 
@@ -145,9 +147,11 @@ def create_app(
         import asyncio
 
         service.signal.bind(asyncio.get_running_loop())
-        task = asyncio.create_task(_reloading(service, reloader)) if reloader else None
+        tasks = [asyncio.create_task(_alerting(service))]
+        if reloader is not None:
+            tasks.append(asyncio.create_task(_reloading(service, reloader)))
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
 
     from contextlib import asynccontextmanager
@@ -576,6 +580,39 @@ async def _reloading(service: Service, reloader: ConfigReloader) -> None:
             if found.settings is not None:
                 service.settings = found.settings
         await asyncio.sleep(0.25)
+
+
+async def _alerting(service: Service) -> None:
+    """Every few seconds: the wall-clock alert rules (a stalled run, a spool in use)."""
+    import asyncio
+
+    from ingest.logs import log_committed
+    from tally.run.notify import Notifier, alert_body
+    from tally.service.alerting import STREAM, evaluate, service_engine
+    from tally.views import runs_rows
+
+    engine, rules, notifier = None, None, None
+    while True:
+        if service.settings.run.alerts.rules != rules:  # (a reloaded configuration)
+            rules = service.settings.run.alerts.rules
+            engine = await anyio.to_thread.run_sync(service_engine, service.store, service.settings)
+        if engine is not None:
+            state = await anyio.to_thread.run_sync(service.watch.refresh)
+            running = await anyio.to_thread.run_sync(runs_rows, service.store)
+            due = evaluate(engine, service.settings, state, running)
+            if due:
+                record = functools.partial(service.store.append, STREAM, due, expected_version=None)
+                positions = await anyio.to_thread.run_sync(record)
+                log_committed(zip(due, positions, strict=True), LOGGER)
+                service.signal.notify()
+                sinks = service.settings.runner.notify
+                if sinks.webhook_url or sinks.command:
+                    if notifier is None:
+                        notifier = Notifier(sinks, service.store)
+                    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+                    for alert in due:
+                        notifier.send(alert_body("", alert, at))
+        await asyncio.sleep(service.settings.service.alert_check_s)
 
 
 async def _follow(service: Service, request: Request, start: int) -> AsyncIterator[bytes]:

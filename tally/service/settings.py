@@ -21,6 +21,8 @@ class ServiceSettings(StrictModel):
     subscribe_heartbeat_s: float = Field(15.0, gt=0, le=3_600)  # a comment line when idle
     metrics_token_required: bool = False  # true: /metrics needs a read token
     graceful_shutdown_s: float = Field(3.0, ge=0, le=600)  # open subscriptions then close
+    # How often the wall-clock alert rules (no_cycle, spool_not_empty) are checked.
+    alert_check_s: float = Field(5.0, gt=0, le=3_600)
 
 
 class Threshold(StrictModel):

@@ -398,3 +398,41 @@ def test_serve_reloads_its_configuration_when_the_file_changes_or_on_sighup(
         assert client.post("/v1/streams/r/events", json=small).status_code == 201
         assert client.post("/v1/streams/r/events", json=body).status_code == 413  # unchanged
         client.close()
+
+
+def test_serve_raises_and_resolves_the_wall_clock_alerts(tmp_path: Path) -> None:
+    import time
+
+    assert tally("init", cwd=tmp_path).returncode == 0
+    (tmp_path / "serve.yaml").write_text(
+        "service: {alert_check_s: 0.1}\n"
+        "run:\n  alerts:\n    rules: [{name: spool, kind: spool_not_empty, cooldown_s: 0}]\n"
+    )
+    token = issue_token(tmp_path, "read")
+    spool = tmp_path / "tally-spool"
+    spool.mkdir()
+
+    def alerts(client: httpx.Client, count: int) -> list[dict[str, object]]:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            found = client.get("/v1/events", params={"stream": "alerts/service"}).json()["events"]
+            if len(found) >= count:
+                return list(found)
+            time.sleep(0.1)
+        raise AssertionError(f"fewer than {count} alerts")
+
+    with (
+        serving(tmp_path, "--config", "serve.yaml") as base,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client,
+    ):
+        (spool / "run-x.spool").write_bytes(b"x" * 100)
+        raised = alerts(client, 1)[0]
+        assert raised["type"] == "AlertRaised" and raised["data"]["key"] == "run-x.spool"
+        firing = client.get("/v1/alerts").json()["firing"]
+        assert [a["rule"] for a in firing] == ["spool"]
+        (spool / "run-x.spool").unlink()
+        resolved = alerts(client, 2)[1]
+        assert (
+            resolved["type"] == "AlertResolved" and client.get("/v1/alerts").json()["firing"] == []
+        )
+    assert "ALERT_RAISED rule=spool" in (tmp_path / "serve.log").read_text()
