@@ -102,7 +102,7 @@ def render(report: dict[str, Any]) -> Any:
             by_class.add_row(label, f"{total:,}", f"{r['1m']:g}", f"{r['5m']:g}", f"{r['1h']:g}")
     last = table("Last errors", "position", "class", "symbol", "message")
     for error in reversed(errors["last"]):
-        last.add_row(str(error["position"]), error["class"], error["symbol"], error["message"][:80])
+        last.add_row(str(error["position"]), error["class"], error["symbol"], error["message"])
     breakers = table("Breakers", "breaker", "state", "calls", "success %", "failures", "rejected")
     for name, b in report["breakers"].items():
         pct = "" if b["success_pct"] is None else f"{b['success_pct']:g}"
