@@ -10,8 +10,31 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ledger.recorded import RecordedEvent
     from ledger.store import EventStore
     from projections.reconciliation import ReconciliationReport
+
+
+def event_view(recorded: RecordedEvent, data_key: str = "data") -> dict[str, Any]:
+    """An event with its envelope and chain hash, as plain JSON values; its fields under
+    ``data_key`` ("data" in the API, "event" in `tally events --json`)."""
+    import msgspec
+
+    fields = msgspec.to_builtins(recorded.event)
+    fields.pop("type", None)
+    return {
+        "position": recorded.position,
+        "stream": recorded.stream,
+        "version": recorded.version,
+        "type": recorded.type,
+        "recorded_at": recorded.recorded_at.isoformat().replace("+00:00", "Z"),
+        "run_id": recorded.run_id,
+        "causation_id": recorded.causation_id,
+        "correlation_id": recorded.correlation_id,
+        "idempotency_key": recorded.idempotency_key,
+        data_key: fields,
+        "hash": recorded.hash.hex(),
+    }
 
 
 def runs_rows(store: EventStore) -> list[dict[str, Any]]:

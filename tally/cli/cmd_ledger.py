@@ -103,23 +103,9 @@ def list_events(run: Invocation) -> int:
 
 def event_dict(recorded: RecordedEvent) -> dict[str, Any]:
     """An event with its envelope, as plain JSON values."""
-    import msgspec
+    from tally.views import event_view
 
-    fields = msgspec.to_builtins(recorded.event)
-    fields.pop("type", None)
-    return {
-        "position": recorded.position,
-        "stream": recorded.stream,
-        "version": recorded.version,
-        "type": recorded.type,
-        "recorded_at": recorded.recorded_at.isoformat().replace("+00:00", "Z"),
-        "run_id": recorded.run_id,
-        "causation_id": recorded.causation_id,
-        "correlation_id": recorded.correlation_id,
-        "idempotency_key": recorded.idempotency_key,
-        "event": fields,
-        "hash": recorded.hash.hex(),
-    }
+    return event_view(recorded, "event")
 
 
 def event_json(recorded: RecordedEvent) -> str:

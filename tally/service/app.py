@@ -28,7 +28,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.events import EVENT_TYPES
 from ledger.market import NAME_PATTERN
-from ledger.recorded import RecordedEvent
 from ledger.store import EventStore
 from tally import __version__
 from tally.reload import ConfigReloader
@@ -39,6 +38,7 @@ from tally.service.problems import ServiceProblem
 from tally.service.tokens import Scope, TokenBook, TokenInfo, allows
 from tally.service.watch import HeadSignal, LedgerWatch
 from tally.settings import Settings
+from tally.views import event_view
 
 ACCOUNT = "^" + NAME_PATTERN.pattern + "$"
 SUBSCRIBE_PAGE = 500
@@ -65,25 +65,6 @@ class Service:
     signal: HeadSignal
     metrics: ServiceMetrics
     append_lock: threading.Lock
-
-
-def api_event(recorded: RecordedEvent) -> dict[str, Any]:
-    """An event as the API shows it: its envelope, its data and its chain hash."""
-    data = msgspec.to_builtins(recorded.event)
-    data.pop("type", None)
-    return {
-        "position": recorded.position,
-        "stream": recorded.stream,
-        "version": recorded.version,
-        "type": recorded.type,
-        "recorded_at": recorded.recorded_at.isoformat().replace("+00:00", "Z"),
-        "run_id": recorded.run_id,
-        "causation_id": recorded.causation_id,
-        "correlation_id": recorded.correlation_id,
-        "idempotency_key": recorded.idempotency_key,
-        "data": data,
-        "hash": recorded.hash.hex(),
-    }
 
 
 def json_response(value: Any, status: int = 200, **headers: str) -> Response:
@@ -253,7 +234,7 @@ def _event_routes(app: FastAPI, service: Service, guard: Guard) -> None:
         limit = min(limit, service.settings.service.read_limit_max)
         head = store.head()  # the page ends here, so an event appended meanwhile is not skipped
         found = [
-            api_event(r)
+            event_view(r)
             for r in store.query(
                 stream=stream,
                 types=types,
@@ -626,7 +607,7 @@ async def _follow(service: Service, request: Request, start: int) -> AsyncIterat
         if store.head() < first:
             return []
         return [
-            (r.position, _json.encode(api_event(r)))
+            (r.position, _json.encode(event_view(r)))
             for r in store.read_all(first, first + SUBSCRIBE_PAGE - 1)
         ]
 

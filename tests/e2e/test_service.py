@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +49,17 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tokens = {s: issue_token(folder, s) for s in ("read", "append", "admin")}
     with serving(folder, "--config", "small.yaml") as base:
         yield Live(folder, base, tokens["read"], tokens["append"], tokens["admin"])
+
+
+def stream_events(client: httpx.Client, stream: str, count: int) -> list[dict[str, Any]]:
+    """The events of ``stream`` once it holds ``count`` of them (waiting up to 15 s)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = client.get("/v1/events", params={"stream": stream}).json()["events"]
+        if len(found) >= count:
+            return list(found)
+        time.sleep(0.1)
+    raise AssertionError(f"{stream} holds fewer than {count} events")
 
 
 def deposit(amount: str, account: str = "bot") -> dict[str, object]:
@@ -358,7 +371,6 @@ def test_serve_reloads_its_configuration_when_the_file_changes_or_on_sighup(
     tmp_path: Path,
 ) -> None:
     import signal
-    import time
 
     assert tally("init", cwd=tmp_path).returncode == 0
     config = tmp_path / "serve.yaml"
@@ -366,20 +378,11 @@ def test_serve_reloads_its_configuration_when_the_file_changes_or_on_sighup(
     token = issue_token(tmp_path, "admin")
     body = {"events": [deposit("1")] * 20}
 
-    def records(client: httpx.Client, count: int) -> list[dict[str, object]]:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            page = client.get("/v1/events", params={"stream": "tally/config"}).json()["events"]
-            if len(page) >= count:
-                return list(page)
-            time.sleep(0.1)
-        raise AssertionError(f"no {count} configuration events")
-
     with serving(tmp_path, "--config", "serve.yaml") as base:
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
         assert client.post("/v1/streams/r/events", json=body).status_code == 201
         config.write_text("service:\n  append_events_max: 10\n")  # the watcher sees it
-        changed = records(client, 1)[0]
+        changed = stream_events(client, "tally/config", 1)[0]
         assert changed["type"] == "ConfigChanged"
         assert changed["data"]["changed"] == ["service.append_events_max"]
         assert client.post("/v1/streams/r/events", json=body).status_code == 413  # applied
@@ -389,7 +392,7 @@ def test_serve_reloads_its_configuration_when_the_file_changes_or_on_sighup(
         # Written where the watcher may or may not look in time: SIGHUP asks for a look.
         config.write_text("service:\n  append_events_max: -1\n  port: 1\n")
         os.kill(pid, signal.SIGHUP)
-        rejected = records(client, 2)[1]
+        rejected = stream_events(client, "tally/config", 2)[1]
         assert rejected["type"] == "ConfigRejected"
         assert [e.split(":")[0] for e in rejected["data"]["errors"]] == [
             "service.append_events_max"
@@ -401,8 +404,6 @@ def test_serve_reloads_its_configuration_when_the_file_changes_or_on_sighup(
 
 
 def test_serve_raises_and_resolves_the_wall_clock_alerts(tmp_path: Path) -> None:
-    import time
-
     assert tally("init", cwd=tmp_path).returncode == 0
     (tmp_path / "serve.yaml").write_text(
         "service: {alert_check_s: 0.1}\n"
@@ -412,26 +413,17 @@ def test_serve_raises_and_resolves_the_wall_clock_alerts(tmp_path: Path) -> None
     spool = tmp_path / "tally-spool"
     spool.mkdir()
 
-    def alerts(client: httpx.Client, count: int) -> list[dict[str, object]]:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            found = client.get("/v1/events", params={"stream": "alerts/service"}).json()["events"]
-            if len(found) >= count:
-                return list(found)
-            time.sleep(0.1)
-        raise AssertionError(f"fewer than {count} alerts")
-
     with (
         serving(tmp_path, "--config", "serve.yaml") as base,
         httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client,
     ):
         (spool / "run-x.spool").write_bytes(b"x" * 100)
-        raised = alerts(client, 1)[0]
+        raised = stream_events(client, "alerts/service", 1)[0]
         assert raised["type"] == "AlertRaised" and raised["data"]["key"] == "run-x.spool"
         firing = client.get("/v1/alerts").json()["firing"]
         assert [a["rule"] for a in firing] == ["spool"]
         (spool / "run-x.spool").unlink()
-        resolved = alerts(client, 2)[1]
+        resolved = stream_events(client, "alerts/service", 2)[1]
         assert (
             resolved["type"] == "AlertResolved" and client.get("/v1/alerts").json()["firing"] == []
         )
