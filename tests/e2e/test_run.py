@@ -389,3 +389,38 @@ def test_live_mode_needs_the_flag_and_keys_from_the_environment(tmp_path: Path) 
     )
     assert no_keys.returncode == 2 and "TALLY_API_KEY" in no_keys.stderr
     assert not (tmp_path / "tally.db").exists()  # refused before anything was written
+
+
+def test_the_summary_and_the_trades_of_a_run_add_up(
+    default_run: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    folder, run = default_run
+    run_id = str(run["run_id"])
+    made = tally("report", "summary", "--run", run_id, "--json", cwd=folder)
+    assert made.returncode == 0, made.stderr
+    out = json.loads(made.stdout)
+    totals, pairs = out["totals"], out["pairs"]
+    assert totals["trades"] == sum(p["trades"] for p in pairs) > 0
+    assert totals["wins"] + totals["draws"] + totals["losses"] == totals["trades"]
+    from decimal import Decimal
+
+    assert Decimal(totals["profit_abs"]) == sum(Decimal(p["profit_abs"]) for p in pairs)
+    equity = tally("report", "equity", "--run", run_id, cwd=folder).stdout.splitlines()
+    assert totals["end_equity"] == equity[-1].split(",")[1] == str(run["equity_end"])
+    assert totals["start_equity"] == "100000"
+    text = tally("report", "summary", "--run", run_id, cwd=folder)
+    assert "Per pair" in text.stdout and "Sharpe / Sortino / Calmar" in text.stdout
+    listed = tally("report", "trades", "--run", run_id, cwd=folder).stdout.splitlines()
+    assert len(listed) - 1 == totals["trades"] + totals["open_trades"]
+    assert listed[0].startswith("symbol,side,opened_at,closed_at")
+    out_file = tmp_path / "trades.parquet"
+    written = tally(
+        "report", "trades", "--run", run_id, "--format", "parquet", "--out", str(out_file),
+        cwd=folder,
+    )  # fmt: skip
+    assert written.returncode == 0
+    import pandas as pd
+
+    assert len(pd.read_parquet(out_file)) == len(listed) - 1
+    refused = tally("report", "trades", "--run", run_id, "--format", "parquet", cwd=folder)
+    assert refused.returncode == 2 and "--out" in refused.stderr

@@ -1,0 +1,122 @@
+"""Round trips and the summary's figures, from fills whose results are known by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+from ledger import events
+from ledger.recorded import RecordedEvent
+from projections import results
+from projections.reports import EquitySeries
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def recorded(position: int, event: events.Event, hours: float = 0) -> RecordedEvent:
+    return RecordedEvent(
+        position, "portfolio/a", position, type(event).__name__, T0 + timedelta(hours=hours),
+        None, None, None, None, event,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def fill(
+    side: str, qty: str, price: str, tid: str, symbol: str = "ETH/USDT"
+) -> events.TradeExecuted:
+    return events.TradeExecuted(
+        account="a", symbol=symbol, side=side, qty=D(qty), price=D(price),  # type: ignore[arg-type]
+        order_id=tid, trade_id=tid,
+    )  # fmt: skip
+
+
+def test_a_long_in_two_buys_out_in_two_sells_is_one_trade_with_its_fees() -> None:
+    found = [
+        recorded(1, fill("buy", "1", "100", "a")),
+        recorded(2, events.FeeCharged(account="a", trade_id="a", asset="USDT", amount=D("0.1"))),
+        recorded(3, fill("buy", "1", "200", "b"), 1),
+        recorded(4, fill("sell", "1.5", "300", "c"), 2),
+        recorded(5, fill("sell", "0.5", "100", "d"), 3),
+        recorded(6, events.FeeCharged(account="a", trade_id="d", asset="ETH", amount=D("0.01"))),
+    ]
+    [trip] = results.round_trips(found, "a")
+    # Average cost 150: +150 x 1.5 realized, then -50 x 0.5; fees 0.1 and 0.01 ETH at 100.
+    assert trip.side == "long" and trip.closed_at == T0 + timedelta(hours=3)
+    assert trip.fees == D("1.1") and trip.profit_abs == D("225") - D("25") - D("1.1")
+    assert trip.entry_cost == D("300") and trip.qty == D("2")
+    assert trip.as_dict()["entry_positions"] == [1, 3] and trip.as_dict()["exit_positions"] == [
+        4,
+        5,
+    ]
+
+
+def test_a_fill_that_flips_the_side_closes_one_trade_and_opens_the_next() -> None:
+    found = [
+        recorded(1, fill("buy", "1", "100", "a")),
+        recorded(2, fill("sell", "3", "110", "b"), 1),  # closes the long, opens a 2 short
+        recorded(3, fill("buy", "2", "100", "c"), 2),  # closes the short at a profit
+    ]
+    long, short = results.round_trips(found, "a")
+    assert (long.side, long.profit_abs, long.closed_at) == (
+        "long",
+        D("10"),
+        T0 + timedelta(hours=1),
+    )
+    assert (short.side, short.profit_abs, short.qty) == ("short", D("20"), D("2"))
+    assert short.opened_at == T0 + timedelta(hours=1)
+
+
+def test_an_open_position_is_an_open_trade_and_other_accounts_are_left_out() -> None:
+    other = events.TradeExecuted(
+        account="b", symbol="ETH/USDT", side="buy", qty=D("1"), price=D("1"), order_id="x",
+        trade_id="x",
+    )  # fmt: skip
+    trips = results.round_trips(
+        [recorded(1, fill("buy", "1", "100", "a")), recorded(2, other)], "a"
+    )
+    assert len(trips) == 1 and trips[0].closed_at is None
+
+
+def series(equities: list[str], hours: float = 24) -> EquitySeries:
+    rows = [
+        (T0 + timedelta(hours=hours * i), D(e), D(e), D(0), D(0), D(0))
+        for i, e in enumerate(equities)
+    ]
+    return EquitySeries("a", "USDT", rows)
+
+
+def test_the_drawdown_is_the_largest_fall_from_a_peak_with_its_times() -> None:
+    fall, share, peak_at, trough_at = results.max_drawdown(
+        series(["100", "120", "90", "130", "117"])
+    )
+    assert fall == D("30") and share == 0.25
+    assert peak_at == T0 + timedelta(days=1) and trough_at == T0 + timedelta(days=2)
+
+
+def test_the_summary_adds_up_per_pair_and_in_totals() -> None:
+    found = [
+        recorded(1, fill("buy", "1", "100", "a")),
+        recorded(2, fill("sell", "1", "110", "b"), 1),
+        recorded(3, fill("buy", "1", "10", "c", "SOL/USDT"), 2),
+        recorded(4, fill("sell", "1", "8", "d", "SOL/USDT"), 3),
+        recorded(5, fill("buy", "1", "10", "e", "SOL/USDT"), 4),
+        recorded(6, fill("sell", "1", "10", "f", "SOL/USDT"), 5),
+    ]
+    out = results.summary(series(["1000", "1010", "1008", "1020"]), results.round_trips(found, "a"))
+    pairs = {p["symbol"]: p for p in out["pairs"]}
+    assert pairs["ETH/USDT"]["profit_abs"] == "10" and pairs["SOL/USDT"]["profit_abs"] == "-2"
+    assert (pairs["SOL/USDT"]["wins"], pairs["SOL/USDT"]["draws"], pairs["SOL/USDT"]["losses"]) == (
+        0,
+        1,
+        1,
+    )
+    totals = out["totals"]
+    assert totals["trades"] == 3 and totals["profit_abs"] == "8"
+    assert totals["profit_factor"] == 5.0  # 10 won against 2 lost
+    # freqtrade's expectancy: 1/3 x 10 - 1/3 x 2 = 2.67, shown at the profits' precision (units)
+    assert totals["expectancy"] == "3" and totals["expectancy_ratio"] == round((1 + 5) / 3 - 1, 4)
+    assert totals["max_drawdown_abs"] == "2" and totals["equity_profit_abs"] == "20"
+    assert [d["profit_abs"] for d in out["days"]] == ["0", "10", "-2", "12"]
+    daily = [0.0, 0.01, -2 / 1010, 12 / 1008]
+    mean = sum(daily) / 4
+    deviation = (sum((r - mean) ** 2 for r in daily) / 4) ** 0.5
+    assert totals["sharpe"] == round(mean / deviation * 365**0.5, 4)
