@@ -34,6 +34,15 @@ class TallyError(Exception):
         where = ", ".join(f"{k}={v}" for k, v in self.context.items())
         return f"{self.message} ({where})" if where else self.message
 
+    def as_dict(self) -> dict[str, Any]:
+        """The error as one JSON object: what, where, what to do, and the exit code."""
+        return {
+            "error": self.message,
+            "context": dict(self.context),
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+        }
+
     def render(self) -> str:
         """Return the message, the context and the hint as a user sees them."""
         lines = [f"error: {self.message}"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import sys
 from collections.abc import Sequence
 
@@ -36,14 +37,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # live as long as the process; collecting garbage among them found none and cost about
     # 50 ms. They are frozen out of the collector once the ledger is open (``_dispatch``).
     gc.disable()
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in given
+    as_json = "--json" in given
     try:
+        if not given:  # `tally` alone: what it can do, not an error
+            build_parser(COMMANDS, __version__).print_help()
+            return EXIT_OK
         args = build_parser(COMMANDS, __version__).parse_args(argv)
         args.db = args.db if args.db is not None else args.main_db
         args.config = args.config if args.config is not None else args.main_config
         return _dispatch(args.command_entry, args)
     except TallyError as e:
-        print(e.render(), file=sys.stderr)
+        if as_json:  # a script asked for JSON: the error is one object too (on stdout)
+            print(json.dumps(e.as_dict(), default=str))
+        else:
+            print(e.render(), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: nothing partial was committed", file=sys.stderr)

@@ -186,14 +186,15 @@ def replay(call: Invocation) -> int:
 
 
 def _reconcile_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--account", default="main")
+    add_account_or_run(parser)
 
 
 def reconcile(call: Invocation) -> int:
     from projections.reconciliation import reconcile_with_venue
     from projections.validator import ValidatorSettings
 
-    report = reconcile_with_venue(call.ledger, call.args.account, settings=ValidatorSettings())
+    account, _run = account_of(call.ledger, call.args)
+    report = reconcile_with_venue(call.ledger, account, settings=ValidatorSettings())
     if call.args.json:
         from tally.views import reconciliation_dict
 

@@ -87,6 +87,15 @@ def list_events(run: Invocation) -> int:
             raise InputError(
                 f"--{name.replace('_', '-')} must be positive, got {value}", value=value
             )
+    from ledger.events import EVENT_TYPES
+
+    unknown = [t for t in args.type if t not in EVENT_TYPES]
+    if unknown:
+        raise InputError(
+            f"unknown event type {unknown[0]!r}",
+            hint=f"the types are: {', '.join(sorted(EVENT_TYPES))}",
+            value=unknown[0],
+        )
     found = run.ledger.query(
         stream=args.stream,
         types=args.type,

@@ -224,3 +224,20 @@ def test_reconcile_reports_every_asset_and_exits_1_on_a_refused_difference(
     assert refused.returncode == 1 and "refused" in refused.stdout
     missing = tally("reconcile", "--account", "nobody", cwd=tmp_path)
     assert missing.returncode == 2 and "BalanceObserved" in missing.stderr
+
+
+def test_tally_alone_helps_unknown_types_are_errors_and_json_errors_are_objects(
+    tmp_path: Path,
+) -> None:
+    alone = tally(cwd=tmp_path)
+    assert alone.returncode == 0 and "usage: tally" in alone.stdout and "serve" in alone.stdout
+    assert tally("init", cwd=tmp_path).returncode == 0
+    bogus = tally("events", "--type", "Bogus", cwd=tmp_path)
+    assert bogus.returncode == 2 and "unknown event type 'Bogus'" in bogus.stderr
+    as_json = tally("events", "--type", "Bogus", "--json", cwd=tmp_path)
+    error = json.loads(as_json.stdout)
+    assert as_json.returncode == 2 == error["exit_code"]
+    assert error["error"] == "unknown event type 'Bogus'" and "TradeExecuted" in error["hint"]
+    assert error["context"] == {"value": "Bogus"}
+    missing = json.loads(tally("replay", "--run", "run-nope", "--json", cwd=tmp_path).stdout)
+    assert missing["exit_code"] == 2 and "run-nope" in missing["error"]
