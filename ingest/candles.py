@@ -27,7 +27,8 @@ from ledger.clock import Clock, to_micros
 from ledger.errors import InputError, ProviderError
 from ledger.market import TIMEFRAME_MS, check_amount, round_to_step
 
-FILE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\d+[mhdw])\.(csv|parquet)$")
+FILE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\d+[mhdw])\.(csv|parquet|feather|json)$")
+SUFFIXES = (".csv", ".parquet", ".feather", ".json")  # .feather, .json: freqtrade's data dir
 SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
 # Where a sample symbol starts (whole units of the quote asset); others start in 50..5,000.
 SAMPLE_START_RANGES = {
@@ -91,22 +92,26 @@ def sha256_file(path: Path) -> str:
 
 
 def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
-    """Read a parquet OHLCV file; numbers stored as text stay exact, floats go through repr."""
+    """Read a parquet (or freqtrade's feather) OHLCV file; numbers stored as text stay exact,
+    floats go through repr."""
+    kind = path.suffix.lstrip(".")
     try:
-        raw = pd.read_parquet(path)
+        raw = pd.read_feather(path) if kind == "feather" else pd.read_parquet(path)
     except Exception as e:  # pyarrow raises many classes for a bad file
-        raise InputError(f"cannot read parquet file: {e}", file=str(path)) from e
+        raise InputError(f"cannot read {kind} file: {e}", file=str(path)) from e
+    if "date" in raw.columns and "timestamp" not in raw.columns:  # freqtrade's column name
+        raw = raw.rename(columns={"date": "timestamp"})
     if "timestamp" in raw.columns:
         raw = raw.set_index("timestamp")
     missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
     if missing:
         raise InputError(
-            f"parquet OHLCV file lacks columns {missing}",
+            f"{kind} OHLCV file lacks columns {missing}",
             hint="store timestamp,open,high,low,close,volume",
             file=str(path),
         )
     if raw.empty:
-        raise InputError("the parquet OHLCV file holds no candles", file=str(path))
+        raise InputError(f"the {kind} OHLCV file holds no candles", file=str(path))
     index = raw.index
     try:
         if not isinstance(index, pd.DatetimeIndex):
@@ -116,7 +121,41 @@ def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
             for c in OHLCV_COLUMNS
         }
     except (TypeError, ValueError, ArithmeticError) as e:
-        raise InputError(f"bad parquet OHLCV value: {e}", file=str(path)) from e
+        raise InputError(f"bad {kind} OHLCV value: {e}", file=str(path)) from e
+    return pd.DataFrame(
+        data, index=pd.DatetimeIndex(index, name="timestamp"), columns=list(OHLCV_COLUMNS)
+    )
+
+
+def read_ohlcv_json(path: Path) -> pd.DataFrame:
+    """freqtrade's JSON candles: ``[[epoch ms, open, high, low, close, volume], ...]``, read
+    as decimals from the text."""
+    import json
+
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal, parse_int=Decimal)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read {path.name} as JSON candles: {e}", file=str(path)) from e
+    if not isinstance(rows, list) or not rows:
+        raise InputError(f"{path.name} holds no candles", file=str(path))
+    stamps: list[int] = []
+    data: dict[str, list[Decimal]] = {c: [] for c in OHLCV_COLUMNS}
+    for number, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != 6:
+            raise InputError(
+                f"{path.name}: candle {number} is not [time, open, high, low, close, volume]",
+                file=str(path),
+                row=number,
+            )
+        try:
+            stamps.append(epoch_ms(int(row[0])))
+            for column, value in zip(OHLCV_COLUMNS, row[1:], strict=True):
+                data[column].append(check_amount(Decimal(value), column))
+        except (TypeError, ValueError, ArithmeticError) as e:
+            raise InputError(
+                f"{path.name}: candle {number}: {e}", file=str(path), row=number
+            ) from e
+    index = pd.to_datetime(stamps, unit="ms", utc=True)
     return pd.DataFrame(
         data, index=pd.DatetimeIndex(index, name="timestamp"), columns=list(OHLCV_COLUMNS)
     )
@@ -131,10 +170,10 @@ def ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
             hint="pass a folder of BASE_QUOTE-TIMEFRAME.csv (or .parquet) files",
             folder=str(folder),
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
+    files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES)
     if not files:
         raise InputError(
-            f"no .csv or .parquet OHLCV files in {folder}",
+            f"no .csv, .parquet, .feather or .json OHLCV files in {folder}",
             hint="one file a symbol, named BASE_QUOTE-TIMEFRAME.csv",
             folder=str(folder),
         )
@@ -157,8 +196,14 @@ def ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
 
 
 def read_ohlcv_file(path: Path) -> pd.DataFrame:
-    """One OHLCV file (.csv or .parquet), read whole; a broken contract is an InputError."""
-    frame = read_ohlcv_csv(path) if path.suffix == ".csv" else read_ohlcv_parquet(path)
+    """One OHLCV file (.csv, .parquet, or freqtrade's .feather or .json), read whole; a
+    broken contract is an InputError."""
+    if path.suffix == ".csv":
+        frame = read_ohlcv_csv(path)
+    elif path.suffix == ".json":
+        frame = read_ohlcv_json(path)
+    else:
+        frame = read_ohlcv_parquet(path)
     violations = check_ohlcv(frame)
     if violations:
         first = violations[0]

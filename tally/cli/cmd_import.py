@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,46 @@ def import_ohlcv(call: Invocation) -> int:
     return _say(imports.import_ohlcv(call.ledger, call.args.folder))
 
 
+def _freqtrade_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, metavar="EXPORT.zip|.json")
+    parser.add_argument("--account", default="freqtrade", help="the account to book into")
+    parser.add_argument("--strategy", help="the strategy to import (when the export holds several)")
+
+
+def import_freqtrade(call: Invocation) -> int:
+    from projections import portfolio
+    from tally.freqtrade import import_freqtrade as run_import
+
+    args = call.args
+    done, export = run_import(call.ledger, args.file, args.account, args.strategy)
+    books = portfolio.rebuild(call.ledger, account=args.account, checkpoint=False)
+    cash = books.cash.get(export.stake_currency)
+    gap = (cash or 0) - export.final_balance
+    held = {s: str(q) for s, q in sorted(books.positions.items()) if q}
+    if args.json:
+        print(json.dumps({
+            "imported": done.count, "already": done.already,
+            "first_position": done.first_position, "last_position": done.last_position,
+            "strategy": export.strategy, "trades": len(export.trades),
+            "account": args.account, "stake_currency": export.stake_currency,
+            "final_cash": str(cash), "final_balance": str(export.final_balance),
+            "difference": str(gap), "within_rounding": abs(gap) <= export.tolerance,
+            "open_positions": held,
+        }))  # fmt: skip
+        return EXIT_OK
+    _say(done)
+    print(
+        f"{export.strategy}: {len(export.trades)} trades; account {args.account} holds "
+        f"{cash} {export.stake_currency}, the export's final_balance is "
+        f"{export.final_balance} (difference {gap:f}; freqtrade rounds each trade's profit "
+        f"to 8 decimals: up to {export.tolerance.normalize():f} over {len(export.trades)} "
+        "trades)"
+    )
+    if held:
+        print(f"open positions: {held}")
+    return EXIT_OK
+
+
 def _deposit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("asset", metavar="ASSET")
     parser.add_argument("amount", metavar="AMOUNT")
@@ -89,6 +130,12 @@ COMMANDS = [
         import_ohlcv,
         _ohlcv_arguments,
         json=False,
+    ),
+    Command(
+        "import freqtrade",
+        "a freqtrade backtest export (.zip or .json): its balance and every fill",
+        import_freqtrade,
+        _freqtrade_arguments,
     ),
     Command("deposit", "record starting funds", deposit, _deposit_arguments, json=False),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 from ledger.errors import EXIT_OK, InputError
@@ -76,7 +77,7 @@ def summary(call: Invocation) -> int:
             str(p["trades"]),
             f"{p['wins']} / {p['draws']} / {p['losses']}",
             f"{p['win_pct']:.1f}",
-            p["profit_abs"],
+            _money(p["profit_abs"]),
             f"{p['profit_pct']:.2f}",
             _duration(p["avg_duration_s"]),
         ]
@@ -93,19 +94,25 @@ def summary(call: Invocation) -> int:
     ]
     print(render(headers, rows, title="Per pair (closed round trips)"))
     figures = [
-        ("start equity", f"{totals['start_equity']} {quote}"),
-        ("end equity", f"{totals['end_equity']} {quote}"),
-        ("profit", f"{totals['equity_profit_abs']} {quote} ({totals['equity_profit_pct']:.2f}%)"),
-        ("fees", f"{totals['fees']} {quote}"),
+        ("start equity", f"{_money(totals['start_equity'])} {quote}"),
+        ("end equity", f"{_money(totals['end_equity'])} {quote}"),
+        (
+            "profit",
+            f"{_money(totals['equity_profit_abs'])} {quote} ({totals['equity_profit_pct']:.2f}%)",
+        ),
+        ("fees", f"{_money(totals['fees'])} {quote}"),
         ("CAGR", f"{totals['cagr_pct']:.2f}%"),
         (
             "max drawdown",
-            f"{totals['max_drawdown_abs']} {quote} ({totals['max_drawdown_pct']:.2f}%)"
+            f"{_money(totals['max_drawdown_abs'])} {quote} ({totals['max_drawdown_pct']:.2f}%)"
             f" {totals['max_drawdown_start'] or ''} .. {totals['max_drawdown_end'] or ''}",
         ),
         ("Sharpe / Sortino / Calmar", " / ".join(_ratio(totals[k]) for k in RATIOS)),
         ("profit factor", _ratio(totals["profit_factor"])),
-        ("expectancy (ratio)", f"{totals['expectancy']} ({_ratio(totals['expectancy_ratio'])})"),
+        (
+            "expectancy (ratio)",
+            f"{_money(totals['expectancy'])} ({_ratio(totals['expectancy_ratio'])})",
+        ),
         ("exposure", f"{totals['exposure_pct']:.2f}% of time steps"),
         ("open trades", str(totals["open_trades"])),
     ]
@@ -125,6 +132,17 @@ def summary(call: Invocation) -> int:
 
 
 RATIOS = ("sharpe", "sortino", "calmar")
+
+
+MONEY_PLACES = Decimal("1e-8")  # the tables' rounding of amounts; --json is exact
+
+
+def _money(text: str) -> str:
+    """An exact amount as the tables show it: fixed point, at most 8 decimals."""
+    value = Decimal(text)
+    if value == value.quantize(MONEY_PLACES):
+        return f"{value.normalize():f}" if value else "0"
+    return f"{value.quantize(MONEY_PLACES, rounding=ROUND_HALF_EVEN):f}"
 
 
 def _ratio(value: float | None) -> str:
