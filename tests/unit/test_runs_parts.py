@@ -55,7 +55,7 @@ def test_a_badly_named_file_is_refused_with_a_hint(name: str, needle: str) -> No
 
 
 def test_bad_folders_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"no \.csv or \.parquet"):
+    with pytest.raises(InputError, match=r"no \.csv, \.parquet, \.feather or \.json"):
         load_candles(tmp_path)
     sample = generate_sample(seed=1, start=START, days=1, symbols=("BTC/USDT",))
     write_candles(sample, tmp_path)
