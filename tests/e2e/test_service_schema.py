@@ -45,6 +45,7 @@ def test_generated_requests_get_no_5xx_and_documented_answers(tmp_path: Path, sc
             ],
             capture_output=True,
             text=True,
+            cwd=tmp_path,  # schemathesis keeps a cache folder where it runs
             timeout=600,
             check=False,
         )  # fmt: skip
