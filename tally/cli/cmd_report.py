@@ -7,11 +7,15 @@ import json
 import sys
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ledger.errors import EXIT_OK, InputError
 from tally.cli.cmd_audit import account_of, add_account_or_run
 from tally.cli.table import Command, Invocation
 from tally.values import write_text
+
+if TYPE_CHECKING:
+    from projections.reports import EquitySeries
 
 
 def _equity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +24,12 @@ def _equity_arguments(parser: argparse.ArgumentParser) -> None:
     add_account_or_run(parser)
 
 
-def equity(call: Invocation) -> int:
+def _series_of(call: Invocation) -> tuple[str, str | None, EquitySeries]:
+    """(account, run id, its equity series) of --account or --run; an error if empty."""
     from projections import reports
 
-    args, store = call.args, call.ledger
-    account, run_id = account_of(store, args)
-    series = reports.load_series(store, account, run_id=run_id)
+    account, run_id = account_of(call.ledger, call.args)
+    series = reports.load_series(call.ledger, account, run_id=run_id)
     if not series.rows:
         raise InputError(
             f"no equity to report for account {account!r}",
@@ -33,6 +37,14 @@ def equity(call: Invocation) -> int:
             "trades and prices for the account first",
             account=account,
         )
+    return account, run_id, series
+
+
+def equity(call: Invocation) -> int:
+    from projections import reports
+
+    args = call.args
+    account, run_id, series = _series_of(call)
     if args.format == "csv":
         text = reports.to_csv(series)
     elif args.format == "json":
@@ -52,18 +64,11 @@ def _summary_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def summary(call: Invocation) -> int:
-    from projections import reports, results
+    from projections import results
     from tally.cli.table_text import render
 
     args, store = call.args, call.ledger
-    account, run_id = account_of(store, args)
-    series = reports.load_series(store, account, run_id=run_id)
-    if not series.rows:
-        raise InputError(
-            f"no equity to report for account {account!r}",
-            hint="pick a run with --run (`tally runs` lists them)",
-            account=account,
-        )
+    account, run_id, series = _series_of(call)
     out = results.summary(series, results.load_trips(store, account, run_id=run_id))
     if args.json:
         print(json.dumps(out))
