@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from ledger.errors import (
@@ -228,7 +228,17 @@ class PostgresBackend:
 def _drop_if_broken(conn: Connection) -> None:
     """Keep a connection that broke mid-call out of the pool (our DBAPI calls bypass
     SQLAlchemy, which would otherwise notice the disconnect itself)."""
-    fairy: PoolProxiedConnection = conn.connection
+    if conn.invalidated:
+        return  # SQLAlchemy saw the disconnect (a COMMIT through it) and dropped it already
+    try:
+        fairy: PoolProxiedConnection = conn.connection
+    except SQLAlchemyError:
+        # Asking an invalidated connection with its transaction open raises
+        # PendingRollbackError, which would hide the caller's real error (a lost
+        # connection, which is transient) behind one that is not.
+        with suppress(SQLAlchemyError):
+            conn.invalidate()
+        return
     raw = fairy.driver_connection
     if raw is not None and getattr(raw, "broken", False):
         conn.invalidate()
