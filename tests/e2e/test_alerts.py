@@ -9,6 +9,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_cli import tally
 
 RECEIVED: list[dict[str, object]] = []
@@ -25,6 +27,7 @@ class Hook(BaseHTTPRequestHandler):
         return
 
 
+@pytest.mark.slow
 def test_a_backtests_alerts_are_recorded_reproduced_and_delivered(tmp_path: Path) -> None:
     server = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -7,6 +7,8 @@ import zipfile
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import shared_data
 from tests.e2e.test_cli import tally
 
@@ -70,6 +72,7 @@ def test_a_damaged_export_is_refused_and_nothing_is_written(tmp_path: Path) -> N
     assert foreign.returncode == 2 and "not a freqtrade backtest export" in foreign.stderr
 
 
+@pytest.mark.slow
 def test_freqtrades_data_dir_reads_as_the_csv_files_and_the_pairs_match_the_export(
     tmp_path: Path,
 ) -> None:
