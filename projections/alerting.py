@@ -71,7 +71,6 @@ class AlertEngine:
     snapshots: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=10_000))
     open_breakers: set[str] = field(default_factory=set)
     fired: dict[tuple[str, str], _Firing] = field(default_factory=dict)
-    now: datetime | None = None
     # Conditions seen from outside the events (the service's wall-clock kinds): kind -> key
     # -> message, set by the caller before ``check``.
     external: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -88,7 +87,6 @@ class AlertEngine:
 
     def observe(self, event: events.Event, at: datetime) -> list[events.Event]:
         """Fold one event recorded at ``at``; return the alert events it makes due."""
-        self.now = at
         match event:
             case events.AlertRaised(rule=rule, key=key):
                 self.fired[(rule, key)] = _Firing(at)

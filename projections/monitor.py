@@ -42,7 +42,6 @@ MONITOR_TYPES = (
     "OrderRejected",
     "OrderOutcomeUnknown",
     "TradeExecuted",
-    "PortfolioReconciled",
     "CycleDiscarded",
     "AlertRaised",
     "AlertResolved",
@@ -66,7 +65,6 @@ class MonitorState:
     """Counters and recent history of one ledger, as of ``position``."""
 
     position: int = 0
-    last_time: datetime | None = None
     errors_by_class: Counter[str] = field(default_factory=Counter)
     errors_by_source: Counter[str] = field(default_factory=Counter)
     errors_by_symbol: Counter[str] = field(default_factory=Counter)
@@ -81,8 +79,6 @@ class MonitorState:
         default_factory=lambda: deque(maxlen=STALE_SNAPSHOTS)
     )
     orders: OrderStats = field(default_factory=OrderStats)
-    reconciled: int = 0
-    discarded: int = 0
     discarded_times: deque[datetime] = field(default_factory=lambda: deque(maxlen=1_000))
     runs_started: dict[str, str] = field(default_factory=dict)  # run id -> mode
     runs_ended: set[str] = field(default_factory=set)
@@ -92,7 +88,6 @@ class MonitorState:
     def apply(self, recorded: RecordedEvent) -> None:
         self.position = recorded.position
         at = recorded.recorded_at
-        self.last_time = at
         event = recorded.event
         self.breakers.apply(recorded)
         match event:
@@ -116,10 +111,7 @@ class MonitorState:
                 self.orders.unknown += 1
             case events.TradeExecuted():
                 self.orders.filled += 1
-            case events.PortfolioReconciled():
-                self.reconciled += 1
             case events.CycleDiscarded():
-                self.discarded += 1
                 self.discarded_times.append(at)
             case events.RunStarted(run_id=run_id, mode=mode):
                 self.runs_started[run_id] = mode

@@ -20,12 +20,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger import events
 from ledger.market import split_symbol
 from ledger.recorded import RecordedEvent
 from projections.reports import EquitySeries
+
+if TYPE_CHECKING:
+    from ledger.store import EventStore
 
 ZERO = Decimal(0)
 DAYS_PER_YEAR = 365
@@ -346,7 +349,7 @@ def _expectancy(
     return expectancy, ratio
 
 
-def load_trips(store: Any, account: str, *, run_id: str | None = None) -> list[RoundTrip]:
+def load_trips(store: EventStore, account: str, *, run_id: str | None = None) -> list[RoundTrip]:
     """The round trips of ``account`` in the ledger (only ``run_id``'s when given)."""
     found: Iterable[RecordedEvent] = store.query(types=("TradeExecuted", "FeeCharged"))
     if run_id is not None:

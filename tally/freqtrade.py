@@ -129,11 +129,13 @@ def _export_text(path: Path) -> str:
         raise InputError(f"cannot read {path}: {e.strerror}", file=str(path)) from e
 
 
-def _field(record: Any, key: str, kind: type, path: Path, where: str) -> Any:
+def _field(
+    record: Any, key: str, kind: type, path: Path, where: str, what: str | None = None
+) -> Any:
     value = record.get(key) if isinstance(record, dict) else None
     if not isinstance(value, kind):
         raise InputError(
-            f"{path.name}: {where}.{key} is missing or not a {kind.__name__}",
+            f"{path.name}: {where}.{key} is missing or not a {what or kind.__name__}",
             hint="the export is damaged or from another tool; export it again",
             file=str(path),
             field=f"{where}.{key}",
@@ -142,14 +144,7 @@ def _field(record: Any, key: str, kind: type, path: Path, where: str) -> Any:
 
 
 def _amount(record: Any, key: str, path: Path, where: str, *, positive: bool = True) -> Decimal:
-    value = record.get(key) if isinstance(record, dict) else None
-    if not isinstance(value, Decimal):
-        raise InputError(
-            f"{path.name}: {where}.{key} is missing or not a number",
-            hint="the export is damaged or from another tool; export it again",
-            file=str(path),
-            field=f"{where}.{key}",
-        )
+    value: Decimal = _field(record, key, Decimal, path, where, "number")
     return check_amount(value, f"{where}.{key}", positive=positive, file=str(path))
 
 
@@ -197,13 +192,9 @@ def _fills(
                 )
             qty = _amount(order, "amount", path, at)
             price = _amount(order, "safe_price", path, at)
-            filled = order.get("order_filled_timestamp")
-            if not isinstance(filled, Decimal):
-                raise InputError(
-                    f"{path.name}: {at}.order_filled_timestamp is missing", file=str(path)
-                )
+            filled = _field(order, "order_filled_timestamp", Decimal, path, at, "number")
             when = datetime.fromtimestamp(int(filled) / 1000, UTC)
-            # freqtrade charges the fee in floats; kept to FEE_PLACES, far below its own
+            # freqtrade charges the fee in floats; kept to FEE_STEP, far below its own
             # rounding of each trade's profit to 8 decimals.
             fee = (qty * price * fees[bool(order.get("ft_is_entry", side == "buy"))]).quantize(
                 FEE_STEP, rounding=ROUND_HALF_EVEN
@@ -232,11 +223,9 @@ def import_freqtrade(
     check_name(account, "account")
     digest = _file_digest(path)
     export = read_export(path, strategy)
+    # Bounds are checked as each event is appended; the import is one transaction, so an
+    # event the catalog refuses rolls every one of them back.
     fills = _fills(export, path, digest, account)
-    for _, _, _, event in fills:
-        from ledger.codec import encode_event
-
-        encode_event(event)  # every bound checked before anything is written
     stream = f"portfolio/{account}"
     deposit = events.FundsDeposited(
         account=account,

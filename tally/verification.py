@@ -45,13 +45,10 @@ def verify(store: EventStore, *, full: bool = False) -> dict[str, Any]:
         checked, head, head_hash = report.events, report.head_position, report.head_hash
     else:
         checked, head = 0, start
-        head_hash = ""
+        head_hash = next(store.raw_records(start, start))[2].hex()  # if nothing is new
         for recorded in store.read_all(start + 1):  # each row's hash and link are checked
             checked += 1
-            head = recorded.position
-            head_hash = recorded.hash.hex()
-        if not checked:
-            head_hash = store.head_hash().hex() if store.head() == start else head_hash
+            head, head_hash = recorded.position, recorded.hash.hex()
     record_verified(store, head)
     return {
         "ok": True,

@@ -10,8 +10,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ledger.recorded import RecordedEvent
     from ledger.store import EventStore
+    from projections.monitor import MonitorState
     from projections.reconciliation import ReconciliationReport
 
 
@@ -76,6 +79,17 @@ def runs_rows(store: EventStore) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def live_cycle_ages(
+    state: MonitorState, runs: list[dict[str, Any]], now: datetime
+) -> dict[str, float | None]:
+    """Seconds since the last cycle of each running paper or live run (None: no cycle yet),
+    for health, metrics and alerts alike. Backtests are left out: their cycles carry
+    simulated times, not the clock ``now`` is on."""
+    ages = state.cycle_ages(now)
+    live = {str(r["run_id"]) for r in runs if r["state"] == "running" and r["mode"] != "backtest"}
+    return {run_id: ages.get(run_id) for run_id in sorted(live)}
 
 
 def reconciliation_dict(report: ReconciliationReport) -> dict[str, Any]:

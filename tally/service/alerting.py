@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ledger import events
 from projections.alerting import SERVICE_KINDS, AlertEngine
+from tally.views import live_cycle_ages
 
 if TYPE_CHECKING:
     from ledger.store import EventStore
@@ -41,13 +42,11 @@ def evaluate(
     """The alerts due now from the wall-clock kinds."""
     now = now or datetime.now(UTC)
     stalled: dict[str, str] = {}
-    live = {
-        str(r["run_id"]) for r in running if r["state"] == "running" and r["mode"] != "backtest"
-    }
+    ages = live_cycle_ages(state, running, now)
     for rule in engine.rules:
         if rule.kind == "no_cycle":
-            for run_id, age in state.cycle_ages(now).items():
-                if run_id in live and age is not None and age >= rule.threshold:
+            for run_id, age in ages.items():
+                if age is not None and age >= rule.threshold:
                     stalled[run_id] = f"no cycle for {age:.0f} s"
     folder = Path(settings.runner.spool_dir)
     spools = {

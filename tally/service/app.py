@@ -573,27 +573,38 @@ async def _alerting(service: Service) -> None:
     from tally.views import runs_rows
 
     engine, rules, notifier = None, None, None
-    while True:
-        if service.settings.run.alerts.rules != rules:  # (a reloaded configuration)
-            rules = service.settings.run.alerts.rules
-            engine = await anyio.to_thread.run_sync(service_engine, service.store, service.settings)
-        if engine is not None:
-            state = await anyio.to_thread.run_sync(service.watch.refresh)
-            running = await anyio.to_thread.run_sync(runs_rows, service.store)
-            due = evaluate(engine, service.settings, state, running)
-            if due:
-                record = functools.partial(service.store.append, STREAM, due, expected_version=None)
-                positions = await anyio.to_thread.run_sync(record)
-                log_committed(zip(due, positions, strict=True), LOGGER)
-                service.signal.notify()
-                sinks = service.settings.runner.notify
-                if sinks.webhook_url or sinks.command:
-                    if notifier is None:
-                        notifier = Notifier(sinks, service.store)
-                    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-                    for alert in due:
-                        notifier.send(alert_body("", alert, at))
-        await asyncio.sleep(service.settings.service.alert_check_s)
+    try:
+        while True:
+            if service.settings.run.alerts.rules != rules:  # (a reloaded configuration)
+                rules = service.settings.run.alerts.rules
+                engine = await anyio.to_thread.run_sync(
+                    service_engine, service.store, service.settings
+                )
+            sinks = service.settings.runner.notify
+            if notifier is not None and notifier.settings != sinks:  # reloaded sinks
+                await anyio.to_thread.run_sync(notifier.close)
+                notifier = None
+            if notifier is None and (sinks.webhook_url or sinks.command):
+                notifier = Notifier(sinks, service.store)
+            if engine is not None:
+                state = await anyio.to_thread.run_sync(service.watch.refresh)
+                running = await anyio.to_thread.run_sync(runs_rows, service.store)
+                due = evaluate(engine, service.settings, state, running)
+                if due:
+                    record = functools.partial(
+                        service.store.append, STREAM, due, expected_version=None
+                    )
+                    positions = await anyio.to_thread.run_sync(record)
+                    log_committed(zip(due, positions, strict=True), LOGGER)
+                    service.signal.notify()
+                    if notifier is not None:
+                        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+                        for alert in due:
+                            notifier.send(alert_body("", alert, at))
+            await asyncio.sleep(service.settings.service.alert_check_s)
+    finally:
+        if notifier is not None:  # the service stops: what is queued gets a moment to go
+            notifier.close(2.0)
 
 
 async def _follow(service: Service, request: Request, start: int) -> AsyncIterator[bytes]:

@@ -121,12 +121,12 @@ def _verify_lag(facts: Facts) -> CheckResult:
 
 @check("cycle_age")
 def _cycle_age(facts: Facts) -> CheckResult:
-    # Paper and live runs cycle on the real clock; a backtest's cycles carry simulated times.
-    live = [r["run_id"] for r in facts.runs if r["state"] == "running" and r["mode"] != "backtest"]
-    if not live:
+    from tally.views import live_cycle_ages
+
+    ages = live_cycle_ages(facts.monitor, facts.runs, facts.now)
+    if not ages:
         return CheckResult("cycle_age", "OK", None, "", "no paper or live run running")
-    ages = facts.monitor.cycle_ages(facts.now)
-    known = {r: a for r, a in ages.items() if r in live and a is not None}
+    known = {r: a for r, a in ages.items() if a is not None}
     if not known:
         return CheckResult("cycle_age", "UNKNOWN", None, "", "running, no cycle recorded yet")
     run, age = max(known.items(), key=lambda item: item[1])

@@ -8,7 +8,7 @@ this process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,11 +47,10 @@ class ServiceMetrics:
 class LedgerCollector(Collector):
     def __init__(self, store: EventStore, watch: LedgerWatch, spool_dir: Path) -> None:
         self.store, self.watch, self.spool_dir = store, watch, spool_dir
-        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def collect(self) -> Iterator[Metric]:
         from tally.verification import verified_position
-        from tally.views import runs_rows
+        from tally.views import live_cycle_ages, runs_rows
 
         state = self.watch.refresh()
         head = self.watch.head
@@ -91,9 +90,8 @@ class LedgerCollector(Collector):
             "Seconds since each running paper or live run's last cycle",
             labels=["run"],
         )
-        running = {r["run_id"] for r in runs_rows(self.store) if r["state"] == "running"}
-        for run_id, age in sorted(state.cycle_ages(self.now()).items()):
-            if run_id in running and age is not None and state.runs_started[run_id] != "backtest":
+        for run_id, age in live_cycle_ages(state, runs_rows(self.store), datetime.now(UTC)).items():
+            if age is not None:
                 ages.add_metric([run_id], age)
         yield ages
         yield GaugeMetricFamily(

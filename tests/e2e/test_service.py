@@ -251,6 +251,9 @@ def test_verify_is_incremental_after_a_full_one(live: Live) -> None:
         step = admin.post("/v1/verify").json()
         assert not step["full"] and step["events"] >= 1
         assert step["from_position"] == full["head_position"] + 1
+        idle = admin.post("/v1/verify").json()  # nothing new: the same head, nothing checked
+        assert idle["events"] == 0 and idle["head_hash"] == step["head_hash"]
+        assert idle["head_position"] == step["head_position"]
         assert admin.post("/v1/verify", content=b'{"fast": 1}').status_code == 422
 
 

@@ -317,3 +317,12 @@ def test_a_paper_run_takes_a_reloaded_configuration_at_a_cycle_boundary(
         "run.account: cannot change while running (a run keeps its account; start a new run)"
     ]  # the interval change beside it is allowed, but a change is applied whole or not at all
     assert found[1].position > found[0].position
+    # Applied at that boundary: cycle 0 was validated with the old epsilon, the rest with
+    # the new one (the refused change left it as it was).
+    with open_store(ledger_url) as store:
+        epsilons = {
+            r.event.cycle: r.event.diff["epsilon"]
+            for r in store.query(types=("ValidationPassed",))
+            if isinstance(r.event, events.ValidationPassed)
+        }
+    assert epsilons == {0: "0.02", 1: "0.05", 2: "0.05", 3: "0.05"}
