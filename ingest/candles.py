@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from ingest.contracts import check_ohlcv, epoch_ms, read_ohlcv_csv
+from ingest.contracts import VOLUME_STEP, check_ohlcv, epoch_ms, read_ohlcv_csv, round_ohlcv
 from ingest.market import OHLCV_COLUMNS, Ticker, to_decimal, utc_from_ms
 from ingest.simulated import FaultInjector, SimulatedFaults
 from ledger.clock import Clock, to_micros
@@ -229,6 +230,67 @@ def load_candles(folder: Path) -> CandleSet:
             {"name": path.name, "symbol": symbol, "rows": len(frame), "sha256": sha256_file(path)}
         )
     return CandleSet(files[0][2], frames, manifest)
+
+
+def select_candles(
+    candles: CandleSet,
+    pairs: Sequence[str] = (),
+    start: datetime | None = None,
+    stop: datetime | None = None,
+) -> CandleSet:
+    """Only ``pairs`` (all when empty) and the candles opening in ``[start, stop]`` (both
+    ends included, as freqtrade's ``--timerange`` reads them)."""
+    unknown = sorted(set(pairs) - set(candles.frames))
+    if unknown:
+        raise InputError(
+            f"--pairs names {unknown}, which the data has no file for",
+            hint=f"the data holds {', '.join(candles.symbols)}",
+        )
+    frames = {}
+    for symbol, frame in candles.frames.items():
+        if pairs and symbol not in pairs:
+            continue
+        index = pd.DatetimeIndex(frame.index)
+        keep = [
+            (start is None or moment >= start) and (stop is None or moment <= stop)
+            for moment in index
+        ]
+        frames[symbol] = frame[keep]
+    if not any(len(f) for f in frames.values()):
+        raise InputError(
+            "the time range selects no candles",
+            hint=f"the data runs from {min(f.index[0] for f in candles.frames.values())} "
+            f"to {max(f.index[-1] for f in candles.frames.values())}",
+        )
+    manifest = [e for e in candles.manifest if e["symbol"] in frames]
+    return CandleSet(candles.timeframe, frames, manifest)
+
+
+def round_candles(candles: CandleSet, price_steps: Mapping[str, Decimal]) -> CandleSet:
+    """Each symbol's candles at its market's price step (volumes at ``VOLUME_STEP``), half
+    to even; each manifest entry records the steps, so a run says what it priced with."""
+    frames = {}
+    for entry in candles.manifest:
+        symbol = entry["symbol"]
+        frame = round_ohlcv(candles.frames[symbol], price_steps[symbol])
+        zero = frame.index[(frame["low"] == 0).to_numpy()]
+        if len(zero):
+            raise InputError(
+                f"{entry['name']}: the low of the candle at {zero[0].isoformat()} rounds to 0 "
+                f"at {symbol}'s price step {price_steps[symbol]}",
+                hint=f"set a finer run.markets.{symbol}.price_step",
+                file=entry["name"],
+            )
+        frames[symbol] = frame
+    manifest = [
+        {
+            **entry,
+            "price_step": str(price_steps[entry["symbol"]]),
+            "volume_step": str(VOLUME_STEP),
+        }
+        for entry in candles.manifest
+    ]
+    return CandleSet(candles.timeframe, frames, manifest)
 
 
 def frame_digest(frame: pd.DataFrame) -> str:

@@ -21,7 +21,7 @@ import pandas as pd
 from ingest.market import OHLCV_COLUMNS, to_decimal
 from ledger import events
 from ledger.errors import DataContractError, InputError
-from ledger.market import TIME_MAX, TIMEFRAME_MS, check_amount, round_to_step
+from ledger.market import TIME_MAX, TIMEFRAME_MS, check_amount, step_rounder
 
 ROWS_SHOWN_MAX = 10
 Emit = Callable[[str, events.Event], None]
@@ -120,10 +120,14 @@ def enforce_ohlcv(
     return found
 
 
+VOLUME_STEP = Decimal("0.00000001")  # volumes at satoshi precision: float noise off
+
+
 def round_ohlcv(
-    frame: pd.DataFrame, price_step: Decimal, volume_step: Decimal | None = None
+    frame: pd.DataFrame, price_step: Decimal, volume_step: Decimal | None = VOLUME_STEP
 ) -> pd.DataFrame:
-    """Round prices (and volumes) to the market's steps, explicitly, half to even."""
+    """Round prices (and volumes) to the market's steps, explicitly, half to even: what
+    ``run --data`` prices with and ``import ohlcv`` records, so the two never differ."""
     steps = {
         "open": price_step,
         "high": price_step,
@@ -131,13 +135,13 @@ def round_ohlcv(
         "close": price_step,
         "volume": volume_step,
     }
-    data = {
-        column: [
-            round_to_step(v, step) if step is not None and isinstance(v, Decimal) else v
-            for v in frame[column]
-        ]
-        for column, step in steps.items()
-    }
+    data: dict[str, list[object]] = {}
+    for column, step in steps.items():
+        values = frame[column].tolist()
+        if step is not None:
+            rounded = step_rounder(step)
+            values = [rounded(v) if isinstance(v, Decimal) else v for v in values]
+        data[column] = values
     return pd.DataFrame(data, index=frame.index, columns=list(OHLCV_COLUMNS))
 
 

@@ -493,6 +493,19 @@ class CandleImported(Event, frozen=True, kw_only=True):
     volume: Decimal
 
 
+class CandlesImported(Event, frozen=True, kw_only=True):
+    """One file's candles are in (after its ``CandleImported`` events): where they came from
+    and the steps its prices and volumes were rounded to, half to even."""
+
+    symbol: str
+    timeframe: str
+    file: str
+    sha256: str
+    rows: int
+    price_step: Decimal
+    volume_step: Decimal
+
+
 class BalanceObserved(Event, frozen=True, kw_only=True):
     """A venue reported an account's balances."""
 
@@ -568,6 +581,7 @@ AnyEvent = (
     | LedgerUnavailable
     | LedgerRecovered
     | CandleImported
+    | CandlesImported
     | FetchAttempted
     | FetchSucceeded
     | FetchFailed

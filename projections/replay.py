@@ -135,3 +135,38 @@ def replay(store: EventStore, *, account: str, position: int, run_id: str | None
     where = None if run_id is None else (lambda r: r.run_id == run_id)
     market = fold(store, MarketProjection(), to_position=position, where=where).state
     return Replay(position, account, run_id, books, market)
+
+
+def replay_at_market_time(
+    store: EventStore, *, account: str, moment: datetime, run_id: str | None = None
+) -> Replay:
+    """The books after every money event whose *market* time is at or before ``moment``
+    (a fill's execution time, a deposit's ``--at``, a candle's close), marked at the last
+    prices known then: what imported history held at a moment of its own time, whenever it
+    was recorded. For a run, market time is its clock, so this equals ``--at``."""
+    from projections.portfolio import MONEY_TYPES
+    from projections.reports import market_time
+
+    market_projection = MarketProjection()
+    found = store.query(types=(*MONEY_TYPES, *market_projection.types))
+    if run_id is not None:
+        found = (r for r in found if r.run_id == run_id)
+    timeline: list[tuple[datetime, int, RecordedEvent]] = []
+    traded_at: dict[str, datetime] = {}
+    for recorded in found:
+        at, event = market_time(recorded), recorded.event
+        if isinstance(event, events.TradeExecuted):
+            traded_at[event.trade_id] = at
+        elif isinstance(event, events.FeeCharged):  # charged when its trade fills
+            at = traded_at.get(event.trade_id, at)
+        if at <= moment:
+            timeline.append((at, recorded.position, recorded))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    books, market, last = PortfolioState(account=account), MarketView(), 0
+    for at, position, recorded in timeline:
+        if recorded.type in MONEY_TYPES:
+            portfolio.apply(books, recorded.event, position)
+        else:
+            market_projection.apply(market, recorded)
+        market.last_time, last = at, max(last, position)
+    return Replay(last, account, run_id, books, market)

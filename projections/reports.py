@@ -1,14 +1,15 @@
 """Reports people read: equity over time (CSV, JSON, or HTML with a plot).
 
 Equity per time step: one row per time at which prices are known (a run's sealed snapshot,
-an imported candle's close), after every money event up to that time, valued at the latest
-price of each holding. Imported trades count at their own execution time, so a trade file
-and a candle folder imported in any order give the same report.
+an imported candle's close), valued at the latest price of each holding. Candles are
+half-open intervals ``[open, open + timeframe)``: the row stamped at a close holds every money
+event *before* that instant, and a fill at exactly that instant (the next candle's open, where
+backtest engines fill) counts in the next candle's row. Imported trades count at their own
+execution time, so a trade file and a candle folder imported in any order give the same report.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +39,10 @@ class EquitySeries:
     reconciled: list[datetime] = field(default_factory=list)
     discarded: list[datetime] = field(default_factory=list)
     stale: list[datetime] = field(default_factory=list)  # times a mark was stale
+    # Why a series can be empty: the account's first money, and the last price seen.
+    first_money: datetime | None = None
+    first_price: datetime | None = None
+    last_price: datetime | None = None
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -45,7 +50,7 @@ class EquitySeries:
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
 
-def _time_of(recorded: RecordedEvent) -> datetime:
+def market_time(recorded: RecordedEvent) -> datetime:
     event = recorded.event
     if isinstance(event, events.TradeExecuted) and event.executed_at is not None:
         return event.executed_at
@@ -63,8 +68,10 @@ def equity_series(
     timeline: list[tuple[datetime, int, int, RecordedEvent]] = []
     traded_at: dict[str, datetime] = {}
     for seq, recorded in enumerate(found):
-        kind = 1 if recorded.type in PRICE_TYPES else 0  # at a tie, money first
-        moment = _time_of(recorded)
+        # At a tie, prices first: a price stamped at t is the close of the candle that ends
+        # at t, while money at t belongs to the candle that opens at t.
+        kind = 0 if recorded.type in PRICE_TYPES else 1
+        moment = market_time(recorded)
         event = recorded.event
         if isinstance(event, events.TradeExecuted):
             traded_at[event.trade_id] = moment
@@ -95,28 +102,47 @@ def equity_series(
             )
         )
 
+    money_after: datetime | None = None  # the last money moment not yet in a row
     for moment, kind, _, recorded in timeline:
-        if pending is not None and moment != pending:
-            emit(pending)
-            pending = None
+        if pending is not None and (kind == 1 or moment != pending):
+            emit(pending)  # the row of the prices at `pending`, before any money at it
+            pending, money_after = None, None
         event = recorded.event
-        if kind == 0:
+        if kind == 1:
+            if recorded.type in MONEY_TYPES and getattr(event, "account", None) == account:
+                money_after = moment
+                if series.first_money is None:
+                    series.first_money = moment
             if isinstance(event, events.PortfolioReconciled) and event.account == account:
                 series.reconciled.append(moment)
             elif isinstance(event, events.CycleDiscarded) and event.account == account:
                 series.discarded.append(moment)
             apply(state, event, recorded.position)
             continue
-        if isinstance(event, events.SnapshotSealed):
-            marks.update(event.marks)
-            if event.stale:
-                series.stale.append(moment)
-        elif isinstance(event, events.CandleImported):
-            marks[event.symbol] = event.close
+        _take_prices(series, marks, event, moment)
         pending = moment
     if pending is not None:
         emit(pending)
+    elif money_after is not None and series.rows:
+        # Fills at or after the last price time (a run's last cycle) have no later close to
+        # be marked at: one closing row, at the latest prices, so the report ends where the
+        # books do. It may share its stamp with the row before it (that row is before them).
+        # Money with no price before it at all has no row: the report says why instead.
+        emit(money_after)
     return series
+
+
+def _take_prices(
+    series: EquitySeries, marks: dict[str, Decimal], event: events.Event, moment: datetime
+) -> None:
+    series.last_price = moment
+    series.first_price = series.first_price or moment
+    if isinstance(event, events.SnapshotSealed):
+        marks.update(event.marks)
+        if event.stale:
+            series.stale.append(moment)
+    elif isinstance(event, events.CandleImported):
+        marks[event.symbol] = event.close
 
 
 def load_series(
@@ -155,89 +181,3 @@ def to_json(series: EquitySeries) -> list[dict[str, Any]]:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
-
-
-PLOT_W, PLOT_H, PAD = 960, 360, 48
-
-
-def equity_svg(series: EquitySeries) -> str:
-    """An SVG line plot of equity, reconciliations as dots, stale spells as bands."""
-    rows = series.rows
-    if not rows:
-        return "<p>No equity to plot: the ledger holds no prices for this account.</p>"
-    t0, t1 = rows[0][0].timestamp(), rows[-1][0].timestamp()
-    values = [float(r[1]) for r in rows]
-    low, high = min(values), max(values)
-    if high == low:
-        high, low = high + 1, low - 1
-    span_t = max(t1 - t0, 1.0)
-
-    def x(moment: datetime) -> float:
-        return PAD + (moment.timestamp() - t0) / span_t * (PLOT_W - 2 * PAD)
-
-    def y(value: float) -> float:
-        return PLOT_H - PAD - (value - low) / (high - low) * (PLOT_H - 2 * PAD)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {PLOT_W} {PLOT_H}" '
-        f'width="{PLOT_W}" height="{PLOT_H}" role="img" aria-label="equity curve">',
-        f'<rect width="{PLOT_W}" height="{PLOT_H}" fill="white"/>',
-    ]
-    band = max((PLOT_W - 2 * PAD) / max(len(rows), 1), 1.5)
-    for moment in series.stale:
-        parts.append(
-            f'<rect x="{x(moment) - band / 2:.1f}" y="{PAD}" width="{band:.1f}" '
-            f'height="{PLOT_H - 2 * PAD}" fill="#f5c16c" opacity="0.5">'
-            f"<title>stale price {_iso(moment)}</title></rect>"
-        )
-    points = " ".join(f"{x(r[0]):.1f},{y(float(r[1])):.1f}" for r in rows)
-    parts.append(f'<polyline points="{points}" fill="none" stroke="#1f5fa8" stroke-width="1.5"/>')
-    by_time = {r[0]: float(r[1]) for r in rows}
-    for moment in series.reconciled:
-        value = by_time.get(moment, values[-1])
-        parts.append(
-            f'<circle cx="{x(moment):.1f}" cy="{y(value):.1f}" r="4" fill="#c0392b">'
-            f"<title>reconciled {_iso(moment)}</title></circle>"
-        )
-    for moment in series.discarded:
-        parts.append(
-            f'<line x1="{x(moment):.1f}" x2="{x(moment):.1f}" y1="{PAD}" '
-            f'y2="{PLOT_H - PAD}" stroke="#000" stroke-dasharray="3,3">'
-            f"<title>cycle discarded {_iso(moment)}</title></line>"
-        )
-    for value in (low, (low + high) / 2, high):
-        parts.append(f'<text x="4" y="{y(value) + 4:.1f}" font-size="11">{value:,.2f}</text>')
-    parts.append(f'<text x="{PAD}" y="{PLOT_H - 16}" font-size="11">{_iso(rows[0][0])}</text>')
-    parts.append(
-        f'<text x="{PLOT_W - PAD}" y="{PLOT_H - 16}" font-size="11" '
-        f'text-anchor="end">{_iso(rows[-1][0])}</text>'
-    )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def to_html(series: EquitySeries, title: str) -> str:
-    first, last = series.rows[0] if series.rows else None, series.rows[-1] if series.rows else None
-    facts = ""
-    if first and last:
-        facts = (
-            f"<p>{len(series.rows):,} time steps from {_iso(first[0])} to {_iso(last[0])}"
-            f": equity {first[1]:,.2f} &rarr; {last[1]:,.2f} {html.escape(series.quote)}, "
-            f"fees {last[5]:,.2f}, realized PnL {last[4]:,.2f}. "
-            f"{len(series.reconciled)} reconciliation(s) (red dots), "
-            f"{len(series.discarded)} discarded cycle(s) (dashed lines), "
-            f"{len(series.stale)} time step(s) with stale prices (orange bands).</p>"
-        )
-    table = "".join(
-        f"<tr><td>{_iso(r[0])}</td>" + "".join(f"<td>{v}</td>" for v in r[1:]) + "</tr>"
-        for r in series.rows[-20:]
-    )
-    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;"
-        "text-align:right;font-size:12px}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{facts}{equity_svg(series)}"
-        f"<h2>Last {min(20, len(series.rows))} time steps</h2><table><tr>{head}</tr>"
-        f"{table}</table></body></html>\n"
-    )

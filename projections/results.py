@@ -18,7 +18,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -280,11 +280,15 @@ def _ratio(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 4)
 
 
+JUST_BEFORE = timedelta(microseconds=1)
+
+
 def _daily(series: EquitySeries) -> list[tuple[date, Decimal]]:
-    """The last equity of each calendar day (UTC)."""
+    """The last equity of each calendar day (UTC). A row is stamped at a candle's close, the
+    end of a half-open interval: the row at midnight closes the day before."""
     last: dict[date, Decimal] = {}
     for row in series.rows:
-        last[row[0].date()] = row[1]
+        last[(row[0] - JUST_BEFORE).date()] = row[1]
     return sorted(last.items())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -19,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from ingest.candles import ohlcv_files, read_ohlcv_file, sha256_file
-from ingest.contracts import epoch_ms
+from ingest.contracts import VOLUME_STEP, epoch_ms
 from ingest.market import OHLCV_COLUMNS, utc_from_ms
 from ledger import events
 from ledger.clock import parse_time
 from ledger.errors import IdempotencyConflict, InputError
-from ledger.market import amount_problem, check_amount, check_name, split_symbol
+from ledger.market import amount_problem, check_amount, check_name, split_symbol, step_rounder
 from ledger.store import EventStore, StreamAppend
 from projections import portfolio
 from tally.values import parse_time_arg
@@ -42,6 +42,9 @@ class Imported:
     first_position: int
     last_position: int
     already: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
 
 
 def _amount(text: str, *, positive: bool) -> Decimal:
@@ -156,12 +159,13 @@ def _rows(path: Path, header: tuple[str, ...], name: str) -> Iterator[tuple[int,
 def _refuse(path: Path, problems: list[str], count: int) -> InputError:
     shown = "\n  ".join(problems[:ERRORS_SHOWN_MAX])
     more = count - min(count, ERRORS_SHOWN_MAX)
+    first = problems[0].split()
     return InputError(
         f"{path.name}: {count} bad row(s), nothing imported:\n  {shown}"
         + (f"\n  ... and {more} more" if more > 0 else ""),
         hint="fix the named lines and import the file again",
         file=str(path),
-        line=int(problems[0].split()[1].rstrip(":")),
+        **({"line": int(first[1].rstrip(":"))} if first[0] == "line" else {}),
     )
 
 
@@ -316,32 +320,51 @@ def _candle_rows(path: Path, problems: list[str]) -> Iterator[tuple[int, list[De
         yield stamp, values
 
 
-def import_ohlcv(store: EventStore, folder: Path) -> Imported:
+def import_ohlcv(
+    store: EventStore, folder: Path, price_steps: Callable[[str], Decimal]
+) -> Imported:
     """Import a folder of OHLCV files as ``CandleImported`` events, streamed, all or
-    nothing, keyed by the files' names and sha256 (the same files import once)."""
+    nothing, keyed by the files' names and sha256 (the same files import once).
+
+    Prices are rounded to ``price_steps(symbol)`` and volumes to ``VOLUME_STEP``, exactly
+    as ``tally run --data`` rounds them (``round_ohlcv``); a ``CandlesImported`` after each
+    file records the steps used."""
     files = ohlcv_files(folder)
-    manifest = "|".join(f"{p.name}:{_file_digest(p)}" for p, _, _ in files)
+    digests = {p: _file_digest(p) for p, _, _ in files}
+    manifest = "|".join(f"{p.name}:{digests[p]}" for p, _, _ in files)
     key = hashlib.sha256(manifest.encode()).hexdigest()
+    steps = {symbol: price_steps(symbol) for _, symbol, _ in files}  # all known before a row
 
     def chunks() -> Iterator[list[StreamAppend]]:
         for path, symbol, timeframe in files:
             stream = f"candles/{symbol}/{timeframe}"
             problems: list[str] = []
             rows = _candle_rows(path, problems) if path.suffix == ".csv" else _parquet_rows(path)
+            price, volume = step_rounder(steps[symbol]), step_rounder(VOLUME_STEP)
             found: list[events.Event] = []
-            for stamp, (o, h, low, c, v) in rows:
+            count = 0
+            for stamp, (o, h, raw_low, c, v) in rows:
                 if problems:
+                    continue
+                count += 1
+                low = price(raw_low)
+                if not low:
+                    problems.append(
+                        f"candle at {utc_from_ms(stamp).isoformat()}: low {raw_low} rounds to 0 at "
+                        f"the price step {steps[symbol]} (set a finer "
+                        f"run.markets.{symbol}.price_step)"
+                    )
                     continue
                 found.append(
                     events.CandleImported(
                         symbol=symbol,
                         timeframe=timeframe,
                         open_time=utc_from_ms(stamp),
-                        open=o,
-                        high=h,
+                        open=price(o),
+                        high=price(h),
                         low=low,
-                        close=c,
-                        volume=v,
+                        close=price(c),
+                        volume=volume(v),
                     )
                 )
                 if len(found) >= CHUNK_EVENTS:
@@ -349,8 +372,18 @@ def import_ohlcv(store: EventStore, folder: Path) -> Imported:
                     found = []
             if problems:
                 raise _refuse(path, problems, len(problems))
-            if found:
-                yield [StreamAppend(stream, found)]
+            found.append(
+                events.CandlesImported(
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    file=path.name,
+                    sha256=digests[path],
+                    rows=count,
+                    price_step=steps[symbol],
+                    volume_step=VOLUME_STEP,
+                )
+            )
+            yield [StreamAppend(stream, found)]
 
     return _import_streamed(store, chunks(), f"import/ohlcv/{key}", "candles")
 

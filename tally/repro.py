@@ -51,6 +51,16 @@ class Divergence:
     type_b: str | None
     fields: dict[str, tuple[Any, Any]]  # field -> (a, b)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "position_a": self.position_a,
+            "position_b": self.position_b,
+            "type_a": self.type_a,
+            "type_b": self.type_b,
+            "fields": {k: [show(a), show(b)] for k, (a, b) in self.fields.items()},
+        }
+
     def render(self, a: str = "recorded", b: str = "re-executed") -> str:
         lines = [
             f"first difference at event #{self.index + 1} of the run "

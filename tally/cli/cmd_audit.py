@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,20 @@ def account_of(store: EventStore, args: argparse.Namespace) -> tuple[str, str | 
     return str(args.account), None
 
 
+def steps_of(store: EventStore, args: argparse.Namespace) -> dict[str, Decimal]:
+    """asset -> the precision amounts are shown at: a run's own recorded ``run.markets``
+    with --run, else the configuration's."""
+    from projections.runs import finished_run
+    from tally.amounts import asset_steps
+    from tally.settings import load_settings
+
+    run_id = getattr(args, "run", None)
+    if run_id:
+        config = finished_run(store, run_id).start.config
+        return asset_steps(config.get("run", {}).get("markets", {}))
+    return asset_steps(load_settings(args.config).run.markets)
+
+
 def _repro_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("run_id", metavar="RUN")
     check.add_argument(
@@ -46,13 +61,22 @@ def _repro_arguments(check: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where the run's input files are now (checked by sha256)",
     )
+    check.add_argument(
+        "--strategy-path",
+        type=Path,
+        metavar="DIR",
+        help="the folder the run's strategy module was imported from (as given to tally run)",
+    )
 
 
 def repro_check(call: Invocation) -> int:
     from tally import repro
+    from tally.cli.cmd_run import add_strategy_path
     from tally.progress import Progress
 
     args = call.args
+    if args.strategy_path is not None:
+        add_strategy_path(args.strategy_path)
     bar = Progress("re-executing", 1)
 
     def progress(done: int, total: int) -> None:
@@ -69,6 +93,15 @@ def repro_check(call: Invocation) -> int:
         )
     finally:
         bar.close()
+    if args.json:
+        print(json.dumps({
+            "run_id": result.run_id, "reproduced": result.reproduced, "events": result.events,
+            "fingerprint": result.fingerprint,
+            "replayed_fingerprint": result.replayed_fingerprint,
+            "divergence": result.divergence.as_dict() if result.divergence else None,
+            "notes": result.notes,
+        }))  # fmt: skip
+        return EXIT_OK if result.reproduced else EXIT_INTEGRITY
     for note in result.notes:
         print(f"note: {note}")
     if result.reproduced:
@@ -92,6 +125,28 @@ def diff(call: Invocation) -> int:
 
     args = call.args
     found = repro.diverge(call.ledger, args.run_a, args.run_b)
+    rows = found.equity
+    if args.csv:
+        lines = ["timestamp,equity_a,equity_b,delta"] + [
+            ",".join(
+                "" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
+                for v in row
+            )
+            for row in rows
+        ]
+        write_text(args.csv, "\n".join(lines) + "\n")
+    if args.json:
+        print(json.dumps({
+            "run_a": args.run_a, "run_b": args.run_b,
+            "events_a": found.events_a, "events_b": found.events_b,
+            "inputs": {k: [repro.show(a), repro.show(b)] for k, (a, b) in found.inputs.items()},
+            "divergence": found.divergence.as_dict() if found.divergence else None,
+            "equity": [
+                [row[0].isoformat(), *(None if v is None else str(v) for v in row[1:])]
+                for row in rows
+            ],
+        }))  # fmt: skip
+        return EXIT_OK
     if found.inputs:
         print("inputs differ:")
         for name, (left, right) in found.inputs.items():
@@ -103,16 +158,7 @@ def diff(call: Invocation) -> int:
         )
     else:
         print(found.divergence.render(a=args.run_a, b=args.run_b))
-    rows = found.equity
     if args.csv:
-        lines = ["timestamp,equity_a,equity_b,delta"] + [
-            ",".join(
-                "" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
-                for v in row
-            )
-            for row in rows
-        ]
-        write_text(args.csv, "\n".join(lines) + "\n")
         print(f"equity over time written to {args.csv}")
     deltas = [row[3] for row in rows if row[3] is not None]
     if deltas:
@@ -131,12 +177,21 @@ def diff(call: Invocation) -> int:
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--to", type=int, metavar="POSITION")
-    when.add_argument("--at", metavar="TIME", help="ISO-8601 (UTC if no zone) or epoch ms")
+    when.add_argument(
+        "--at", metavar="TIME", help="as recorded by then: ISO-8601 (UTC if no zone) or epoch ms"
+    )
+    when.add_argument(
+        "--market-time",
+        metavar="TIME",
+        help="as of a moment of the market's own time (fills' execution times, candles' "
+        "closes, deposits' --at), whenever it was recorded: for imported history",
+    )
     add_account_or_run(parser)
 
 
 def replay(call: Invocation) -> int:
     from projections.replay import replay as replay_view
+    from projections.replay import replay_at_market_time
 
     args, store = call.args, call.ledger
     account, run_id = account_of(store, args)
@@ -150,32 +205,56 @@ def replay(call: Invocation) -> int:
         if position == 0:
             raise InputError(
                 f"the ledger holds nothing recorded at or before {args.at}",
-                hint="pick a later time; `tally events` shows recorded times",
+                hint="pick a later time (`tally events` shows recorded times), or use "
+                "--market-time for imported history at its own time",
             )
     else:
         position = head
-    view = replay_view(store, account=account, position=position, run_id=run_id)
+    if args.market_time is not None:
+        moment = parse_time_arg(args.market_time, "--market-time")
+        view = replay_at_market_time(store, account=account, moment=moment, run_id=run_id)
+        position = view.position
+    else:
+        view = replay_view(store, account=account, position=position, run_id=run_id)
+    if view.books.quote is None and not any(view.books.cash.values()):
+        raise InputError(
+            f"account {account!r} holds nothing as of position {position:,}",
+            hint="pick a run with --run (`tally runs` lists them) or an account with --account"
+            + ("; --market-time counts imported history at its own time" if not run_id else ""),
+            account=account,
+            position=position,
+        )
     out = view.as_dict()
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return EXIT_OK
+    from tally.amounts import show
+
     quote = view.books.quote
-    print(f"as of position {position:,} ({out['recorded_at']}), account {account}")
-    print(
-        f"  equity     {out['equity'] or 'unknown (no price for ' + ', '.join(view.unpriced) + ')'}"
-        f" {quote or ''}"
+    steps = steps_of(store, args)
+
+    def amount(value: str, asset: str | None) -> str:
+        return show(value, steps.get(asset or ""))
+
+    equity = (
+        amount(out["equity"], quote)
+        if out["equity"]
+        else "unknown (no price for " + ", ".join(view.unpriced) + ")"
     )
-    for asset, amount in out["cash"].items():
-        print(f"  cash       {asset:<10} {amount}")
+    print(f"as of position {position:,} ({out['recorded_at']}), account {account}")
+    print(f"  equity     {equity} {quote or ''}")
+    for asset, value in out["cash"].items():
+        print(f"  cash       {asset:<10} {amount(value, asset)}")
     for symbol, qty in out["positions"].items():
         print(
-            f"  position   {symbol:<10} {qty} @ avg {out['average_cost'][symbol]}"
-            f" (mark {out['marks'].get(symbol, '?')})"
+            f"  position   {symbol:<10} {show(qty)} @ avg "
+            f"{amount(out['average_cost'][symbol], quote)} "
+            f"(mark {out['marks'].get(symbol, '?')})"
         )
-    for asset, amount in out["fees_paid"].items():
-        print(f"  fees paid  {asset:<10} {amount}")
-    for asset, amount in out["realized_pnl"].items():
-        print(f"  realized   {asset:<10} {amount}")
+    for asset, value in out["fees_paid"].items():
+        print(f"  fees paid  {asset:<10} {amount(value, asset)}")
+    for asset, value in out["realized_pnl"].items():
+        print(f"  realized   {asset:<10} {amount(value, asset)}")
     print(f"  errors     {out['errors'] or 'none'}")
     for name, breaker in out["breakers"].items():
         print(
@@ -210,14 +289,12 @@ COMMANDS = [
         "re-execute RUN into a scratch ledger and compare event by event",
         repro_check,
         _repro_arguments,
-        json=False,
     ),
     Command(
         "diff",
         "where two runs part ways, and their equity difference over time",
         diff,
         _diff_arguments,
-        json=False,
     ),
     Command(
         "replay",

@@ -29,8 +29,10 @@ def _ohlcv_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", type=Path, metavar="DIR")
 
 
-def _say(done: Imported) -> int:
-    if done.already:
+def _say(done: Imported, as_json: bool = False) -> int:
+    if as_json:
+        print(json.dumps(done.as_dict()))
+    elif done.already:
         print(
             f"already imported: {done.count:,} events at positions {done.first_position:,}.."
             f"{done.last_position:,}; nothing new recorded"
@@ -47,15 +49,20 @@ def import_trades(call: Invocation) -> int:
     from tally import imports
 
     args = call.args
-    return _say(
-        imports.import_trades(call.ledger, args.file, args.account, allow_short=args.allow_short)
-    )
+    done = imports.import_trades(call.ledger, args.file, args.account, allow_short=args.allow_short)
+    return _say(done, args.json)
 
 
 def import_ohlcv(call: Invocation) -> int:
     from tally import imports
+    from tally.run.settings import market_steps
+    from tally.settings import load_settings
 
-    return _say(imports.import_ohlcv(call.ledger, call.args.folder))
+    markets = load_settings(call.args.config).run.markets
+    done = imports.import_ohlcv(
+        call.ledger, call.args.folder, lambda symbol: market_steps(markets, symbol).price_step
+    )
+    return _say(done, call.args.json)
 
 
 def _freqtrade_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,13 +92,17 @@ def import_freqtrade(call: Invocation) -> int:
             "open_positions": held,
         }))  # fmt: skip
         return EXIT_OK
+    from tally.amounts import asset_steps, show
+    from tally.settings import load_settings
+
+    step = asset_steps(load_settings(args.config).run.markets).get(export.stake_currency)
     _say(done)
     print(
         f"{export.strategy}: {len(export.trades)} trades; account {args.account} holds "
-        f"{cash} {export.stake_currency}, the export's final_balance is "
-        f"{export.final_balance} (difference {gap:f}; freqtrade rounds each trade's profit "
-        f"to 8 decimals: up to {export.tolerance.normalize():f} over {len(export.trades)} "
-        "trades)"
+        f"{show(cash or 0, step)} {export.stake_currency}, the export's final_balance is "
+        f"{show(export.final_balance, step)} (difference {show(gap)}, within freqtrade's "
+        f"rounding of each trade's profit to 8 decimals: up to "
+        f"{export.tolerance.normalize():f} over {len(export.trades)} trades; --json: exact)"
     )
     if held:
         print(f"open positions: {held}")
@@ -112,6 +123,12 @@ def deposit(call: Invocation) -> int:
 
     args = call.args
     position = imports.deposit(call.ledger, args.asset, args.amount, args.account, args.at)
+    if args.json:
+        print(json.dumps({
+            "asset": args.asset.upper(), "amount": args.amount, "account": args.account,
+            "at": args.at, "position": position,
+        }))  # fmt: skip
+        return EXIT_OK
     print(f"deposited {args.amount} {args.asset.upper()} into {args.account} (position {position})")
     return EXIT_OK
 
@@ -122,14 +139,13 @@ COMMANDS = [
         "a CSV of fills: timestamp,symbol,side,qty,price,fee,fee_asset",
         import_trades,
         _trades_arguments,
-        json=False,
     ),
     Command(
         "import ohlcv",
-        "a folder of BASE_QUOTE-TIMEFRAME.csv|.parquet files",
+        "a folder of OHLCV files (BASE_QUOTE-TIMEFRAME .csv, .parquet, .feather, .json), "
+        "rounded to each market's price step",
         import_ohlcv,
         _ohlcv_arguments,
-        json=False,
     ),
     Command(
         "import freqtrade",
@@ -137,5 +153,5 @@ COMMANDS = [
         import_freqtrade,
         _freqtrade_arguments,
     ),
-    Command("deposit", "record starting funds", deposit, _deposit_arguments, json=False),
+    Command("deposit", "record starting funds", deposit, _deposit_arguments),
 ]

@@ -25,6 +25,9 @@ def init(run: Invocation) -> int:
         else ("already up to date" if before == after else f"upgraded from {before}")
     )
     shown = parse_url(run.url).render_as_string(hide_password=True)
+    if run.args.json:
+        print(json.dumps({"state": state, "ledger": shown, "schema": after}))
+        return EXIT_OK
     print(f"ledger {state}: {shown} (schema {after})")
     return EXIT_OK
 
@@ -154,7 +157,7 @@ def stats(run: Invocation) -> int:
 
 
 COMMANDS = [
-    Command("init", "create or upgrade the ledger", init, opens_store=False, json=False),
+    Command("init", "create or upgrade the ledger", init, opens_store=False),
     Command("verify", "check the whole hash chain", verify, _verify_arguments),
     Command(
         "events",

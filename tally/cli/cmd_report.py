@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import EXIT_OK, InputError
+from tally.amounts import show
 from tally.cli.cmd_audit import account_of, add_account_or_run
 from tally.cli.table import Command, Invocation
 from tally.values import write_text
 
 if TYPE_CHECKING:
+    from ledger.store import EventStore
     from projections.reports import EquitySeries
 
 
@@ -31,13 +34,144 @@ def _series_of(call: Invocation) -> tuple[str, str | None, EquitySeries]:
     account, run_id = account_of(call.ledger, call.args)
     series = reports.load_series(call.ledger, account, run_id=run_id)
     if not series.rows:
-        raise InputError(
-            f"no equity to report for account {account!r}",
-            hint="pick a run with --run (`tally runs` lists them), or import "
-            "trades and prices for the account first",
+        raise _why_empty(account, series)
+    return account, run_id, series
+
+
+def _iso_z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _why_empty(account: str, series: EquitySeries) -> InputError:
+    """The real reason an account has no equity to report, and what to do about it."""
+    first, last = series.first_money, series.last_price
+    if first is None:
+        return InputError(
+            f"no equity to report for account {account!r}: it holds no money events",
+            hint="pick a run with --run (`tally runs` lists them), or deposit and import "
+            "trades for the account first",
             account=account,
         )
-    return account, run_id, series
+    if last is None:
+        return InputError(
+            f"no equity to report for account {account!r}: the ledger holds no prices",
+            hint="import candles with `tally import ohlcv DIR`",
+            account=account,
+        )
+    if first >= last:
+        return InputError(
+            f"no equity to report for account {account!r}: its first money event is dated "
+            f"{_iso_z(first)}, after the last price ({_iso_z(last)}); a deposit "
+            "without --at is dated when it is recorded",
+            hint="the ledger is append-only: deposit into a new account with --at before the "
+            "data (e.g. `tally deposit BTC 10 --at "
+            f"{_iso_z(series.first_price or last)} --account main2`), or import later prices",
+            account=account,
+            first_money=_iso_z(first),
+            last_price=_iso_z(last),
+        )
+    return InputError(
+        f"no equity to report for account {account!r}: a holding has no price",
+        hint="import candles for every symbol the account trades",
+        account=account,
+    )
+
+
+def _html_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        default=Path("report.html"),
+        help="write the page here, atomically (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--freqtrade",
+        type=Path,
+        metavar="EXPORT",
+        help="draw this freqtrade export's per-candle wallet (.zip or *_wallet.feather) "
+        "beside Tally's equity",
+    )
+    add_account_or_run(parser)
+
+
+def html_page(call: Invocation, series: EquitySeries, account: str, run_id: str | None) -> str:
+    """The interactive page of ``report html`` and ``report equity --format html``."""
+    from tally import charts
+    from tally.cli.cmd_audit import steps_of
+
+    args, store = call.args, call.ledger
+    title = f"Results of {account}" + (f" ({run_id})" if run_id else "")
+    data = charts.gather(
+        store,
+        account,
+        run_id,
+        series,
+        title=title,
+        quote_step=steps_of(store, args).get(series.quote),
+        candles=_run_candles(store, run_id) if run_id else None,
+    )
+    if getattr(args, "freqtrade", None) is not None:
+        data.wallet = charts.read_wallet(args.freqtrade)
+    return charts.render(data)
+
+
+def _run_candles(store: EventStore, run_id: str) -> dict[str, Any] | None:
+    """The OHLC candles a backtest ran on (regenerated, or its files re-read and checked by
+    sha256); None when they are gone (the page then draws the run's marks)."""
+    from projections.runs import finished_run
+    from tally.run.backtest import inputs_from_record
+    from tally.settings import Settings
+
+    started = finished_run(store, run_id).start
+    if started.mode != "backtest":
+        return None
+    try:
+        if started.data.get("kind") == "files":
+            return _files_for_chart(started.data)
+        settings = Settings.model_validate(started.config)
+        return dict(inputs_from_record(started, settings.run, None).candles.frames)
+    except (InputError, ValueError, OSError):
+        return None
+
+
+def _files_for_chart(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's CSV candles as floats, for drawing only: each file must still be the one the
+    run recorded (sha256); the run's time range applies. Other formats: read exactly."""
+    import pandas as pd
+
+    from ingest.candles import read_ohlcv_file, sha256_file
+    from tally.run.backtest import Selection
+
+    folder = Path(str(data.get("folder", "")))
+    start, stop = Selection(data.get("timerange")).bounds()
+    frames = {}
+    for entry in data.get("files", []):
+        path = folder / str(entry["name"])
+        if sha256_file(path) != entry["sha256"]:
+            return None
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, index_col=0)
+            frame.index = pd.to_datetime(frame.index, unit="ms", utc=True)
+        else:
+            frame = read_ohlcv_file(path)
+        if start is not None:
+            frame = frame[frame.index >= start]
+        if stop is not None:
+            frame = frame[frame.index <= stop]
+        frames[str(entry["symbol"])] = frame
+    return frames
+
+
+def html_report(call: Invocation) -> int:
+    account, run_id, series = _series_of(call)
+    text = html_page(call, series, account, run_id)
+    write_text(call.args.out, text)
+    if call.args.json:
+        print(json.dumps({"out": str(call.args.out), "bytes": len(text.encode())}))
+    else:
+        print(f"report written to {call.args.out} ({len(series.rows):,} time steps)")
+    return EXIT_OK
 
 
 def equity(call: Invocation) -> int:
@@ -45,12 +179,14 @@ def equity(call: Invocation) -> int:
 
     args = call.args
     account, run_id, series = _series_of(call)
+    if args.json:
+        args.format = "json"
     if args.format == "csv":
         text = reports.to_csv(series)
     elif args.format == "json":
         text = json.dumps(reports.to_json(series)) + "\n"
     else:
-        text = reports.to_html(series, f"Equity of {account}" + (f" ({run_id})" if run_id else ""))
+        text = html_page(call, series, account, run_id)
     if args.out:
         write_text(args.out, text)
         print(f"{len(series.rows):,} rows written to {args.out}")
@@ -65,6 +201,7 @@ def _summary_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summary(call: Invocation) -> int:
     from projections import results
+    from tally.cli.cmd_audit import steps_of
     from tally.cli.table_text import render
 
     args, store = call.args, call.ledger
@@ -74,6 +211,11 @@ def summary(call: Invocation) -> int:
         print(json.dumps(out))
         return EXIT_OK
     quote, totals = out["quote"], out["totals"]
+    step = steps_of(store, args).get(quote)
+
+    def money(text: str) -> str:
+        return show(text, step)
+
     of_run = f" (run {run_id})" if run_id else ""
     print(f"results of account {account}{of_run}: {out['from']} .. {out['to']}")
     rows = [
@@ -82,7 +224,7 @@ def summary(call: Invocation) -> int:
             str(p["trades"]),
             f"{p['wins']} / {p['draws']} / {p['losses']}",
             f"{p['win_pct']:.1f}",
-            _money(p["profit_abs"]),
+            money(p["profit_abs"]),
             f"{p['profit_pct']:.2f}",
             _duration(p["avg_duration_s"]),
         ]
@@ -97,26 +239,26 @@ def summary(call: Invocation) -> int:
         "profit %",
         "avg duration",
     ]
-    print(render(headers, rows, title="Per pair (closed round trips)"))
+    print(render(headers, rows, title="Per pair (closed round trips)", numeric=(1, 3, 4, 5)))
     figures = [
-        ("start equity", f"{_money(totals['start_equity'])} {quote}"),
-        ("end equity", f"{_money(totals['end_equity'])} {quote}"),
+        ("start equity", f"{money(totals['start_equity'])} {quote}"),
+        ("end equity", f"{money(totals['end_equity'])} {quote}"),
         (
             "profit",
-            f"{_money(totals['equity_profit_abs'])} {quote} ({totals['equity_profit_pct']:.2f}%)",
+            f"{money(totals['equity_profit_abs'])} {quote} ({totals['equity_profit_pct']:.2f}%)",
         ),
-        ("fees", f"{_money(totals['fees'])} {quote}"),
+        ("fees", f"{money(totals['fees'])} {quote}"),
         ("CAGR", f"{totals['cagr_pct']:.2f}%"),
         (
             "max drawdown",
-            f"{_money(totals['max_drawdown_abs'])} {quote} ({totals['max_drawdown_pct']:.2f}%)"
+            f"{money(totals['max_drawdown_abs'])} {quote} ({totals['max_drawdown_pct']:.2f}%)"
             f" {totals['max_drawdown_start'] or ''} .. {totals['max_drawdown_end'] or ''}",
         ),
         ("Sharpe / Sortino / Calmar", " / ".join(_ratio(totals[k]) for k in RATIOS)),
         ("profit factor", _ratio(totals["profit_factor"])),
         (
             "expectancy (ratio)",
-            f"{_money(totals['expectancy'])} ({_ratio(totals['expectancy_ratio'])})",
+            f"{money(totals['expectancy'])} ({_ratio(totals['expectancy_ratio'])})",
         ),
         ("exposure", f"{totals['exposure_pct']:.2f}% of time steps"),
         ("open trades", str(totals["open_trades"])),
@@ -125,29 +267,51 @@ def summary(call: Invocation) -> int:
     days = [
         [
             d["date"],
-            d["end_equity"],
-            d["profit_abs"],
+            money(d["end_equity"]),
+            money(d["profit_abs"]),
             f"{d['profit_pct']:.2f}",
             str(d["trades_closed"]),
         ]
         for d in out["days"]
     ]
-    print(render(["day", f"end equity {quote}", "profit", "%", "closed"], days, title="Days"))
+    print(
+        render(
+            ["day", f"end equity {quote}", "profit", "%", "closed"],
+            days,
+            title="Days",
+            numeric=(1, 2, 3, 4),
+        )
+    )
     return EXIT_OK
 
 
+def compact_results(store: EventStore, account: str, run_id: str, step: Decimal | None) -> str:
+    """The few lines of ``report summary`` that ``tally run`` ends with."""
+    from projections import reports, results
+
+    series = reports.load_series(store, account, run_id=run_id)
+    if not series.rows:
+        return ""
+    out = results.summary(series, results.load_trips(store, account, run_id=run_id))
+    t, quote = out["totals"], out["quote"]
+    return "\n".join(
+        [
+            f"  round trips      {t['trades']:,}: won {t['wins']:,}, drew {t['draws']:,}, "
+            f"lost {t['losses']:,} ({t['win_pct']:.1f}% won), open {t['open_trades']:,}",
+            f"  profit           {show(t['equity_profit_abs'], step)} {quote} "
+            f"({t['equity_profit_pct']:.2f}%), fees {show(t['fees'], step)} {quote}",
+            f"  max drawdown     {show(t['max_drawdown_abs'], step)} {quote} "
+            f"({t['max_drawdown_pct']:.2f}%)",
+            "  Sharpe / Sortino / Calmar  "
+            + " / ".join(_ratio(t[k]) for k in RATIOS)
+            + f", profit factor {_ratio(t['profit_factor'])}",
+            f"  more             tally report summary --run {run_id}   "
+            f"(html: tally report html --run {run_id} --out report.html)",
+        ]
+    )
+
+
 RATIOS = ("sharpe", "sortino", "calmar")
-
-
-MONEY_PLACES = Decimal("1e-8")  # the tables' rounding of amounts; --json is exact
-
-
-def _money(text: str) -> str:
-    """An exact amount as the tables show it: fixed point, at most 8 decimals."""
-    value = Decimal(text)
-    if value == value.quantize(MONEY_PLACES):
-        return f"{value.normalize():f}" if value else "0"
-    return f"{value.quantize(MONEY_PLACES, rounding=ROUND_HALF_EVEN):f}"
 
 
 def _ratio(value: float | None) -> str:
@@ -194,6 +358,8 @@ def trades(call: Invocation) -> int:
     args, store = call.args, call.ledger
     account, run_id = account_of(store, args)
     rows = [t.as_dict() for t in results.load_trips(store, account, run_id=run_id)]
+    if args.json:
+        args.format = "json"
     if args.format == "parquet":
         if args.out is None:
             raise InputError("--format parquet needs --out FILE", hint="pass --out trades.parquet")
@@ -223,7 +389,18 @@ def trades(call: Invocation) -> int:
 
 
 COMMANDS = [
-    Command("report equity", "equity per time step", equity, _equity_arguments, json=False),
+    Command(
+        "report equity",
+        "equity per time step (--json: as --format json)",
+        equity,
+        _equity_arguments,
+    ),
+    Command(
+        "report html",
+        "an interactive page: candles with buys and sells, equity, drawdown, markers",
+        html_report,
+        _html_arguments,
+    ),
     Command(
         "report summary",
         "per pair, totals (drawdown, Sharpe, Sortino, Calmar ...) and days",
@@ -235,6 +412,5 @@ COMMANDS = [
         "round trips with their fills, fees, profit and ledger positions",
         trades,
         _trades_arguments,
-        json=False,
     ),
 ]

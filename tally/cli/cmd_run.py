@@ -26,6 +26,28 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of OHLCV files BASE_QUOTE-TIMEFRAME.csv|.parquet",
     )
+    run.add_argument(
+        "--timerange",
+        metavar="START-END",
+        help="backtest: only candles opening from START to END, both days included, as "
+        "freqtrade spells it (20180110-20180120, 20180110-, -20180120)",
+    )
+    run.add_argument(
+        "--pairs",
+        metavar="A/B,C/D",
+        help="backtest: only these pairs of the data (comma-separated, e.g. ETH/BTC,LTC/BTC)",
+    )
+    run.add_argument(
+        "--strategy",
+        metavar="MODULE:CLASS",
+        help="override run.strategy.path (default from the config: runs.strategy:Momentum)",
+    )
+    run.add_argument(
+        "--strategy-path",
+        type=Path,
+        metavar="DIR",
+        help="a folder to import --strategy's module from (like freqtrade's --strategy-path)",
+    )
     run.add_argument("--seed", type=int, help="override run.seed")
     run.add_argument("--mode", choices=["backtest", "paper", "live"], help="override run.mode")
     faults = run.add_mutually_exclusive_group()
@@ -60,13 +82,60 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     )
 
 
+# Flags that mean something in one mode only: given in another, they are refused, not ignored.
+BACKTEST_ONLY = {
+    "data": "--data",
+    "timerange": "--timerange",
+    "pairs": "--pairs",
+    "faults": "--faults/--no-faults",
+}
+LIVE_ONLY = {"cycles": "--cycles", "live": "--live"}
+
+
+def refuse_flags_of_other_modes(args: argparse.Namespace, mode: str) -> None:
+    """A flag that does not apply to ``mode`` is an error with the reason, never ignored."""
+    given = {
+        name: flag
+        for name, flag in (LIVE_ONLY if mode == "backtest" else BACKTEST_ONLY).items()
+        if getattr(args, name, None) not in (None, False)
+    }
+    if not given:
+        return
+    flags = ", ".join(given.values())
+    if mode == "backtest":
+        raise InputError(
+            f"{flags}: not for a backtest; a backtest runs every candle of its data",
+            hint="use --timerange to shorten a backtest; --cycles and --live are for "
+            "--mode paper and --mode live",
+            mode=mode,
+        )
+    raise InputError(
+        f"{flags}: not for a {mode} run, which prices run.live.symbols on the real clock",
+        hint="--data, --timerange, --pairs and --faults are for backtests (--mode backtest)",
+        mode=mode,
+    )
+
+
+def add_strategy_path(folder: Path) -> None:
+    """Let the strategy's module be imported from ``folder`` (freqtrade's --strategy-path)."""
+    if not folder.is_dir():
+        raise InputError(
+            f"--strategy-path {folder}: no such folder",
+            hint="pass the folder that holds your strategy's module",
+            folder=str(folder),
+        )
+    sys.path.insert(0, str(folder.resolve()))
+
+
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
-    """The settings with --seed and --mode applied."""
-    changes = {}
+    """The settings with --seed, --mode and --strategy applied."""
+    changes: dict[str, Any] = {}
     if getattr(args, "seed", None) is not None:
         changes["seed"] = args.seed
     if getattr(args, "mode", None) is not None:
         changes["mode"] = args.mode
+    if getattr(args, "strategy", None):
+        changes["strategy"] = settings.run.strategy.model_copy(update={"path": args.strategy})
     if not changes:
         return settings
     return settings.model_copy(update={"run": settings.run.model_copy(update=changes)})
@@ -86,6 +155,9 @@ def run(call: Invocation) -> int:
         log_file=args.log_file,
         fmt=args.log_format,
     )
+    refuse_flags_of_other_modes(args, mode)
+    if args.strategy_path is not None:
+        add_strategy_path(args.strategy_path)
     if mode == "live" and not args.live:
         raise InputError(
             "live mode places real orders and needs --live",
@@ -94,7 +166,7 @@ def run(call: Invocation) -> int:
         )
     if mode != "backtest":
         return _run_live(call, settings, mode)
-    from tally.run.backtest import execute_backtest, plan_backtest
+    from tally.run.backtest import Selection, execute_backtest, plan_backtest
     from tally.run.lifecycle import EXIT_STOPPED, StopNow, StoppedRun, stop_on_signals
 
     plan = plan_backtest(  # everything checked before the ledger is even created
@@ -103,6 +175,10 @@ def run(call: Invocation) -> int:
         config=settings.run_config(),
         data_dir=args.data,
         faults=args.faults,
+        selection=Selection(
+            args.timerange,
+            tuple(p.strip().upper() for p in (args.pairs or "").split(",") if p.strip()),
+        ),
     )
     init_store(call.url, settings.store)  # create or upgrade: the main job works on a fresh machine
     with open_store(call.url, settings=settings.store) as store:
@@ -130,6 +206,11 @@ def run(call: Invocation) -> int:
         print(summary.render())
     if isinstance(summary, StoppedRun):
         return EXIT_STOPPED[summary.reason]
+    if not args.json:
+        from tally.cli.cmd_report import compact_results
+
+        with open_store(call.url, settings=settings.store) as store:
+            print(compact_results(store, summary.account, summary.run_id, summary.quote_step))
     return EXIT_OK
 
 

@@ -51,7 +51,8 @@ def serve(call: Invocation) -> int:
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise InputError(f"no file at {path}", hint="pass the PEM file's path", file=str(path))
-    configure_logs(args.log_level, log_file=args.log_file, fmt=args.log_format, also=("uvicorn",))
+    fmt = "json" if args.json else args.log_format  # --json: every line a JSON object
+    configure_logs(args.log_level, log_file=args.log_file, fmt=fmt, also=("uvicorn",))
     log = logging.getLogger("tally.service")
     if host not in LOOPBACK and not args.tls_cert:
         if not args.insecure_bind:
@@ -213,7 +214,12 @@ def monitor(call: Invocation) -> int:
         fetch = _local_report(store, args.config)
     try:
         return _monitor_loop(
-            fetch, args.once or args.export is not None, args.interval, args.export, write_text
+            fetch,
+            args.once or args.export is not None,
+            args.interval,
+            args.export,
+            write_text,
+            as_json=args.json,
         )
     finally:
         if store is not None:
@@ -269,6 +275,7 @@ def _monitor_loop(
     interval: float,
     export: Path | None,
     write_text: Callable[[Path, str], None],
+    as_json: bool = False,
 ) -> int:
     import time
 
@@ -278,6 +285,9 @@ def _monitor_loop(
     from tally.monitor_report import render, to_csv
 
     report = fetch()
+    if as_json:  # one report, as JSON, for scripts
+        print(json.dumps(report))
+        return EXIT_OK
     if export is not None:
         text = to_csv(report) if export.suffix == ".csv" else json.dumps(report, indent=2) + "\n"
         write_text(export, text)
@@ -301,7 +311,6 @@ COMMANDS = [
         "serve the HTTP API, the dashboard and /metrics",
         serve,
         _serve_arguments,
-        json=False,
     ),
     Command(
         "token create", "issue an API token (printed once)", token_create, _token_create_arguments
@@ -315,6 +324,5 @@ COMMANDS = [
         monitor,
         _monitor_arguments,
         opens_store=False,
-        json=False,
     ),
 ]

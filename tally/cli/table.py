@@ -57,7 +57,6 @@ class Command:
     handler: Handler
     arguments: Arguments = _no_arguments
     opens_store: bool = True  # the edge opens the ledger before the handler, closes it after
-    json: bool = True  # takes --json
 
 
 GROUP_HELP = {
@@ -113,7 +112,10 @@ def build_parser(commands: Sequence[Command], version: str) -> argparse.Argument
             where, name = top, group
         sub = where.add_parser(name, parents=[common], help=command.help, description=command.help)
         command.arguments(sub)
-        if command.json:
-            sub.add_argument("--json", action="store_true", help="print the result as JSON")
+        sub.add_argument(
+            "--json",
+            action="store_true",
+            help="print the result as JSON, and an error as one JSON object (serve: log lines)",
+        )
         sub.set_defaults(command_entry=command)
     return parser

@@ -8,16 +8,23 @@ holds it finds the finished run and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ingest.candles import CandleSet, CandleSource, generate_sample, load_candles
+from ingest.candles import (
+    CandleSet,
+    CandleSource,
+    generate_sample,
+    load_candles,
+    round_candles,
+    select_candles,
+)
 from ingest.logs import log_committed
 from ingest.settings import IngestSettings
 from ingest.simulated import ErrorBurst, SimulatedFaults, Window
@@ -33,6 +40,7 @@ from projections.alerting import AlertEngine, AlertSettings
 from projections.monitor import MONITOR_TYPES
 from projections.portfolio import PortfolioState
 from projections.runs import list_runs
+from tally.amounts import asset_steps, show
 from tally.run import context
 from tally.run.cycle_loop import Collaborators, CycleLoop
 from tally.run.lifecycle import (
@@ -45,7 +53,7 @@ from tally.run.lifecycle import (
     recording_the_end,
 )
 from tally.run.notify import Notifier
-from tally.run.settings import FaultSettings, RunnerSettings, RunSettings
+from tally.run.settings import FaultSettings, RunnerSettings, RunSettings, market_steps
 from tally.run.strategy import Strategy, load_strategy
 
 
@@ -64,6 +72,7 @@ class RunSummary:
     first_position: int
     last_position: int
     already_recorded: bool = False
+    quote_step: Decimal | None = None  # the quote asset's precision, for display
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
@@ -80,7 +89,8 @@ class RunSummary:
             f"failed {c['failed']:,}  (retries {c['retries']:,})",
             f"  validations      passed {c['passed']:,}, reconciled {c['reconciled']:,}, "
             f"discarded {c['discarded']:,}",
-            f"  equity           {self.equity_start:,.2f} -> {self.equity_end:,.2f} {self.quote}",
+            f"  equity           {show(self.equity_start, self.quote_step)} -> "
+            f"{show(self.equity_end, self.quote_step)} {self.quote}",
             f"  events           {self.events:,}  (positions {self.first_position:,}.."
             f"{self.last_position:,})",
             f"  fingerprint      {self.fingerprint}",
@@ -95,8 +105,62 @@ class Inputs:
     faults: bool
 
 
-def prepare_inputs(settings: RunSettings, data_dir: Path | None, faults: bool | None) -> Inputs:
-    """Load ``data_dir`` or generate the sample; faults default on for the sample only."""
+@dataclass(frozen=True)
+class Selection:
+    """freqtrade's ``--timerange`` and ``--pairs``: a part of the data, recorded in the run."""
+
+    timerange: str | None = None  # YYYYMMDD-YYYYMMDD, either end optional
+    pairs: tuple[str, ...] = ()
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        if not self.timerange:
+            return None, None
+        start, sep, stop = self.timerange.partition("-")
+        if not sep:
+            raise InputError(
+                f"--timerange {self.timerange!r} has no '-'",
+                hint="write it as freqtrade does: 20180110-20180120, 20180110- or -20180120",
+            )
+        return _day(start, "start"), _day(stop, "end")
+
+    def recorded(self) -> dict[str, Any]:
+        """What ``RunStarted.data`` holds of it (nothing when nothing was selected)."""
+        out: dict[str, Any] = {}
+        if self.timerange:
+            out["timerange"] = self.timerange
+        if self.pairs:
+            out["pairs"] = list(self.pairs)
+        return out
+
+
+def _day(text: str, end: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        if len(text) == 8:
+            return datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC)
+        if len(text) == 10 and text.isdigit():  # epoch seconds, as freqtrade also takes
+            return datetime.fromtimestamp(int(text), UTC)
+    except ValueError:
+        pass
+    raise InputError(
+        f"--timerange: the {end} {text!r} is not a date YYYYMMDD (or epoch seconds)",
+        hint="e.g. --timerange 20180110-20180120",
+    )
+
+
+def prepare_inputs(
+    settings: RunSettings,
+    data_dir: Path | None,
+    faults: bool | None,
+    price_steps: Mapping[str, Decimal] | None = None,
+    selection: Selection = Selection(),
+) -> Inputs:
+    """Load ``data_dir`` or generate the sample; faults default on for the sample only.
+
+    Files are rounded to each market's price step (``run.markets``, or ``price_steps``:
+    a recorded run's own), so float noise in a file never reaches a mark; ``{}`` leaves
+    them as written (runs recorded before the steps were)."""
     if data_dir is None:
         spec = settings.sample
         candles = generate_sample(
@@ -107,14 +171,29 @@ def prepare_inputs(settings: RunSettings, data_dir: Path | None, faults: bool | 
             symbols=tuple(spec.symbols),
             missing_share=spec.missing_share,
         )
+        if selection.recorded():
+            candles = select_candles(candles, selection.pairs, *selection.bounds())
         data = {
             "kind": "generated",
             "sample": msgspec.to_builtins(spec.model_dump()),
             "files": candles.manifest,
+            **selection.recorded(),
         }
         return Inputs(candles, data, True if faults is None else faults)
     candles = load_candles(data_dir)
-    data = {"kind": "files", "folder": str(data_dir.resolve()), "files": candles.manifest}
+    if selection.recorded():
+        candles = select_candles(candles, selection.pairs, *selection.bounds())
+    if price_steps is None:
+        specs = market_specs(settings, candles.symbols)
+        price_steps = {symbol: spec.price_step for symbol, spec in specs.items()}
+    if price_steps:
+        candles = round_candles(candles, price_steps)
+    data = {
+        "kind": "files",
+        "folder": str(data_dir.resolve()),
+        "files": candles.manifest,
+        **selection.recorded(),
+    }
     return Inputs(candles, data, False if faults is None else faults)
 
 
@@ -124,11 +203,17 @@ def inputs_from_record(
     """Rebuild a recorded run's inputs and check them against its manifest."""
     data = started.data
     faults = bool(data.get("faults", False))
+    selection = Selection(data.get("timerange"), tuple(data.get("pairs", ())))
     if data.get("kind") == "generated":
-        fresh = prepare_inputs(settings, None, faults)
+        fresh = prepare_inputs(settings, None, faults, selection=selection)
     else:
         folder = data_dir or Path(str(data.get("folder", "")))
-        fresh = prepare_inputs(settings, folder, faults)
+        steps = {
+            str(f["symbol"]): Decimal(str(f["price_step"]))
+            for f in data.get("files", [])
+            if "price_step" in f
+        }
+        fresh = prepare_inputs(settings, folder, faults, steps, selection)
     recorded = {f["name"]: f for f in data.get("files", [])}
     for entry in fresh.candles.manifest:
         before = recorded.get(entry["name"])
@@ -170,15 +255,7 @@ def starting_cash(settings: RunSettings, quote: str) -> Decimal:
 def market_specs(settings: RunSettings, symbols: list[str]) -> dict[str, MarketSpec]:
     specs = {}
     for symbol in symbols:
-        _, quote = split_symbol(symbol)
-        steps = settings.markets.get(symbol) or settings.markets.get(quote)
-        if steps is None:
-            raise InputError(
-                f"no market steps for {symbol}",
-                hint=f"add run.markets.{quote} (or run.markets.{symbol}) with price_step, "
-                "qty_step and fee_step to the configuration",
-                symbol=symbol,
-            )
+        steps = market_steps(settings.markets, symbol)
         specs[symbol] = MarketSpec(
             symbol,
             steps.price_step,
@@ -235,6 +312,7 @@ def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunS
         started.position,
         finished.position,
         already_recorded=True,
+        quote_step=asset_steps(begin.config.get("run", {}).get("markets", {})).get(s["quote"]),
     )
 
 
@@ -263,13 +341,14 @@ def plan_backtest(
     data_dir: Path | None = None,
     faults: bool | None = None,
     replay_of: events.RunStarted | None = None,
+    selection: Selection = Selection(),
 ) -> BacktestPlan:
     """Load and check the data, the markets, the cash and the strategy: a plan that fails
     here has written nothing, not even a ledger file."""
     if replay_of is not None:
         inputs = inputs_from_record(replay_of, settings, data_dir)
     else:
-        inputs = prepare_inputs(settings, data_dir, faults)
+        inputs = prepare_inputs(settings, data_dir, faults, selection=selection)
     candles = inputs.candles
     symbols = candles.symbols
     quote = single_quote(symbols, "the data", "split the files into one folder per quote asset")
@@ -515,4 +594,5 @@ def finish_run(
         count + 1,
         first,
         last,
+        quote_step=next((m.fee_step for m in loop.markets.values()), None),
     )

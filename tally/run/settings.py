@@ -11,7 +11,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ingest.provider_errors import CCXT_RETRYABLE
 from ledger.config import Amount, Folder, Moment, StrictModel
-from ledger.market import TIME_MAX, TIME_MIN, amount_problem
+from ledger.errors import InputError
+from ledger.market import TIME_MAX, TIME_MIN, amount_problem, split_symbol
 from projections.alerting import AlertSettings
 from projections.validator import ValidatorSettings
 from tally.run.notify import NotifySettings
@@ -35,6 +36,20 @@ DEFAULT_MARKETS = {
         price_step=Decimal("0.00000001"), qty_step=Decimal("0.01"), fee_step=Decimal("0.00000001")
     ),
 }
+
+
+def market_steps(markets: dict[str, MarketSteps], symbol: str) -> MarketSteps:
+    """``symbol``'s steps: its own entry of ``run.markets``, else its quote asset's."""
+    _, quote = split_symbol(symbol)
+    steps = markets.get(symbol) or markets.get(quote)
+    if steps is None:
+        raise InputError(
+            f"no market steps for {symbol}",
+            hint=f"add run.markets.{quote} (or run.markets.{symbol}) with price_step, "
+            "qty_step and fee_step to the configuration",
+            symbol=symbol,
+        )
+    return steps
 
 
 class OutageSettings(StrictModel):

@@ -92,7 +92,10 @@ BUILTIN: dict[str, type] = {
 
 def load_strategy(path: str, params: dict[str, Any]) -> Strategy:
     """Build the strategy named by ``module:Class`` (or ``module.Class``) with ``params``."""
-    hint = "set run.strategy.path to module:Class, e.g. tally.run.strategy:Momentum"
+    hint = (
+        "pass --strategy module:Class (or set run.strategy.path), e.g. "
+        "tally.run.strategy:Momentum; a module of your own also needs --strategy-path DIR"
+    )
     factory = BUILTIN.get(path)
     if factory is None:
         module_name, sep, attribute = path.partition(":")

@@ -214,18 +214,21 @@ def test_report_equity_in_three_formats(
     run_id = str(summary["run_id"])
     csv = tally("report", "equity", "--run", run_id, cwd=folder).stdout.splitlines()
     assert csv[0] == "timestamp,equity,cash,positions_value,realized_pnl,fees"
-    assert len(csv) == 1 + 864 and csv[-1].split(",")[1] == summary["equity_end"]
+    # 864 cycles: the first close comes before the starting deposit (half-open candles), so
+    # it has no row; the last cycle trades nothing, so no closing row follows it.
+    assert len(csv) == 1 + 863 and csv[-1].split(",")[1] == summary["equity_end"]
+    assert csv[1].startswith("2026-01-05T00:10:00Z,100000,")
     rows = json.loads(
         tally("report", "equity", "--run", run_id, "--format", "json", cwd=folder).stdout
     )
-    assert rows[0]["equity"] == "100000" and len(rows) == 864
+    assert rows[0]["equity"] == "100000" and len(rows) == 863
     out = tmp_path / "equity.html"
     made = tally(
         "report", "equity", "--run", run_id, "--format", "html", "--out", str(out), cwd=folder
     )
     assert made.returncode == 0
     page = out.read_text()
-    assert "<svg" in page and "<polyline" in page and "reconciled" in page
+    assert "Tally equity" in page and "drawdown %" in page and "reconciliations 1 (purple)" in page
     missing = tally("report", "equity", cwd=folder)  # account main holds nothing
     assert missing.returncode == 2 and "--run" in missing.stderr
 
@@ -305,17 +308,34 @@ def test_import_ohlcv_then_equity_marks_at_each_candle_close(tmp_path: Path) -> 
     assert tally("init", cwd=tmp_path).returncode == 0
     assert tally("deposit", "BTC", "1", "--at", "1515560000000", cwd=tmp_path).returncode == 0
     assert tally("import", "trades", "t.csv", cwd=tmp_path).returncode == 0
-    imported = tally("import", "ohlcv", "data", cwd=tmp_path)
-    assert imported.returncode == 0 and "100 events" in imported.stdout
+    imported = tally("import", "ohlcv", "data", "--json", cwd=tmp_path)
+    assert imported.returncode == 0 and json.loads(imported.stdout)["count"] == 101
     rows = tally("report", "equity", cwd=tmp_path).stdout.splitlines()[1:]
     assert len(rows) == 100
-    last_close = lines[100].split(",")[4]
-    _, equity, cash, positions_value, _, fees = rows[-1].split(",")
-    assert fees == "0.0002" and cash == str(1 - 2 * 0.0996 - 0.0002)[: len(cash)]
     from decimal import Decimal
 
-    assert Decimal(positions_value) == 2 * Decimal(last_close)
+    # The file's float noise (0.09946999000000001) is rounded to the market's price step,
+    # and the step is recorded with the file.
+    last_close = Decimal(lines[100].split(",")[4]).quantize(Decimal("1E-8"))
+    _, equity, cash, positions_value, _, fees = rows[-1].split(",")
+    assert fees == "0.0002" and Decimal(cash) == Decimal(1) - 2 * Decimal("0.0996") - Decimal(
+        "0.0002"
+    )
+    assert Decimal(positions_value) == 2 * last_close
     assert Decimal(equity) == Decimal(cash) + Decimal(positions_value)
+    found = tally("events", "--type", "CandleImported", "--type", "CandlesImported", "--json",
+                  cwd=tmp_path).stdout.splitlines()  # fmt: skip
+    candles = [json.loads(line)["event"] for line in found]
+    assert "0.09946999000000001" in lines[2] and candles[1]["open"] == "0.09946999"
+    assert all(len(c[k].partition(".")[2]) <= 8 for c in candles[:-1] for k in ("open", "close"))
+    assert candles[-1]["price_step"] == "1E-8" and candles[-1]["rows"] == 100
+    # `run --data` prices with exactly the candles `import ohlcv` recorded.
+    ran = tally("run", "--data", "data", "--db", "sqlite:///run.db", "--json", cwd=tmp_path)
+    run_id = json.loads(ran.stdout)["run_id"]
+    sealed = tally("events", "--type", "SnapshotSealed", "--limit", "3", "--json",
+                   "--db", "sqlite:///run.db", cwd=tmp_path).stdout.splitlines()  # fmt: skip
+    marks = [json.loads(line)["event"]["marks"]["ETH/BTC"] for line in sealed]
+    assert marks == [c["close"] for c in candles[:3]] and run_id
 
 
 @pytest.mark.slow

@@ -120,3 +120,45 @@ def test_the_summary_adds_up_per_pair_and_in_totals() -> None:
     mean = sum(daily) / 4
     deviation = (sum((r - mean) ** 2 for r in daily) / 4) ** 0.5
     assert totals["sharpe"] == round(mean / deviation * 365**0.5, 4)
+
+
+def candle(open_hours: float, close: str) -> events.CandleImported:
+    price = D(close)
+    return events.CandleImported(
+        symbol="ETH/USDT", timeframe="1h", open_time=T0 + timedelta(hours=open_hours),
+        open=price, high=price, low=price, close=price, volume=D(1),
+    )  # fmt: skip
+
+
+def test_a_fill_at_a_candles_open_counts_in_that_candle_not_the_one_closing_then() -> None:
+    from projections.reports import equity_series
+
+    bought = events.TradeExecuted(
+        account="a", symbol="ETH/USDT", side="buy", qty=D(1), price=D(100), order_id="o",
+        trade_id="t", executed_at=T0 + timedelta(hours=1),  # the second candle's open
+    )  # fmt: skip
+    found = [
+        recorded(1, events.FundsDeposited(account="a", asset="USDT", amount=D(1000)), -1),
+        recorded(2, candle(0, "100")),  # [00:00, 01:00) closes at 01:00
+        recorded(3, candle(1, "150")),  # [01:00, 02:00) closes at 02:00
+        recorded(4, bought),
+    ]
+    series = equity_series(found, "a")
+    # 01:00: the fill is not in the candle that closes then (cash only); 02:00: it is,
+    # marked at that candle's close.
+    assert [(r[0].hour, r[1], r[3]) for r in series.rows] == [
+        (1, D(1000), D(0)),
+        (2, D(1050), D(150)),
+    ]
+
+
+def test_a_row_at_midnight_closes_the_day_before() -> None:
+    from projections.reports import equity_series
+
+    found = [
+        recorded(1, events.FundsDeposited(account="a", asset="USDT", amount=D(1000)), -1),
+        recorded(2, candle(22, "100")),
+        recorded(3, candle(23, "100")),  # closes at midnight: the last row of day 1
+    ]
+    out = results.summary(equity_series(found, "a"), [])
+    assert [d["date"] for d in out["days"]] == ["2026-01-05"]

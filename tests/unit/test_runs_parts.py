@@ -85,6 +85,23 @@ def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
     assert raised.value.error_class == "CandleMissing" and not raised.value.retryable
 
 
+def test_the_candle_source_reads_half_open_intervals() -> None:
+    """At a time t the source knows the last candle that has closed by t: the one whose
+    interval [open, open + 5m) ended at or before t, never the one t lies in."""
+    sample = generate_sample(seed=2, start=START, days=1, symbols=("BTC/USDT",), missing_share=0.0)
+    closes = sample.frames["BTC/USDT"]["close"]
+    times = sample.cycle_times()  # the closes: open + 5m
+    clock = SimulatedClock(times[3])
+    source = CandleSource(sample, clock=clock, seed=1)
+    for moment, expected in [
+        (times[3], closes.iloc[3]),  # exactly at a close: that candle has just closed
+        (times[4] - timedelta(milliseconds=1), closes.iloc[3]),  # still inside the next one
+        (times[4], closes.iloc[4]),
+    ]:
+        clock.set(moment)
+        assert asyncio.run(source.fetch_ticker("BTC/USDT")).last == expected
+
+
 @pytest.mark.parametrize(
     ("path", "params", "needle"),
     [
