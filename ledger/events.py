@@ -142,6 +142,22 @@ class RunFinished(Event, frozen=True, kw_only=True):
     fingerprint: str = ""
 
 
+class SweepStarted(Event, frozen=True, kw_only=True):
+    """A parameter sweep: every point is a normal run of the same data and base config."""
+
+    sweep_id: str
+    base_config_hash: str
+    grid: dict[str, list[Any]] = {}  # name -> values, when given as a grid
+    points: list[dict[str, Any]] = []  # the strategy params of each point, in order
+
+
+class SweepFinished(Event, frozen=True, kw_only=True):
+    """Every point of a sweep has a finished run: their ids, in the points' order."""
+
+    sweep_id: str
+    run_ids: list[str]
+
+
 class RunResumed(Event, frozen=True, kw_only=True):
     """An unfinished run was started again: what was found of it in the ledger.
 
@@ -578,6 +594,8 @@ AnyEvent = (
     | RunFinished
     | RunResumed
     | RunStopped
+    | SweepStarted
+    | SweepFinished
     | LedgerUnavailable
     | LedgerRecovered
     | CandleImported

@@ -15,13 +15,22 @@ from collections.abc import Sequence
 
 from ledger.errors import EXIT_INTERNAL, EXIT_OK, TallyError
 from tally import __version__
-from tally.cli import cmd_audit, cmd_import, cmd_ledger, cmd_report, cmd_run, cmd_service
+from tally.cli import (
+    cmd_audit,
+    cmd_import,
+    cmd_ledger,
+    cmd_report,
+    cmd_run,
+    cmd_service,
+    cmd_sweep,
+)
 from tally.cli.table import Command, Invocation, build_parser
 
 # The command table, in the order `tally --help` lists it.
 COMMANDS: list[Command] = [
     *cmd_ledger.COMMANDS,
     *cmd_run.COMMANDS,
+    *cmd_sweep.COMMANDS,
     *cmd_audit.COMMANDS,
     *cmd_report.COMMANDS,
     *cmd_import.COMMANDS,

@@ -99,7 +99,7 @@ def import_freqtrade(call: Invocation) -> int:
     _say(done)
     print(
         f"{export.strategy}: {len(export.trades)} trades; account {args.account} holds "
-        f"{show(cash or 0, step)} {export.stake_currency}, the export's final_balance is "
+        f"{show(cash or '0', step)} {export.stake_currency}, the export's final_balance is "
         f"{show(export.final_balance, step)} (difference {show(gap)}, within freqtrade's "
         f"rounding of each trade's profit to 8 decimals: up to "
         f"{export.tolerance.normalize():f} over {len(export.trades)} trades; --json: exact)"
