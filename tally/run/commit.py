@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 
 import msgspec
@@ -12,8 +13,9 @@ import msgspec
 from ingest.logs import LOGGER, log_committed, log_events
 from ingest.snapshot import Snapshot
 from ledger import events
+from ledger.clock import SimulatedClock
 from ledger.recorded import RecordedEvent
-from ledger.store import EventStore, group_appends
+from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
 from projections.validator import Decision, ValidatorSettings, validate
@@ -43,6 +45,55 @@ def record_snapshot(
     return committed
 
 
+class GroupAppends:
+    """A group of cycles' appends, held in memory and written in one short transaction at
+    the group's end (``flush``).
+
+    A backtest commits ``commit_cycles`` cycles at a time. Holding the write transaction
+    open while those cycles compute kept the ledger's write lock for the whole run, so two
+    runs into one SQLite file (a sweep's workers) took turns run by run. Held here, the lock
+    is taken for the writing only. Each append keeps the time it was made at (the store
+    reads its clock, a frozen one at that time, under the lock) and its idempotency key, so
+    the events, their hashes and a resume's replay are exactly as before; a group that never
+    reaches ``flush`` (a second Ctrl-C, a crash) writes nothing, as a rolled-back
+    transaction did.
+    """
+
+    def __init__(self, store: EventStore, logger: logging.Logger = LOGGER) -> None:
+        self.store = store
+        self.logger = logger
+        self.pending: list[tuple[list[StreamAppend], str, str, datetime, bool]] = []
+
+    def append_many(
+        self, appends: list[StreamAppend], *, run_id: str, idempotency_key: str, log: bool
+    ) -> None:
+        self.pending.append((appends, run_id, idempotency_key, self.store.clock.now(), log))
+
+    def flush(self) -> int:
+        """Write every held append in one transaction; log them; return the last position
+        (0 when nothing was held)."""
+        if not self.pending:
+            return 0
+        store, running = self.store, self.store.clock
+        placed: list[list[list[int]]] = []
+        try:
+            with store.unit_of_work():
+                for appends, run_id, key, when, _ in self.pending:
+                    store.clock = SimulatedClock(when)
+                    placed.append(store.append_many(appends, run_id=run_id, idempotency_key=key))
+        finally:
+            store.clock = running
+        last = 0
+        for (appends, _, _, _, log), committed in zip(self.pending, placed, strict=True):
+            positions = [p for batch in committed for p in batch]
+            last = max(last, *positions) if positions else last
+            if log:
+                written = (e for batch in appends for e in batch.events)
+                log_committed(zip(written, positions, strict=True), self.logger)
+        self.pending = []
+        return last
+
+
 def commit_cycle(
     store: EventStore,
     *,
@@ -61,6 +112,7 @@ def commit_cycle(
     link: LedgerLink | None = None,
     alerts: Callable[[Sequence[tuple[str, events.Event]]], list[tuple[str, events.Event]]]
     | None = None,
+    group: GroupAppends | None = None,
 ) -> Decision:
     """Validate a cycle's staged events and commit them atomically with the outcome.
 
@@ -116,10 +168,12 @@ def commit_cycle(
     raised = alerts([*observed, *outcome]) if alerts is not None else []
     appends = group_appends(written := [*observed, *outcome, *raised])
     key = f"cycle/{run_id}/{account}/{cycle}"
-    if link is None:
-        committed: list[list[int]] | None = store.append_many(
-            appends, run_id=run_id, idempotency_key=key
-        )
+    committed: list[list[int]] | None
+    if group is not None:  # written with its group: the group logs it, with its positions
+        group.append_many(appends, run_id=run_id, idempotency_key=key, log=log)
+        committed, log = None, False
+    elif link is None:
+        committed = store.append_many(appends, run_id=run_id, idempotency_key=key)
     else:
         committed = link.append_many(appends, run_id=run_id, idempotency_key=key, cycle=cycle)
     everything: list[int | None]

@@ -28,7 +28,7 @@ from projections.alerting import AlertEngine
 from projections.portfolio import PortfolioState
 from projections.reconciliation import state_from_balances
 from projections.validator import ValidatorSettings
-from tally.run.commit import commit_cycle
+from tally.run.commit import GroupAppends, commit_cycle
 from tally.run.lifecycle import StopSignal
 from tally.run.notify import Notifier, alert_body
 from tally.run.spool import LedgerLink
@@ -156,6 +156,7 @@ class CycleLoop:
             price_steps={s: m.price_step for s, m in self.markets.items()},
         )
         self._log: list[tuple[str, events.Event]] = []
+        self._group: GroupAppends | None = None
         self._raised: list[events.Event] = []  # this cycle's alerts, for the notifier
         self.orders = OrderExecutor(
             self.venue,
@@ -177,12 +178,18 @@ class CycleLoop:
         which then commits whole."""
         done = 0
         for start in range(0, len(times), self.commit_cycles):
-            with self.store.unit_of_work():
-                for moment in times[start : start + self.commit_cycles]:
-                    await self.cycle(done, moment)
-                    done += 1
-                    if stop is not None and stop.requested:
-                        break
+            # Paper and live commit through their link, cycle by cycle; a backtest holds
+            # its group's appends and writes them in one short transaction.
+            self._group = GroupAppends(self.store) if self.link is None else None
+            for moment in times[start : start + self.commit_cycles]:
+                await self.cycle(done, moment)
+                done += 1
+                if stop is not None and stop.requested:
+                    break
+            if self._group is not None:
+                last = self._group.flush()
+                self.books.position = max(self.books.position, last)
+                self._group = None
             if self.progress is not None:
                 self.progress(done)
             if after_commit is not None:
@@ -254,6 +261,7 @@ class CycleLoop:
             log=cycle >= self.resume_from,
             link=self.link,
             alerts=self._alerts if self.alerts is not None else None,
+            group=self._group,
         )
         if self._raised and self.notifier is not None and cycle >= self.resume_from:
             at = self.clock.now().isoformat().replace("+00:00", "Z")
