@@ -481,6 +481,8 @@ def execute_backtest(
             resume_from=lease.done,
             alerts=alert_engine(settings.alerts),
             notifier=notifier_for(settings, runner, store),
+            # Files without injected faults never suspend a fetch (no latency, no sleeps).
+            sequential_fetches=fault_plan is None,
         )
         try:
             asyncio.run(loop.run(times, stop=stop, after_commit=lease.beat))

@@ -141,6 +141,9 @@ class CycleLoop:
     # raise or resolve is committed with the cycle (None: the run has no rules).
     alerts: AlertEngine | None = None
     notifier: Notifier | None = None  # the alerts' webhook and command, off the cycle's path
+    # Sources that cannot suspend (a backtest's files without injected faults): priced
+    # symbol after symbol in one task, the same events in the same order, no task each.
+    sequential_fetches: bool = False
 
     def __post_init__(self) -> None:
         held = self.collaborators
@@ -154,6 +157,7 @@ class CycleLoop:
             cache=held.prices,
             stream=f"snapshots/{self.account}",
             price_steps={s: m.price_step for s, m in self.markets.items()},
+            sequential=self.sequential_fetches,
         )
         self._log: list[tuple[str, events.Event]] = []
         self._group: GroupAppends | None = None

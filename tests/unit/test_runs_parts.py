@@ -85,6 +85,30 @@ def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
     assert raised.value.error_class == "CandleMissing" and not raised.value.retryable
 
 
+def test_local_sources_priced_in_sequence_give_the_gathered_events_in_order() -> None:
+    """Without faults a candle source never suspends, so pricing symbol after symbol in one
+    task (a backtest of files) records exactly what concurrent tasks record."""
+    from ingest.settings import IngestSettings
+    from ingest.snapshot import SnapshotTaker
+
+    sample = generate_sample(seed=3, start=START, days=1, missing_share=0.05)
+    times = sample.cycle_times()
+
+    def taken(sequential: bool) -> list[object]:
+        clock = SimulatedClock(times[0])
+        source = CandleSource(sample, clock=clock, seed=1)
+        taker = SnapshotTaker([source], settings=IngestSettings(), clock=clock, seed=1,
+                              sequential=sequential)  # fmt: skip
+        found: list[object] = []
+        for cycle, moment in enumerate(times[:120]):
+            clock.set(moment)
+            found.extend(asyncio.run(taker.take(sample.symbols, cycle)).events)
+        return found
+
+    gathered = taken(False)
+    assert taken(True) == gathered and any("CandleMissing" in repr(e) for e in gathered)
+
+
 def test_the_candle_source_reads_half_open_intervals() -> None:
     """At a time t the source knows the last candle that has closed by t: the one whose
     interval [open, open + 5m) ended at or before t, never the one t lies in."""
