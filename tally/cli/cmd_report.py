@@ -130,7 +130,8 @@ def _run_candles(store: EventStore, run_id: str) -> dict[str, Any] | None:
         if started.data.get("kind") == "files":
             return _files_for_chart(started.data)
         settings = Settings.model_validate(started.config)
-        return dict(inputs_from_record(started, settings.run, None).candles.frames)
+        recorded = inputs_from_record(started, settings.run, None, compact=False)
+        return dict(recorded.candles.frames)
     except (InputError, ValueError, OSError):
         return None
 

@@ -155,6 +155,7 @@ def prepare_inputs(
     faults: bool | None,
     price_steps: Mapping[str, Decimal] | None = None,
     selection: Selection = Selection(),
+    compact: bool = True,
 ) -> Inputs:
     """Load ``data_dir`` or generate the sample; faults default on for the sample only.
 
@@ -170,6 +171,7 @@ def prepare_inputs(
             timeframe=spec.timeframe,
             symbols=tuple(spec.symbols),
             missing_share=spec.missing_share,
+            compact=compact,  # a run prices with closes only; a chart wants whole candles
         )
         if selection.recorded():
             candles = select_candles(candles, selection.pairs, *selection.bounds())
@@ -198,14 +200,18 @@ def prepare_inputs(
 
 
 def inputs_from_record(
-    started: events.RunStarted, settings: RunSettings, data_dir: Path | None
+    started: events.RunStarted,
+    settings: RunSettings,
+    data_dir: Path | None,
+    *,
+    compact: bool = True,
 ) -> Inputs:
     """Rebuild a recorded run's inputs and check them against its manifest."""
     data = started.data
     faults = bool(data.get("faults", False))
     selection = Selection(data.get("timerange"), tuple(data.get("pairs", ())))
     if data.get("kind") == "generated":
-        fresh = prepare_inputs(settings, None, faults, selection=selection)
+        fresh = prepare_inputs(settings, None, faults, selection=selection, compact=compact)
     else:
         folder = data_dir or Path(str(data.get("folder", "")))
         steps = {

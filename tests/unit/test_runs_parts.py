@@ -109,6 +109,28 @@ def test_local_sources_priced_in_sequence_give_the_gathered_events_in_order() ->
     assert taken(True) == gathered and any("CandleMissing" in repr(e) for e in gathered)
 
 
+def test_compact_closes_price_exactly_as_the_decimal_candles_do() -> None:
+    """A long backtest holds closes as integers and exponents: every ticker it serves is the
+    same Decimal, digit for digit, and the manifest (so the run id) is unchanged."""
+    full = generate_sample(seed=5, start=START, days=2, missing_share=0.01)
+    compact = generate_sample(seed=5, start=START, days=2, missing_share=0.01, compact=True)
+    assert compact.manifest == full.manifest
+    times = full.cycle_times()
+    assert compact.cycle_times() == times
+    clock = SimulatedClock(times[0])
+    sources = [CandleSource(c, clock=clock, seed=1) for c in (full, compact)]
+    for moment in times[::7]:
+        clock.set(moment)
+        for symbol in full.symbols:
+            served = []
+            for source in sources:
+                try:
+                    served.append(str(asyncio.run(source.fetch_ticker(symbol)).last))
+                except ProviderError as e:
+                    served.append(e.error_class)
+            assert served[0] == served[1]
+
+
 def test_the_candle_source_reads_half_open_intervals() -> None:
     """At a time t the source knows the last candle that has closed by t: the one whose
     interval [open, open + 5m) ended at or before t, never the one t lies in."""
