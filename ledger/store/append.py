@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from ledger.chain import check_self
 from ledger.clock import to_micros
-from ledger.codec import GENESIS_HASH, Envelope, chain_hash, encode_event, encode_record
+from ledger.codec import GENESIS_HASH, Envelope, chain_hash, encode_event, encode_record_payload
 from ledger.errors import ConcurrencyError, IdempotencyConflict
 from ledger.events import Event
 from ledger.store.names import (
@@ -81,7 +81,9 @@ class Appender:
         sizes = [len(batch.events) for batch in batches]
         if sum(sizes) == 0:
             return [[] for _ in batches]
-        digest = _batch_digest(batches) if idempotency_key is not None else b""
+        # Each event is checked and encoded once: its bytes feed the digest and the record.
+        payloads = [[encode_event(event) for event in batch.events] for batch in batches]
+        digest = _batch_digest(batches, payloads) if idempotency_key is not None else b""
         backend, sql = self.reader.backend, self.reader.sql
         with backend.guard(), self._writing() as cursor:
             # Read the clock under the append lock: on one machine, times follow positions.
@@ -113,7 +115,7 @@ class Appender:
             first = position + 1
             recorded_at_us = to_micros(envelope.recorded_at)
             rows = []
-            for batch in batches:
+            for batch, encoded in zip(batches, payloads, strict=True):
                 stream = batch.stream
                 if stream not in versions:
                     cursor.execute(sql.stream_version, (stream,))
@@ -121,11 +123,16 @@ class Appender:
                 version = versions[stream]
                 if batch.expected_version is not None and batch.expected_version != version:
                     raise ConcurrencyError(stream, batch.expected_version, version)
-                for event in batch.events:
+                for event, payload in zip(batch.events, encoded, strict=True):
                     position += 1
                     version += 1
-                    record = encode_record(
-                        envelope, event, position=position, stream=stream, version=version
+                    record = encode_record_payload(
+                        envelope,
+                        type(event).__name__,
+                        payload,
+                        position=position,
+                        stream=stream,
+                        version=version,
                     )
                     row_hash = chain_hash(prev, record)
                     rows.append(
@@ -197,13 +204,12 @@ def _split(first: int, sizes: list[int]) -> list[list[int]]:
     return out
 
 
-def _batch_digest(batches: Sequence[StreamAppend]) -> bytes:
+def _batch_digest(batches: Sequence[StreamAppend], payloads: Sequence[Sequence[bytes]]) -> bytes:
     h = sha256()
-    for batch in batches:
+    for batch, encoded in zip(batches, payloads, strict=True):
         name = batch.stream.encode()
         h.update(len(name).to_bytes(4, "big") + name + len(batch.events).to_bytes(8, "big"))
-        for event in batch.events:
-            payload = encode_event(event)
+        for payload in encoded:
             h.update(len(payload).to_bytes(8, "big") + payload)
     return h.digest()
 
