@@ -1,0 +1,87 @@
+"""Benchmark: the whole `tally run --data ../shared/data/ohlcv` process against freqtrade's
+`backtesting` of the same seven pairs over the same candles, each timed in turn.
+
+    python bench/vs_freqtrade.py [--freqtrade-python PATH | --install DIR] [--repeat 3]
+
+freqtrade is never a dependency of this project. Give the Python of an environment that
+has it (`--freqtrade-python`), or `--install DIR` to make one there (`pip install
+freqtrade==2026.9`, about a minute, from the package registry). freqtrade runs with no
+network as ../shared/data/freqtrade/README.md describes (its run_offline.py stubs the
+market list), on its own data directory of those candles, over all of them (no
+--timerange), without exporting. Tally runs its default strategy into a fresh SQLite
+ledger each time. Both are whole processes, start-up included; best of --repeat.
+Issue 14's target: Tally's wall time <= 0.5x freqtrade's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TALLY = str(Path(sys.executable).with_name("tally"))
+
+
+def best(argv: list[str], cwd: Path, repeat: int, fresh: Path | None = None) -> float:
+    times = []
+    for _ in range(repeat):
+        if fresh is not None:
+            fresh.unlink(missing_ok=True)
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, cwd=cwd)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def freqtrade_python(args: argparse.Namespace) -> str:
+    if args.freqtrade_python:
+        return str(args.freqtrade_python)
+    if not args.install:
+        sys.exit("pass --freqtrade-python PATH, or --install DIR to install freqtrade there")
+    python = args.install / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(args.install)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "freqtrade==2026.9"], check=True)
+    return str(python)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--freqtrade-python", type=Path)
+    parser.add_argument("--install", type=Path, metavar="DIR")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    python = freqtrade_python(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        work = folder / "freqtrade"
+        shutil.copytree(SHARED / "freqtrade", work)
+        freqtrade = str(Path(python).with_name("freqtrade"))
+        subprocess.run(
+            [freqtrade, "create-userdir", "--userdir", "user_data"],
+            check=True, capture_output=True, cwd=work,
+        )  # fmt: skip
+        theirs = best(
+            [python, "run_offline.py", "backtesting", "-c", "config.json", "--strategy",
+             "SampleStrategy", "--datadir", "data/binance", "--export", "none"],
+            work, args.repeat,
+        )  # fmt: skip
+        ours = best(
+            [TALLY, "run", "--data", str(SHARED / "ohlcv")],
+            folder, args.repeat, fresh=folder / "tally.db",
+        )  # fmt: skip
+    print("7 BTC pairs, 5-minute candles 2018-01-10 .. 2018-01-30, whole processes, best of "
+          f"{args.repeat}")  # fmt: skip
+    print(f"  freqtrade backtesting (records nothing)        {theirs:6.2f} s")
+    print(f"  tally run --data (records every event)          {ours:6.2f} s")
+    print(f"  ratio tally / freqtrade                         {ours / theirs:6.2f}x   "
+          "target <= 0.5x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
