@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def add_account_or_run(parser: argparse.ArgumentParser) -> None:
     """--account A or --run RUN (the run's own account)."""
     who = parser.add_mutually_exclusive_group()
-    who.add_argument("--account", default="main")
+    who.add_argument("--account", default="main", help="the account (default: %(default)s)")
     who.add_argument("--run", metavar="RUN", help="the account of this run")
 
 
@@ -176,7 +176,9 @@ def diff(call: Invocation) -> int:
 
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--to", type=int, metavar="POSITION")
+    when.add_argument(
+        "--to", type=int, metavar="POSITION", help="as of this position (default: the head)"
+    )
     when.add_argument(
         "--at", metavar="TIME", help="as recorded by then: ISO-8601 (UTC if no zone) or epoch ms"
     )

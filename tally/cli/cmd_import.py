@@ -112,7 +112,9 @@ def import_freqtrade(call: Invocation) -> int:
 def _deposit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("asset", metavar="ASSET")
     parser.add_argument("amount", metavar="AMOUNT")
-    parser.add_argument("--account", default="main")
+    parser.add_argument(
+        "--account", default="main", help="the account to credit (default: %(default)s)"
+    )
     parser.add_argument(
         "--at", metavar="TIME", help="when the funds arrived (ISO-8601 or epoch ms; default: now)"
     )

@@ -77,9 +77,15 @@ def verify(run: Invocation) -> int:
 def _events_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream", help="only this stream")
     parser.add_argument("--type", action="append", default=[], help="only this type (repeat)")
-    parser.add_argument("--from-position", type=int, default=1, metavar="N")
-    parser.add_argument("--to-position", type=int, default=None, metavar="N")
-    parser.add_argument("--limit", type=int, default=None, metavar="N")
+    parser.add_argument(
+        "--from-position", type=int, default=1, metavar="N", help="first position (default: 1)"
+    )
+    parser.add_argument(
+        "--to-position", type=int, default=None, metavar="N", help="last position (default: head)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="at most N events (default: all)"
+    )
 
 
 def list_events(run: Invocation) -> int:

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 
 def _equity_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=["csv", "json", "html"], default="csv")
+    parser.add_argument(
+        "--format", choices=["csv", "json", "html"], default="csv", help="(default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write here (atomically)")
     add_account_or_run(parser)
 
@@ -329,7 +331,12 @@ def _duration(seconds: float | None) -> str:
 
 
 def _trades_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    parser.add_argument(
+        "--format",
+        choices=["csv", "json", "parquet"],
+        default="csv",
+        help="parquet needs --out (default: %(default)s)",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write here (atomically)")
     add_account_or_run(parser)
 

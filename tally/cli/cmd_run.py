@@ -58,7 +58,12 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         default=None,
         help="inject feed faults (default: on for the sample, off for --data)",
     )
-    faults.add_argument("--no-faults", dest="faults", action="store_false")
+    faults.add_argument(
+        "--no-faults",
+        dest="faults",
+        action="store_false",
+        help="no injected faults, even for the sample",
+    )
     run.add_argument(
         "--cycles",
         type=int,

@@ -26,9 +26,19 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow plain HTTP on an address other than loopback (tokens travel in clear)",
     )
-    parser.add_argument("--log-level", choices=LEVELS, default="info")
-    parser.add_argument("--log-format", choices=FORMATS, default="text")
-    parser.add_argument("--log-file", type=Path, metavar="FILE")
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default="info",
+        help="lowest level logged (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text or JSON lines (default: %(default)s)",
+    )
+    parser.add_argument("--log-file", type=Path, metavar="FILE", help="also append the lines here")
 
 
 def serve(call: Invocation) -> int:
@@ -96,7 +106,12 @@ def serve(call: Invocation) -> int:
 
 
 def _token_create_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scope", choices=["read", "append", "admin"], required=True)
+    parser.add_argument(
+        "--scope",
+        choices=["read", "append", "admin"],
+        required=True,
+        help="read: the GET endpoints; append: also POST events; admin: also POST /v1/verify",
+    )
     parser.add_argument("--name", help="a name to list and revoke it by (default: SCOPE-N)")
 
 

@@ -35,8 +35,14 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy-path", type=Path, metavar="DIR", help="as tally run")
     parser.add_argument("--seed", type=int, help="override run.seed")
     faults = parser.add_mutually_exclusive_group()
-    faults.add_argument("--faults", dest="faults", action="store_true", default=None)
-    faults.add_argument("--no-faults", dest="faults", action="store_false")
+    faults.add_argument(
+        "--faults",
+        dest="faults",
+        action="store_true",
+        default=None,
+        help="as tally run (default: on for the sample, off for --data)",
+    )
+    faults.add_argument("--no-faults", dest="faults", action="store_false", help="as tally run")
     parser.add_argument(
         "--workers",
         type=int,
