@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, NamedTuple
@@ -48,6 +49,14 @@ def group_appends(items: Sequence[tuple[str, Event]]) -> list[StreamAppend]:
     return [StreamAppend(stream, batch) for stream, batch in runs]
 
 
+@dataclass
+class _Known:
+    """What a unit of work's own appends left: the head and the streams' versions."""
+
+    head: tuple[int, bytes] | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+
+
 class Appender:
     """Writes of one ledger; ``now`` is the injected clock's time, read under the lock."""
 
@@ -58,6 +67,10 @@ class Appender:
         # (an alert delivery's record) takes its own connection and transaction instead of
         # landing in the unit's.
         self._local = threading.local()
+
+    @property
+    def _known(self) -> _Known | None:
+        return getattr(self._local, "known", None)
 
     @property
     def _unit(self) -> Any:
@@ -103,23 +116,20 @@ class Appender:
                 if seen is not None:
                     first = _replay_idempotent(idempotency_key, seen, sum(sizes), digest)
                     return _split(first, sizes)
-            cursor.execute(sql.version_and_head, (batches[0].stream,))
-            head = cursor.fetchone()
-            versions = {batches[0].stream: (head[0] or 0) if head is not None else 0}
-            if head is None:
-                position, prev = 0, GENESIS_HASH
-            else:
-                # The paired check: never chain new rows onto a head that was tampered with.
-                position, prev = head[1], bytes(head[4])
-                check_self(position, bytes(head[2]), bytes(head[3]), prev)
+            known = self._known
+            versions: dict[str, int] = {}
+            position, prev = self._head(cursor, batches[0].stream, versions, known)
             first = position + 1
             recorded_at_us = to_micros(envelope.recorded_at)
             rows = []
             for batch, encoded in zip(batches, payloads, strict=True):
                 stream = batch.stream
                 if stream not in versions:
-                    cursor.execute(sql.stream_version, (stream,))
-                    versions[stream] = cursor.fetchone()[0] or 0
+                    if known is not None and stream in known.versions:
+                        versions[stream] = known.versions[stream]
+                    else:
+                        cursor.execute(sql.stream_version, (stream,))
+                        versions[stream] = cursor.fetchone()[0] or 0
                 version = versions[stream]
                 if batch.expected_version is not None and batch.expected_version != version:
                     raise ConcurrencyError(stream, batch.expected_version, version)
@@ -152,7 +162,28 @@ class Appender:
             backend.insert_rows(cursor, rows)
             if idempotency_key is not None:
                 cursor.execute(sql.insert_key, (idempotency_key, first, len(rows), digest))
+            if known is not None:
+                known.head = (position, prev)
+                known.versions.update(versions)
         return _split(first, sizes)
+
+    def _head(
+        self, cursor: Any, stream: str, versions: dict[str, int], known: _Known | None
+    ) -> tuple[int, bytes]:
+        """The head's position and hash (and ``stream``'s version into ``versions``)."""
+        if known is not None and known.head is not None:
+            # Inside a unit of work, after an append of our own: the head and the versions
+            # are what that append left (the lock has been ours since).
+            return known.head
+        cursor.execute(self.reader.sql.version_and_head, (stream,))
+        head = cursor.fetchone()
+        versions[stream] = (head[0] or 0) if head is not None else 0
+        if head is None:
+            return 0, GENESIS_HASH
+        # The paired check: never chain new rows onto a head that was tampered with.
+        position, prev = int(head[1]), bytes(head[4])
+        check_self(position, bytes(head[2]), bytes(head[3]), prev)
+        return position, prev
 
     @contextmanager
     def unit_of_work(self) -> Iterator[None]:
@@ -162,10 +193,12 @@ class Appender:
         reader = self.reader
         with reader.backend.guard(), reader.backend.write(reader.engine) as cursor:
             self._unit = cursor
+            self._local.known = _Known()
             try:
                 yield
             finally:
                 self._unit = None
+                self._local.known = None
 
     @contextmanager
     def _writing(self) -> Iterator[Any]:
