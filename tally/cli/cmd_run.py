@@ -19,6 +19,24 @@ if TYPE_CHECKING:
     from tally.settings import Settings
 
 
+def add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    """--faults / --no-faults, for tally run and tally sweep."""
+    faults = parser.add_mutually_exclusive_group()
+    faults.add_argument(
+        "--faults",
+        dest="faults",
+        action="store_true",
+        default=None,
+        help="inject feed faults (default: on for the sample, off for --data)",
+    )
+    faults.add_argument(
+        "--no-faults",
+        dest="faults",
+        action="store_false",
+        help="no injected faults, even for the sample",
+    )
+
+
 def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--data",
@@ -50,20 +68,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--seed", type=int, help="override run.seed")
     run.add_argument("--mode", choices=["backtest", "paper", "live"], help="override run.mode")
-    faults = run.add_mutually_exclusive_group()
-    faults.add_argument(
-        "--faults",
-        dest="faults",
-        action="store_true",
-        default=None,
-        help="inject feed faults (default: on for the sample, off for --data)",
-    )
-    faults.add_argument(
-        "--no-faults",
-        dest="faults",
-        action="store_false",
-        help="no injected faults, even for the sample",
-    )
+    add_fault_flags(run)
     run.add_argument(
         "--cycles",
         type=int,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import EXIT_OK, InputError
+from tally.cli.cmd_run import add_fault_flags
 from tally.cli.table import Command, Invocation
 
 if TYPE_CHECKING:
@@ -34,15 +35,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", metavar="MODULE:CLASS", help="as tally run")
     parser.add_argument("--strategy-path", type=Path, metavar="DIR", help="as tally run")
     parser.add_argument("--seed", type=int, help="override run.seed")
-    faults = parser.add_mutually_exclusive_group()
-    faults.add_argument(
-        "--faults",
-        dest="faults",
-        action="store_true",
-        default=None,
-        help="as tally run (default: on for the sample, off for --data)",
-    )
-    faults.add_argument("--no-faults", dest="faults", action="store_false", help="as tally run")
+    add_fault_flags(parser)
     parser.add_argument(
         "--workers",
         type=int,
