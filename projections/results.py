@@ -359,3 +359,16 @@ def load_trips(store: EventStore, account: str, *, run_id: str | None = None) ->
     if run_id is not None:
         found = (r for r in found if r.run_id == run_id)
     return round_trips(found, account)
+
+
+def load_summary(
+    store: EventStore, account: str, *, run_id: str | None = None
+) -> dict[str, Any] | None:
+    """``summary`` of ``account`` (``run_id``'s events only, when given) from the ledger;
+    None when there is no equity to report."""
+    from projections.reports import load_series
+
+    series = load_series(store, account, run_id=run_id)
+    if not series.rows:
+        return None
+    return summary(series, load_trips(store, account, run_id=run_id))

@@ -127,7 +127,7 @@ def run_point(job: PointJob) -> dict[str, Any]:
     """Plan and record one point's run, then its summary figures. A user error comes back
     as a value (exceptions with context do not cross process boundaries well)."""
     from ledger.store import open_store
-    from projections import reports, results
+    from projections import results
     from tally.logs import configure as configure_logs
     from tally.run.backtest import Selection, execute_backtest, plan_backtest
     from tally.run.lifecycle import StoppedRun
@@ -150,9 +150,8 @@ def run_point(job: PointJob) -> dict[str, Any]:
             summary = execute_backtest(store, plan, runner=settings.runner)
             if isinstance(summary, StoppedRun):  # not finished: the same command resumes it
                 return {"index": job.index, "error": {"error": "the point's run was stopped"}}
-            series = reports.load_series(store, summary.account, run_id=summary.run_id)
-            trips = results.load_trips(store, summary.account, run_id=summary.run_id)
-            totals = results.summary(series, trips)["totals"] if series.rows else {}
+            found = results.load_summary(store, summary.account, run_id=summary.run_id)
+            totals = found["totals"] if found is not None else {}
     except TallyError as e:
         return {"index": job.index, "error": e.as_dict()}
     return {

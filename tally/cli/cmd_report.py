@@ -177,6 +177,16 @@ def html_report(call: Invocation) -> int:
     return EXIT_OK
 
 
+def _deliver(text: str, out: Path | None, what: str) -> int:
+    """A report to --out (atomically, saying so) or to stdout."""
+    if out is not None:
+        write_text(out, text)
+        print(f"{what} written to {out}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def equity(call: Invocation) -> int:
     from projections import reports
 
@@ -190,12 +200,7 @@ def equity(call: Invocation) -> int:
         text = json.dumps(reports.to_json(series)) + "\n"
     else:
         text = html_page(call, series, account, run_id)
-    if args.out:
-        write_text(args.out, text)
-        print(f"{len(series.rows):,} rows written to {args.out}")
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
+    return _deliver(text, args.out, f"{len(series.rows):,} rows")
 
 
 def _summary_arguments(parser: argparse.ArgumentParser) -> None:
@@ -289,13 +294,12 @@ def summary(call: Invocation) -> int:
 
 
 def compact_results(store: EventStore, account: str, run_id: str, step: Decimal | None) -> str:
-    """The few lines of ``report summary`` that ``tally run`` ends with."""
-    from projections import reports, results
+    """The few lines of ``report summary`` that ``tally run`` ends with ("" for none)."""
+    from projections import results
 
-    series = reports.load_series(store, account, run_id=run_id)
-    if not series.rows:
+    out = results.load_summary(store, account, run_id=run_id)
+    if out is None:
         return ""
-    out = results.summary(series, results.load_trips(store, account, run_id=run_id))
     t, quote = out["totals"], out["quote"]
     return "\n".join(
         [
@@ -388,12 +392,7 @@ def trades(call: Invocation) -> int:
                 row[key] = " ".join(map(str, row[key]))
             writer.writerow(row)
         text = buffer.getvalue()
-    if args.out:
-        write_text(args.out, text)
-        print(f"{len(rows):,} trades written to {args.out}")
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
+    return _deliver(text, args.out, f"{len(rows):,} trades")
 
 
 COMMANDS = [

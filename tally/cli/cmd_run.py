@@ -210,17 +210,19 @@ def run(call: Invocation) -> int:
         finally:
             if bar is not None:
                 bar.close()
+        results = ""
+        if not args.json and not isinstance(summary, StoppedRun):
+            from tally.cli.cmd_report import compact_results
+
+            results = compact_results(store, summary.account, summary.run_id, summary.quote_step)
     if args.json:
         print(json.dumps(summary.as_dict(), sort_keys=True))
     else:
         print(summary.render())
     if isinstance(summary, StoppedRun):
         return EXIT_STOPPED[summary.reason]
-    if not args.json:
-        from tally.cli.cmd_report import compact_results
-
-        with open_store(call.url, settings=settings.store) as store:
-            print(compact_results(store, summary.account, summary.run_id, summary.quote_step))
+    if results:
+        print(results)
     return EXIT_OK
 
 
