@@ -1,8 +1,13 @@
-"""Benchmark: append and full read of small events, Tally beside its peers, in one run.
+"""Benchmark: append and full read of events, Tally beside its peers, in one run.
 
     python bench/store.py                       # 1,000,000 events, batches of 1, 100, 1000
     python bench/store.py --events 100000       # quicker
     python bench/store.py --pg URL              # adds PostgreSQL (or set TALLY_TEST_PG_URL)
+    python bench/store.py --payload deposit     # small FundsDeposited instead of fills
+
+Every system stores the same events, field for field: ``TradeExecuted`` fills by default
+(the payload issue 14 measures), or small ``FundsDeposited`` with ``--payload deposit``.
+Each system encodes them its own way; the peers' encoding is done before the clock starts.
 
 Systems, all on SQLite files in WAL mode with synchronous=FULL (every commit durable):
 - tally              EventStore.append: encode, hash-chain, insert; read_all: read + decode +
@@ -52,6 +57,29 @@ def small_event(i: int) -> events.FundsDeposited:
     return events.FundsDeposited(account="main", asset="USDT", amount=Decimal(i + 1) / 100)
 
 
+def trade_event(i: int) -> events.TradeExecuted:
+    """A fill as a backtest records it: the payload issue 14 measures the store with."""
+    return events.TradeExecuted(
+        account="main",
+        symbol=SYMBOLS[i % len(SYMBOLS)],
+        side="buy" if i % 2 == 0 else "sell",
+        qty=Decimal(i % 977 + 1) / 1000,
+        price=Decimal(60_000 + i % 5_000) + Decimal(i % 100) / 100,
+        order_id=f"o{i}",
+        trade_id=f"t{i}",
+    )
+
+
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")
+PAYLOADS: dict[str, Callable[[int], events.Event]] = {"trade": trade_event, "deposit": small_event}
+CHOSEN = {"payload": "trade"}  # set from --payload in main
+
+
+def make_event(i: int) -> events.Event:
+    """Event ``i`` of the benchmark, of the chosen payload."""
+    return PAYLOADS[CHOSEN["payload"]](i)
+
+
 def batches(total: int, size: int) -> list[range]:
     return [range(start, min(start + size, total)) for start in range(0, total, size)]
 
@@ -59,17 +87,26 @@ def batches(total: int, size: int) -> list[range]:
 # --- tally ------------------------------------------------------------------------------
 
 
-def tally_append(url: str, total: int, size: int, durable: bool = True) -> float:
-    init_store(url)
-    prepared = [[small_event(i) for i in chunk] for chunk in batches(total, size)]
-    versions = [0] * STREAMS
-    with open_store(url, durable=durable) as store:
+class TallyAppender:
+    """EventStore.append of prepared batches, round-robin over STREAMS streams."""
+
+    def __init__(self, url: str, total: int, size: int, durable: bool = True) -> None:
+        init_store(url)
+        self.prepared = [[make_event(i) for i in chunk] for chunk in batches(total, size)]
+        self.versions = [0] * STREAMS
+        self.store = open_store(url, durable=durable)
+
+    def __call__(self, chunks: range) -> float:
+        store, versions, prepared = self.store, self.versions, self.prepared
         started = time.perf_counter()
-        for k, chunk in enumerate(prepared):
+        for k in chunks:
             stream = k % STREAMS
-            store.append(f"portfolio/{stream}", chunk, expected_version=versions[stream])
-            versions[stream] += len(chunk)
+            store.append(f"portfolio/{stream}", prepared[k], expected_version=versions[stream])
+            versions[stream] += len(prepared[k])
         return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def tally_read(url: str) -> int:
@@ -83,37 +120,49 @@ def tally_read(url: str) -> int:
 # --- raw sqlite3 ------------------------------------------------------------------------
 
 
-def raw_append(path: str, total: int, size: int, durable: bool = True) -> float:
-    init_store(f"sqlite:///{path}")  # the same table, indexes and pragmas as tally's
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = []
-    prev = bytes(32)
-    for i in range(total):
-        record = encode_record(
-            Envelope(recorded_at=now),
-            small_event(i),
-            position=i + 1,
-            stream="portfolio/0",
-            version=i + 1,
-        )
-        digest = chain_hash(prev, record)
-        rows.append(
-            (i + 1, f"portfolio/{i % STREAMS}", i + 1, "FundsDeposited", 0, record, prev, digest)
-        )
-        prev = digest
-    conn = sqlite3.connect(path, isolation_level=None)
-    # The same per-connection settings tally's connections use.
-    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-    sql = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    started = time.perf_counter()
-    for chunk in batches(total, size):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[chunk.start : chunk.stop])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - started
-    conn.close()
-    return elapsed
+class RawAppender:
+    """executemany of pre-encoded rows (the same events, hashed) into tally's own table."""
+
+    def __init__(self, path: str, total: int, size: int, durable: bool = True) -> None:
+        init_store(f"sqlite:///{path}")  # the same table, indexes and pragmas as tally's
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        self.rows: list[tuple[Any, ...]] = []
+        self.size = size
+        prev = bytes(32)
+        versions = [0] * STREAMS
+        for k, chunk in enumerate(batches(total, size)):
+            stream = f"portfolio/{k % STREAMS}"  # the streams and versions tally writes
+            for i in chunk:
+                event_i = make_event(i)
+                versions[k % STREAMS] += 1
+                record = encode_record(
+                    Envelope(recorded_at=now),
+                    event_i,
+                    position=i + 1,
+                    stream=stream,
+                    version=versions[k % STREAMS],
+                )
+                digest = chain_hash(prev, record)
+                row = (i + 1, stream, versions[k % STREAMS], type(event_i).__name__, 0)
+                self.rows.append((*row, record, prev, digest))
+                prev = digest
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        # The same per-connection settings tally's connections use.
+        self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+
+    def __call__(self, chunks: range) -> float:
+        conn, rows, size = self.conn, self.rows, self.size
+        sql = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        started = time.perf_counter()
+        for k in chunks:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, rows[k * size : (k + 1) * size])
+            conn.execute("COMMIT")
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def raw_read(path: str) -> int:
@@ -146,7 +195,7 @@ def es_environment(name: str, backend: str, target: str) -> dict[str, str]:
 
 
 class Account(Aggregate):
-    """The peer's aggregate: the same small deposit event as tally's."""
+    """The peer's aggregate: the same events as tally's, with the same fields and values."""
 
     @event("Opened")
     def __init__(self, account: str) -> None:
@@ -157,6 +206,22 @@ class Account(Aggregate):
     def deposit(self, asset: str, amount: Decimal) -> None:
         self.balance += amount
 
+    @event("TradeExecuted")
+    def trade(
+        self, symbol: str, side: str, qty: Decimal, price: Decimal, order_id: str, trade_id: str
+    ) -> None:
+        self.balance += qty * price if side == "sell" else -qty * price
+
+
+def es_apply(account: Account, i: int) -> None:
+    """Event ``i`` of the run, on the peer's aggregate."""
+    ev = make_event(i)
+    if isinstance(ev, events.TradeExecuted):
+        account.trade(ev.symbol, ev.side, ev.qty, ev.price, ev.order_id, ev.trade_id)
+    else:
+        assert isinstance(ev, events.FundsDeposited)
+        account.deposit(ev.asset, ev.amount)
+
 
 class Bank(Application[Any]):
     pass
@@ -166,36 +231,48 @@ def es_app(target: str, backend: str) -> tuple[Bank, type[Account]]:
     return Bank(env=es_environment("bank", backend, target)), Account
 
 
-def es_recorder_append(target: str, backend: str, total: int, size: int) -> float:
-    from uuid import uuid4
+class EsRecorderAppender:
+    """eventsourcing's recorder inserting events its own mapper mapped before the clock."""
 
-    from eventsourcing.persistence import StoredEvent
+    def __init__(self, target: str, backend: str, total: int, size: int) -> None:
+        from uuid import uuid4
 
-    app, account_cls = es_app(target, backend)
-    recorder = app.recorder
-    account = account_cls("main")
-    mapper = app.mapper
-    template = mapper.to_stored_event(account.collect_events()[0])
-    prepared = []
-    for chunk in batches(total, size):
-        originator = uuid4()
-        prepared.append(
-            [
-                StoredEvent(
-                    originator_id=originator,
-                    originator_version=v,
-                    topic=template.topic,
-                    state=template.state,
-                )
-                for v, _ in enumerate(chunk, start=1)
-            ]
-        )
-    started = time.perf_counter()
-    for stored in prepared:
-        recorder.insert_events(stored)
-    elapsed = time.perf_counter() - started
-    app.close()
-    return elapsed
+        from eventsourcing.persistence import StoredEvent
+
+        self.app, account_cls = es_app(target, backend)
+        mapper = self.app.mapper
+        self.prepared = []
+        for chunk in batches(total, size):
+            # The same events as tally's, each system in its own encoding (the aggregate's
+            # creation is left out).
+            account = account_cls("main")
+            for i in chunk:
+                es_apply(account, i)
+            originator = uuid4()
+            self.prepared.append(
+                [
+                    StoredEvent(
+                        originator_id=originator,
+                        originator_version=v,
+                        topic=mapped.topic,
+                        state=mapped.state,
+                    )
+                    for v, mapped in enumerate(
+                        (mapper.to_stored_event(e) for e in account.collect_events()[1:]),
+                        start=1,
+                    )
+                ]
+            )
+
+    def __call__(self, chunks: range) -> float:
+        recorder, prepared = self.app.recorder, self.prepared
+        started = time.perf_counter()
+        for k in chunks:
+            recorder.insert_events(prepared[k])
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.app.close()
 
 
 def es_recorder_read(target: str, backend: str) -> int:
@@ -213,17 +290,24 @@ def es_recorder_read(target: str, backend: str) -> int:
     return count
 
 
-def es_application_append(target: str, backend: str, total: int, size: int) -> float:
-    app, account_cls = es_app(target, backend)
-    started = time.perf_counter()
-    for chunk in batches(total, size):
-        account = account_cls("main")  # its first event is the creation
-        for i in chunk[1:]:
-            account.deposit("USDT", Decimal(i) / 100)
-        app.save(account)
-    elapsed = time.perf_counter() - started
-    app.close()
-    return elapsed
+class EsApplicationAppender:
+    """eventsourcing's Application/Aggregate path: aggregates built and saved, timed."""
+
+    def __init__(self, target: str, backend: str, total: int, size: int) -> None:
+        self.app, self.account_cls = es_app(target, backend)
+        self.chunks = batches(total, size)
+
+    def __call__(self, chunks: range) -> float:
+        started = time.perf_counter()
+        for k in chunks:
+            account = self.account_cls("main")  # its first event is the creation
+            for i in self.chunks[k][1:]:
+                es_apply(account, i)
+            self.app.save(account)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.app.close()
 
 
 def es_application_read(target: str, backend: str) -> int:
@@ -332,8 +416,21 @@ def main() -> None:
         help="SQLite durability for tally and raw (the eventsourcing peers "
         "always use their own default, FULL)",
     )
+    parser.add_argument(
+        "--payload",
+        choices=sorted(PAYLOADS),
+        default="trade",
+        help="the events every system stores: TradeExecuted fills or small FundsDeposited",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=10,
+        help="turns each system's batches are split into, taken in rotation (interleaved)",
+    )
     parser.add_argument("--read", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    CHOSEN["payload"] = args.payload
     if args.read:
         reader_main(args.read[0], args.read[1:])
         return
@@ -350,12 +447,12 @@ def main() -> None:
         backends = args.backend or ["sqlite", "postgres"]
         for size in sizes if "sqlite" in backends else []:
             total = args.small_events if size == 1 else args.events
-            rows += run_sqlite(workdir, total, size, systems, durable)
+            rows += run_sqlite(workdir, total, size, systems, durable, args.rounds)
         if "postgres" not in backends:
             pass
         elif args.pg:
             for size in [s for s in sizes if s > 1]:
-                rows += run_postgres(args.pg, args.events, size, systems)
+                rows += run_postgres(args.pg, args.events, size, systems, args.rounds)
         else:
             print("(no PostgreSQL: pass --pg URL or set TALLY_TEST_PG_URL for that column)")
     finally:
@@ -363,49 +460,72 @@ def main() -> None:
     summarise(rows, durable)
 
 
+def interleaved(appenders: dict[str, Any], total: int, size: int, rounds: int) -> dict[str, float]:
+    """Each system's append time, its batches split into ``rounds`` turns taken in rotation:
+    the machine's slow and fast minutes are shared by all (it varies by a quarter)."""
+    count = len(batches(total, size))
+    rounds = max(1, min(rounds, count))
+    cuts = [count * r // rounds for r in range(rounds + 1)]
+    names = list(appenders)
+    spent = dict.fromkeys(names, 0.0)
+    try:
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                spent[name] += appenders[name](range(cuts[r], cuts[r + 1]))
+    finally:
+        for appender in appenders.values():
+            appender.close()
+    return spent
+
+
 def run_sqlite(
-    workdir: Path, total: int, size: int, systems: tuple[str, ...], durable: bool
+    workdir: Path, total: int, size: int, systems: tuple[str, ...], durable: bool, rounds: int
 ) -> list[dict[str, Any]]:
-    results = []
+    paths = {system: str(workdir / f"{system}-{size}.db") for system in systems}
+    makers: dict[str, Callable[[], Any]] = {
+        "tally": lambda: TallyAppender(f"sqlite:///{paths['tally']}", total, size, durable),
+        "raw": lambda: RawAppender(paths["raw"], total, size, durable),
+        "es-recorder": lambda: EsRecorderAppender(paths["es-recorder"], "sqlite", total, size),
+        "es-application": lambda: EsApplicationAppender(
+            paths["es-application"], "sqlite", total, size
+        ),
+    }
+    spent = interleaved({s: makers[s]() for s in systems}, total, size, rounds)
+    results: list[dict[str, Any]] = []
     for system in systems:
-        path = str(workdir / f"{system}-{size}.db")
-        if system == "tally":
-            append = tally_append(f"sqlite:///{path}", total, size, durable)
-            read_args = [f"sqlite:///{path}"]
-        elif system == "raw":
-            append = raw_append(path, total, size, durable)
-            read_args = [path]
-        elif system == "es-recorder":
-            append = es_recorder_append(path, "sqlite", total, size)
-            read_args = [path, "sqlite"]
-        else:
-            append = es_application_append(path, "sqlite", total, size)
-            read_args = [path, "sqlite"]
+        path = paths[system]
+        read_args = {
+            "tally": [f"sqlite:///{path}"],
+            "raw": [path],
+        }.get(system, [path, "sqlite"])
         read, count, peak, base = read_in_subprocess(system, read_args)
         if count != total:
             raise SystemExit(f"{system}: read {count} events, wrote {total}")
-        results.append(report("sqlite", system, size, total, append, read, peak, base, results))
+        row = report("sqlite", system, size, total, spent[system], read, peak, base, results)
+        results.append(row)
         for suffix in ("", "-wal", "-shm"):
             Path(path + suffix).unlink(missing_ok=True)
     return results
 
 
 def run_postgres(
-    admin: str, total: int, size: int, systems: tuple[str, ...]
+    admin: str, total: int, size: int, systems: tuple[str, ...], rounds: int
 ) -> list[dict[str, Any]]:
-    results = []
-    for system in [s for s in systems if s in ("tally", "es-recorder")]:
-        url = pg_database(admin, f"tally_bench_{system.replace('-', '_')}_{size}")
-        if system == "tally":
-            append = tally_append(url, total, size)
-            read_args = [url]
-        else:
-            append = es_recorder_append(url, "postgres", total, size)
-            read_args = [url, "postgres"]
+    chosen = [s for s in systems if s in ("tally", "es-recorder")]
+    urls = {s: pg_database(admin, f"tally_bench_{s.replace('-', '_')}_{size}") for s in chosen}
+    makers: dict[str, Callable[[], Any]] = {
+        "tally": lambda: TallyAppender(urls["tally"], total, size),
+        "es-recorder": lambda: EsRecorderAppender(urls["es-recorder"], "postgres", total, size),
+    }
+    spent = interleaved({s: makers[s]() for s in chosen}, total, size, rounds)
+    results: list[dict[str, Any]] = []
+    for system in chosen:
+        read_args = [urls[system]] if system == "tally" else [urls[system], "postgres"]
         read, count, peak, base = read_in_subprocess(system, read_args)
         if count != total:
             raise SystemExit(f"{system}: read {count} events, wrote {total}")
-        results.append(report("postgres", system, size, total, append, read, peak, base, results))
+        row = report("postgres", system, size, total, spent[system], read, peak, base, results)
+        results.append(row)
     return results
 
 
@@ -420,7 +540,7 @@ def report(
     base: float,
     earlier: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    row = {
+    row: dict[str, Any] = {
         "backend": backend,
         "system": system,
         "batch": size,
@@ -456,6 +576,7 @@ def summarise(rows: list[dict[str, Any]], durable: bool) -> None:
             ]
             print(f"  {backend} batch {size}: " + "; ".join(parts))
     print("read RSS: peak of the reading process, MB (before the read in brackets)")
+    print(f"payload: {PAYLOADS[CHOSEN['payload']].__name__}")
     print(
         f"sqlite page size {PAGE_SIZE_BYTES} B, synchronous={'FULL' if durable else 'NORMAL'}"
         ", WAL; "
