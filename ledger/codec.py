@@ -16,6 +16,7 @@ changing any of this is a breaking change for every stored ledger and must be de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from hashlib import sha256
 
@@ -96,6 +97,45 @@ def encode_record_payload(
             msgspec.Raw(payload),
         )
     )
+
+
+def encode_records(
+    envelope: Envelope,
+    stream: str,
+    batch: Sequence[events.Event],
+    *,
+    first_position: int,
+    first_version: int,
+) -> list[bytes]:
+    """``encode_record`` of a run of events of one stream at consecutive positions and
+    versions, each event nested in its record by the one encoder call that writes the record
+    (byte for byte what ``encode_record`` writes: the same encoder, the same order). The
+    events must have passed ``events.check_money`` (``encode_event`` does it)."""
+    encode = _encoder.encode
+    at, run_id, cause, corr, key = (
+        envelope.recorded_at,
+        envelope.run_id,
+        envelope.causation_id,
+        envelope.correlation_id,
+        envelope.idempotency_key,
+    )
+    return [
+        encode(
+            (
+                first_position + i,
+                stream,
+                first_version + i,
+                type(event).__name__,
+                at,
+                run_id,
+                cause,
+                corr,
+                key,
+                event,
+            )
+        )
+        for i, event in enumerate(batch)
+    ]
 
 
 def decode_record(record: bytes, *, position: int | None = None) -> RecordedEvent:

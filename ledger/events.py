@@ -22,10 +22,10 @@ from ledger.errors import ValueOutOfBounds
 from ledger.market import (
     TIME_MAX,
     TIME_MIN,
-    amount_problem,
     check_amount,
     check_name,
     check_time,
+    plain_amount,
 )
 
 Side = Literal["buy", "sell"]
@@ -42,6 +42,7 @@ class Event(
 
     # Filled in for every class of the catalog at import (see the end of this module).
     _decimal_fields: ClassVar[tuple[str, ...]] = ()
+    _money_checks: ClassVar[tuple[tuple[str, bool], ...]] = ()  # (field, must be positive)
     _time_fields: ClassVar[tuple[str, ...]] = ()
     _account_checked: ClassVar[bool] = False
     # Declared by the classes that need them.
@@ -58,13 +59,14 @@ def check_money(event: Event) -> None:
     not. Every append encodes through here, so no path into the ledger skips it.
     """
     cls = type(event)
-    for name in cls._decimal_fields:
+    for name, positive in cls._money_checks:
         value = getattr(event, name)
-        if value.__class__ is Decimal and amount_problem(value) is None:
-            if name in cls._positive_fields and value <= 0:
+        if value.__class__ is Decimal and plain_amount(str(value)) is not None:
+            if positive and value <= 0:
                 check_amount(value, f"{cls.__name__}.{name}", positive=True, field=name)
             continue  # the common case
-        _check_money(cls.__name__, name, value)
+        if value is not None:
+            _check_money(cls.__name__, name, value, positive)
     for name in cls._time_fields:
         moment = getattr(event, name)
         if moment is not None and not TIME_MIN <= moment < TIME_MAX:
@@ -97,7 +99,7 @@ def _holds_datetime(hint: Any) -> bool:
     return any(_holds_datetime(arg) for arg in typing.get_args(hint))
 
 
-def _check_money(event: str, field: str, value: Any) -> None:
+def _check_money(event: str, field: str, value: Any, positive: bool) -> None:
     values = value.values() if isinstance(value, dict) else (value,)
     for item in values:
         if item is None:
@@ -107,7 +109,7 @@ def _check_money(event: str, field: str, value: Any) -> None:
                 f"{event}.{field} must be a Decimal, got {type(item).__name__} {item!r}: "
                 "money and quantities are exact in Tally (use Decimal('...'))"
             )
-        check_amount(item, f"{event}.{field}", field=field)
+        check_amount(item, f"{event}.{field}", positive=positive, field=field)
 
 
 # --- runs -------------------------------------------------------------------------------
@@ -643,6 +645,9 @@ for _cls in EVENT_TYPES.values():
     _hints = typing.get_type_hints(_cls)
     _cls._decimal_fields = tuple(
         name for name in _cls.__struct_fields__ if _holds_decimal(_hints[name])
+    )
+    _cls._money_checks = tuple(
+        (name, name in _cls._positive_fields) for name in _cls._decimal_fields
     )
     _cls._time_fields = tuple(
         name for name in _cls.__struct_fields__ if _holds_datetime(_hints[name])

@@ -32,17 +32,19 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
 NAME_RULE = "1-128 of letters, digits and . _ : @ + - (starting with a letter or digit)"
 
 
+# The text of an amount that is certainly within bounds: at most 18 digits before the point
+# and 20 after it (below 1e18, at most 38 digits). A match object or None; one C call.
+plain_amount = re.compile(r"-?[0-9]{1,18}(?:\.[0-9]{1,20})?").fullmatch
+
+
 def amount_problem(value: Decimal) -> str | None:
     """Why ``value`` cannot be a ledger amount, or None if it can (it runs for every amount
     of every event appended: the common case costs a few tenths of a microsecond)."""
-    # Fast path, from the text alone (5x cheaper than the digit tuple): plain digits with at
-    # most 18 before the point and 20 after it are below 1e18 with at most 38 digits.
-    text = str(value)
-    if "E" not in text and text[-1].isdigit():  # not NaN, Infinity or an exponent form
-        point = text.find(".")
-        whole = (point if point >= 0 else len(text)) - (text[0] == "-")
-        if whole <= 18 and (point < 0 or len(text) - point - 1 <= AMOUNT_DIGITS_MAX - 18):
-            return None
+    # Fast path, from the text alone (one C regex match; 5x cheaper than the digit tuple):
+    # plain digits with at most 18 before the point and 20 after it are below 1e18 with at
+    # most 38 digits.
+    if plain_amount(str(value)) is not None:
+        return None
     if not value.is_finite():  # (before any comparison: a signalling NaN cannot compare)
         return "it is not a finite number"
     if not value:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -18,9 +18,16 @@ from typing import Any, NamedTuple
 
 from ledger.chain import check_self
 from ledger.clock import to_micros
-from ledger.codec import GENESIS_HASH, Envelope, chain_hash, encode_event, encode_record_payload
+from ledger.codec import (
+    DOMAIN_TAG,
+    GENESIS_HASH,
+    Envelope,
+    encode_event,
+    encode_record_payload,
+    encode_records,
+)
 from ledger.errors import ConcurrencyError, IdempotencyConflict
-from ledger.events import Event
+from ledger.events import Event, check_money
 from ledger.store.names import (
     ENVELOPE_ID_LENGTH_MAX,
     KEY_LENGTH_MAX,
@@ -94,9 +101,18 @@ class Appender:
         sizes = [len(batch.events) for batch in batches]
         if sum(sizes) == 0:
             return [[] for _ in batches]
-        # Each event is checked and encoded once: its bytes feed the digest and the record.
-        payloads = [[encode_event(event) for event in batch.events] for batch in batches]
-        digest = _batch_digest(batches, payloads) if idempotency_key is not None else b""
+        payloads: list[list[bytes]] | None = None
+        digest = b""
+        if idempotency_key is not None:
+            # Each event is checked and encoded once: its bytes feed the digest and the
+            # record.
+            payloads = [[encode_event(event) for event in batch.events] for batch in batches]
+            digest = _batch_digest(batches, payloads)
+        else:
+            # Checked here, encoded once, inside its record (``encode_records``).
+            for batch in batches:
+                for event in batch.events:
+                    check_money(event)
         backend, sql = self.reader.backend, self.reader.sql
         with backend.guard(), self._writing() as cursor:
             # Read the clock under the append lock: on one machine, times follow positions.
@@ -122,7 +138,7 @@ class Appender:
             first = position + 1
             recorded_at_us = to_micros(envelope.recorded_at)
             rows = []
-            for batch, encoded in zip(batches, payloads, strict=True):
+            for index, batch in enumerate(batches):
                 stream = batch.stream
                 if stream not in versions:
                     if known is not None and stream in known.versions:
@@ -133,18 +149,12 @@ class Appender:
                 version = versions[stream]
                 if batch.expected_version is not None and batch.expected_version != version:
                     raise ConcurrencyError(stream, batch.expected_version, version)
-                for event, payload in zip(batch.events, encoded, strict=True):
+                records = _records(envelope, batch, payloads, index, position, version)
+                for event, record in zip(batch.events, records, strict=True):
                     position += 1
                     version += 1
-                    record = encode_record_payload(
-                        envelope,
-                        type(event).__name__,
-                        payload,
-                        position=position,
-                        stream=stream,
-                        version=version,
-                    )
-                    row_hash = chain_hash(prev, record)
+                    # chain_hash, inline: this loop runs for every event appended.
+                    row_hash = sha256(prev + DOMAIN_TAG + record).digest()
                     rows.append(
                         (
                             position,
@@ -200,13 +210,11 @@ class Appender:
                 self._unit = None
                 self._local.known = None
 
-    @contextmanager
-    def _writing(self) -> Iterator[Any]:
+    def _writing(self) -> AbstractContextManager[Any]:
+        """The open unit of work's cursor, or a transaction of its own."""
         if self._unit is not None:
-            yield self._unit
-            return
-        with self.reader.backend.write(self.reader.engine) as cursor:
-            yield cursor
+            return nullcontext(self._unit)
+        return self.reader.backend.write(self.reader.engine)
 
 
 def _check_names(
@@ -227,6 +235,37 @@ def _check_names(
             check_name(what, value, ENVELOPE_ID_LENGTH_MAX)
     if idempotency_key is not None:
         check_name("idempotency_key", idempotency_key, KEY_LENGTH_MAX)
+
+
+def _records(
+    envelope: Envelope,
+    batch: StreamAppend,
+    payloads: list[list[bytes]] | None,
+    index: int,
+    position: int,
+    version: int,
+) -> list[bytes]:
+    """The records of ``batch``, its first at ``position + 1`` and ``version + 1``."""
+    if payloads is None:
+        return encode_records(
+            envelope,
+            batch.stream,
+            batch.events,
+            first_position=position + 1,
+            first_version=version + 1,
+        )
+    pairs = zip(batch.events, payloads[index], strict=True)
+    return [
+        encode_record_payload(
+            envelope,
+            type(event).__name__,
+            payload,
+            position=position + i,
+            stream=batch.stream,
+            version=version + i,
+        )
+        for i, (event, payload) in enumerate(pairs, start=1)
+    ]
 
 
 def _split(first: int, sizes: list[int]) -> list[list[int]]:

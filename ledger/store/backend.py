@@ -42,6 +42,10 @@ class Backend(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Close any connection the backend holds outside the engine's pool."""
+        ...
+
     def cursor(self, conn: Connection) -> Any:
         """A DBAPI cursor on ``conn`` (PostgreSQL's bounds each call by a deadline)."""
         ...

@@ -8,8 +8,6 @@ class. The driver's own words are kept in the message for the user, never parsed
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -33,25 +31,37 @@ class Translator(Protocol):
         ...
 
 
-@contextmanager
-def driver_errors(backend: Translator) -> Iterator[None]:
-    """Run the block; translate any driver error raised inside (``raise ... from``)."""
-    try:
-        yield
-    except TallyError:
-        raise
-    except PoolTimeout as e:
-        raise StoreBusy(
-            f"no free connection to {backend.display_url} within the pool's wait",
-            hint="raise store.pool_size or store.pool_timeout_s, or run fewer writers",
-            url=backend.display_url,
-        ) from e
-    except DBAPIError as e:
-        raise backend.translate(e.orig if e.orig is not None else e) from e
-    except SQLAlchemyError as e:
-        raise backend.translate(e) from e
-    except backend.driver_error as e:
-        raise backend.translate(e) from e
+class DriverErrors:
+    """Run the block; translate any driver error raised inside (``raise ... from``).
+
+    A class rather than a generator context manager: it wraps every append, and the
+    generator's machinery cost more than the rest of a one-event append's Python.
+    """
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: Translator) -> None:
+        self.backend = backend
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: object
+    ) -> None:
+        if error is None or isinstance(error, TallyError):
+            return
+        backend = self.backend
+        if isinstance(error, PoolTimeout):
+            raise StoreBusy(
+                f"no free connection to {backend.display_url} within the pool's wait",
+                hint="raise store.pool_size or store.pool_timeout_s, or run fewer writers",
+                url=backend.display_url,
+            ) from error
+        if isinstance(error, DBAPIError):
+            raise backend.translate(error.orig if error.orig is not None else error) from error
+        if isinstance(error, SQLAlchemyError | backend.driver_error):
+            raise backend.translate(error) from error
 
 
 def first_line(error: BaseException) -> str:

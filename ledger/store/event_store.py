@@ -52,7 +52,8 @@ class EventStore:
         return self.backend.display_url
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection: the backend's own and the pool's."""
+        self.backend.close()
         self.engine.dispose()
 
     def __enter__(self) -> EventStore:

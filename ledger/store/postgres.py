@@ -28,7 +28,7 @@ from ledger.errors import (
     StoreUnavailable,
     TallyError,
 )
-from ledger.store.boundary import driver_errors, first_line
+from ledger.store.boundary import DriverErrors, first_line
 from ledger.store.deadline import BoundedCursor, CallDeadline
 from ledger.store.schema import ROW_COLUMNS
 from ledger.store.settings import StoreSettings
@@ -183,6 +183,9 @@ class PostgresBackend:
         raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
         return BoundedCursor(raw.cursor(), self.deadline, raw.pgconn.socket)
 
+    def close(self) -> None:
+        """Nothing to close: every connection is the pool's."""
+
     def insert_rows(self, cursor: BoundedCursor, rows: list[tuple[Any, ...]]) -> None:
         """Insert full rows inside the write transaction."""
         # COPY is PostgreSQL's bulk path: one stream instead of a statement per row.
@@ -199,7 +202,7 @@ class PostgresBackend:
 
     def guard(self) -> AbstractContextManager[None]:
         """Translate driver errors raised inside into the Tally error family."""
-        return driver_errors(self)
+        return DriverErrors(self)
 
     def translate(self, error: BaseException) -> TallyError:
         """Classify a psycopg error by SQLSTATE; one without a code by its class."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from itertools import chain
+import threading
+import weakref
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from ledger.errors import (
     StoreUnavailable,
     TallyError,
 )
-from ledger.store.boundary import driver_errors, first_line
+from ledger.store.boundary import DriverErrors, first_line
 from ledger.store.schema import ROW_COLUMNS
 from ledger.store.settings import StoreSettings
 
@@ -35,16 +36,43 @@ from ledger.store.settings import StoreSettings
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR = 5, 6, 8, 10
 SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 11, 13, 14, 26
 SQLITE_CONSTRAINT_TRIGGER = 1811  # RAISE(ABORT) in a trigger: the immutability triggers
-INSERT_CHUNK_ROWS = 100  # 800 parameters, far below SQLite's limit of 32,766
 PAGE_SIZE_BYTES = 8192
 # Checkpoint the WAL into the database every ~80 MB instead of every ~8 MB.
-WAL_AUTOCHECKPOINT_PAGES = 10_000
-_WRITE_OPTION = "tally_write"
+WAL_AUTOCHECKPOINT_PAGES = 1_000
+_INSERT_ROW = f"INSERT INTO events ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _writable(path: Path) -> bool:
     """Whether the ledger file and its folder (where -wal and -shm live) can be written."""
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE, the block, COMMIT; ROLLBACK if the block or the commit raises."""
+
+    __slots__ = ("conn", "cursor")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.conn.execute("BEGIN IMMEDIATE")  # the write lock up front: see the module doc
+        self.cursor = self.conn.cursor()
+        return self.cursor
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.cursor.close()
+        conn = self.conn
+        if kind is None:
+            try:
+                conn.commit()
+                return
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        if conn.in_transaction:
+            conn.rollback()
 
 
 class SqliteBackend:
@@ -60,7 +88,13 @@ class SqliteBackend:
         # FULL syncs the WAL at every commit: a committed append survives a power cut.
         self.synchronous = "FULL" if settings.durable else "NORMAL"
         self.busy_timeout_ms = settings.busy_timeout_ms
-        self._insert_cache: dict[int, str] = {}
+        # Each thread's write connection, outside the pool (see write).
+        self._writers = threading.local()
+        self._all_writers: list[sqlite3.Connection] = []
+        self._writers_lock = threading.Lock()
+        self._connectors: weakref.WeakKeyDictionary[Engine, Callable[[], sqlite3.Connection]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def engine(self, *, create: bool) -> Engine:
         """An engine with every wait bounded by the store settings."""
@@ -89,28 +123,31 @@ class SqliteBackend:
         # in-memory pool, one connection per thread, so a read inside a unit of work would
         # land in the writer's open transaction.
         engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool)
-        synchronous, busy_timeout_ms = self.synchronous, self.busy_timeout_ms
+        configure = self._configure
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
-            cursor = dbapi_conn.cursor()
-            try:
-                cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-                cursor.execute(f"PRAGMA synchronous = {synchronous}")
-            finally:
-                cursor.close()
-            # Per connection, not persistent: checkpoint the WAL every ~80 MB, not ~8 MB.
-            dbapi_conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            configure(dbapi_conn)
+
+        self._connectors[engine] = lambda: configure(connect())
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            raw = conn.connection.driver_connection
-            if conn.get_execution_options().get(_WRITE_OPTION):
-                raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
-            else:
-                raw.execute("BEGIN")  # type: ignore[union-attr]
+            # A read's snapshot; writes begin their own transaction (see write).
+            conn.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
 
         return engine
+
+    def _configure(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """The per-connection settings every connection to the ledger gets."""
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # Per connection, not persistent. SQLite's own default (~8 MB of WAL at 8 KB pages):
+        # a WAL that wraps round early rewrites blocks it already has, and a commit into
+        # those syncs faster than one that grows the file (measured: 1.3x more one-event
+        # appends a second than at 10,000 pages; 1000-event appends the same).
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        return conn
 
     def prepare(self, engine: Engine) -> None:
         """Write the file's persistent settings; only for a database Tally owns (init)."""
@@ -122,17 +159,29 @@ class SqliteBackend:
             raw.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")  # type: ignore[union-attr]
             raw.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
 
-    @contextmanager
-    def write(self, engine: Engine) -> Iterator[sqlite3.Cursor]:
-        """A write transaction holding the append lock; yields its DBAPI cursor."""
-        with engine.connect() as plain:
-            conn = plain.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    yield cursor
-                finally:
-                    cursor.close()
+    def write(self, engine: Engine) -> AbstractContextManager[sqlite3.Cursor]:
+        """A write transaction holding the append lock; yields its DBAPI cursor.
+
+        On this thread's own write connection, kept open outside the pool: a one-event
+        append is a few microseconds of SQL, and a pool checkout with a SQLAlchemy
+        Connection's begin and commit cost more than that (measured: 80 -> 66 us an append
+        without fsync). Outside the pool, it never takes a connection a reader waits for.
+        """
+        held: tuple[Engine, sqlite3.Connection] | None = getattr(self._writers, "held", None)
+        if held is None or held[0] is not engine:
+            conn = self._connectors[engine]()
+            with self._writers_lock:
+                self._all_writers.append(conn)
+            self._writers.held = held = (engine, conn)
+        return _Transaction(held[1])
+
+    def close(self) -> None:
+        """Close the write connections (the engine's pool closes its own)."""
+        with self._writers_lock:
+            writers, self._all_writers = self._all_writers, []
+        for conn in writers:
+            conn.close()
+        self._writers = threading.local()
 
     def cursor(self, conn: Connection) -> sqlite3.Cursor:
         """A plain cursor: SQLite's waits are bounded by busy_timeout, in-process."""
@@ -140,19 +189,9 @@ class SqliteBackend:
 
     def insert_rows(self, cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> None:
         """Insert full rows inside the write transaction."""
-        # Multi-row VALUES statements: ~10% faster than executemany.
-        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-            chunk = rows[start : start + INSERT_CHUNK_ROWS]
-            params = tuple(chain.from_iterable(chunk))
-            cursor.execute(self._insert_sql(len(chunk)), params)
-
-    def _insert_sql(self, count: int) -> str:
-        sql = self._insert_cache.get(count)
-        if sql is None:
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)
-            sql = f"INSERT INTO events ({ROW_COLUMNS}) VALUES {values}"
-            self._insert_cache[count] = sql
-        return sql
+        # executemany of one prepared statement: measured 1.5x faster than multi-row VALUES
+        # statements for rows of ~330 bytes (fills with their hashes), 1000 to a transaction.
+        cursor.executemany(_INSERT_ROW, rows)
 
     def sql(self, statement: str) -> str:
         """The statement in this driver's parameter style."""
@@ -160,7 +199,7 @@ class SqliteBackend:
 
     def guard(self) -> AbstractContextManager[None]:
         """Translate driver errors raised inside into the Tally error family."""
-        return driver_errors(self)
+        return DriverErrors(self)
 
     def translate(self, error: BaseException) -> TallyError:
         """Classify a sqlite3 error by its result code (the extended one where it matters)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +14,7 @@ from ledger import events
 from ledger.clock import SimulatedClock
 from ledger.codec import GENESIS_HASH, chain_hash
 from ledger.errors import ConcurrencyError, IdempotencyConflict, InputError
-from ledger.store import EventStore, StreamAppend
+from ledger.store import EventStore, StreamAppend, open_store
 
 
 def deposit(amount: str, asset: str = "USDT") -> events.FundsDeposited:
@@ -292,3 +294,46 @@ def test_a_unit_of_work_commits_its_appends_together_or_not_at_all(store: EventS
     assert store.head() == 3 and store.verify().events == 3
     store.append("portfolio/main", [deposit("5")], expected_version=2)
     assert store.verify().events == 4
+
+
+def test_an_append_after_a_refused_one_writes_on_a_clean_transaction(store: EventStore) -> None:
+    # SQLite writes on one connection per thread, kept between appends: a refusal inside
+    # the transaction must leave it rolled back, not half-open, for the next append.
+    store.append("s", [deposit("1")], expected_version=0)
+    with pytest.raises(ConcurrencyError):
+        store.append("s", [deposit("2")], expected_version=0)
+    with pytest.raises(IdempotencyConflict):
+        store.append("s", [deposit("3")], expected_version=1, idempotency_key="k")
+        store.append("s", [deposit("4")], expected_version=2, idempotency_key="k")
+    assert store.append("s", [deposit("5")], expected_version=2) == [3]
+    assert [r.event for r in store.read("s")] == [deposit("1"), deposit("3"), deposit("5")]
+    assert store.verify().events == 3
+
+
+def test_appends_from_several_threads_chain_into_one_ledger(store: EventStore) -> None:
+    def writer(name: str) -> None:
+        for i in range(20):
+            store.append(f"t/{name}", [deposit(str(i + 1))], expected_version=i)
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in "abc"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.head() == 60
+    assert [store.stream_version(f"t/{name}") for name in "abc"] == [20, 20, 20]
+    assert store.verify().events == 60
+
+
+def test_closing_a_sqlite_store_closes_its_write_connections(sqlite_url: str) -> None:
+    # SQLite deletes the WAL file when the last connection to the ledger closes: none of
+    # the per-thread write connections may outlive the store.
+    path = sqlite_url.removeprefix("sqlite:///")
+    store = open_store(sqlite_url)
+    done = threading.Thread(target=lambda: store.append("t", [deposit("1")], expected_version=None))
+    done.start()
+    done.join()
+    store.append("m", [deposit("2")], expected_version=0)
+    assert os.path.exists(path + "-wal")
+    store.close()
+    assert not os.path.exists(path + "-wal")

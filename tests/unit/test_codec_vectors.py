@@ -9,7 +9,14 @@ from decimal import Decimal
 import pytest
 
 from ledger import events
-from ledger.codec import GENESIS_HASH, Envelope, chain_hash, decode_record, encode_record
+from ledger.codec import (
+    GENESIS_HASH,
+    Envelope,
+    chain_hash,
+    decode_record,
+    encode_record,
+    encode_records,
+)
 
 pytestmark = pytest.mark.smoke
 
@@ -124,3 +131,23 @@ def test_records_decode_back_to_the_same_events() -> None:
         assert recorded.event == event
         assert recorded.recorded_at == RECORDED_AT
         assert encoded(position, stream, recorded.event) == record
+
+
+def test_a_run_of_records_encoded_at_once_is_byte_for_byte_the_pinned_records() -> None:
+    # The appender's path without an idempotency key: each event nested in its record by
+    # one encoder call. It must write exactly what encode_record writes.
+    for position, (stream, event, record, _) in enumerate(VECTORS, start=1):
+        correlation = None if position == 1 else f"c{position}"
+        envelope = Envelope(recorded_at=RECORDED_AT, run_id="r1", correlation_id=correlation)
+        (only,) = encode_records(
+            envelope, stream, [event], first_position=position, first_version=1
+        )
+        assert only == record
+    run = [event for _, event, _, _ in VECTORS]
+    envelope = Envelope(recorded_at=RECORDED_AT, idempotency_key="k")
+    together = encode_records(envelope, "s", run, first_position=7, first_version=3)
+    one_by_one = [
+        encode_record(envelope, event, position=7 + i, stream="s", version=3 + i)
+        for i, event in enumerate(run)
+    ]
+    assert together == one_by_one
