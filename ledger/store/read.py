@@ -13,7 +13,15 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Engine
 
-from ledger.chain import ChainVerifier, Row, VerifyReport, broken, check_columns, checked_row
+from ledger.chain import (
+    ChainVerifier,
+    Row,
+    VerifyReport,
+    broken,
+    check_columns,
+    checked_row,
+    checked_rows,
+)
 from ledger.clock import to_micros
 from ledger.codec import GENESIS_HASH
 from ledger.recorded import RecordedEvent
@@ -95,12 +103,9 @@ class Reader:
         upper = self.stream_version(stream)
         while last < upper:  # bounded version ranges, for the reason given in pages()
             stop = min(last + PAGE_ROWS, upper)
-            for position, record, prev_hash, stored_hash in self.fetch(
-                self.sql.stream_page, (stream, last, stop)
-            ):
-                recorded = checked_row(position, record, prev_hash, stored_hash)
+            for recorded in checked_rows(self.fetch(self.sql.stream_page, (stream, last, stop))):
                 if recorded.stream != stream:
-                    raise _found_by_column(recorded, position)
+                    raise _found_by_column(recorded, recorded.position)
                 yield recorded
             last = stop
 
@@ -148,7 +153,7 @@ class Reader:
         statement = self.sql.query(self.backend.sql, stream=stream is not None, types=len(types))
         params: tuple[Any, ...] = (*((stream,) if stream is not None else ()), *types)
         remaining = limit if limit is not None else _NO_UPPER
-        wanted = frozenset(types) if types else None
+        wanted = frozenset(types) if types else _EVERY_TYPE
         head = self.head()
         upper = head if to_position is None else min(to_position, head)
         last = max(from_position, 1) - 1
@@ -157,8 +162,8 @@ class Reader:
             rows = self.fetch(statement, (last, stop, *params, min(PAGE_ROWS, remaining)))
             for position, record, prev_hash, stored_hash in rows:
                 recorded = checked_row(position, record, prev_hash, stored_hash)
-                if (stream is not None and recorded.stream != stream) or (
-                    wanted is not None and recorded.type not in wanted
+                if recorded.type not in wanted or (
+                    stream is not None and recorded.stream != stream
                 ):
                     raise _found_by_column(recorded, position)
                 yield recorded
@@ -243,6 +248,16 @@ def _linked_explainer(verifier: ChainVerifier) -> Callable[[int, bytes, bytes, b
         )  # pragma: no cover
 
     return explain
+
+
+class _EveryType:
+    """A set that holds every type name: the filter of a query by no type."""
+
+    def __contains__(self, _name: object) -> bool:
+        return True
+
+
+_EVERY_TYPE = _EveryType()
 
 
 def _found_by_column(recorded: RecordedEvent, position: int) -> Exception:

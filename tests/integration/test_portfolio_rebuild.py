@@ -11,6 +11,7 @@ from sqlalchemy import text
 from ledger import events
 from ledger.clock import SimulatedClock
 from ledger.errors import CacheCorruptionError
+from ledger.recorded import RecordedEvent
 from ledger.store import EventStore
 from projections import portfolio, reports
 
@@ -76,15 +77,17 @@ def test_a_checkpointed_restart_folds_only_the_tail(
         expected_version=1,
     )
     folded: list[int] = []
-    real_apply = portfolio.apply
+    real_apply = portfolio.PortfolioProjection.apply
 
     def counting(
-        state: portfolio.PortfolioState, event: events.Event, position: int = 0
+        self: portfolio.PortfolioProjection,
+        state: portfolio.PortfolioState,
+        recorded: RecordedEvent,
     ) -> portfolio.PortfolioState:
-        folded.append(position)
-        return real_apply(state, event, position)
+        folded.append(recorded.position)
+        return real_apply(self, state, recorded)
 
-    monkeypatch.setattr(portfolio, "apply", counting)
+    monkeypatch.setattr(portfolio.PortfolioProjection, "apply", counting)
     second = portfolio.rebuild(store)
     assert folded == [2, 3, 4, 5, 6]  # only the tail
     assert second.cash["USDT"] == first.cash["USDT"] + 15
