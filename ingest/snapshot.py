@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from ingest.breaker import BreakerRegistry
 from ingest.market import Ticker
@@ -34,8 +34,11 @@ class LazyRandom(random.Random):
     costs more than the fetch of a backtest. Same seed, same draws as ``Random(seed)``."""
 
     def __init__(self, seed: str) -> None:
+        # Not Random.__init__: it seeds (with 0 here), which cost more than the fetch. What
+        # it sets besides the seed is set here; every draw seeds first (random, getrandbits
+        # and getstate are the ways in).
         self._pending: str | None = seed
-        super().__init__(0)
+        self.gauss_next = None
 
     def _seed_now(self) -> None:
         if self._pending is not None:
@@ -50,6 +53,10 @@ class LazyRandom(random.Random):
         self._seed_now()
         return super().getrandbits(k)
 
+    def getstate(self) -> tuple[Any, ...]:
+        self._seed_now()
+        return super().getstate()
+
 
 class TickerSource(Protocol):
     name: str
@@ -57,8 +64,7 @@ class TickerSource(Protocol):
     async def fetch_ticker(self, symbol: str) -> Ticker: ...
 
 
-@dataclass(frozen=True)
-class LastGood:
+class LastGood(NamedTuple):  # (a tuple: made for every fresh mark of every cycle)
     price: Decimal
     as_of: datetime
     source: str
@@ -83,8 +89,7 @@ class PriceCache:
                 self.stale_since.setdefault(event.symbol, recorded_at)
 
 
-@dataclass(frozen=True)
-class Mark:
+class Mark(NamedTuple):  # (a tuple: made for every symbol of every cycle)
     symbol: str
     status: Status
     price: Decimal | None
@@ -155,20 +160,23 @@ class SnapshotTaker:
         gate = asyncio.Semaphore(self.settings.fetch_concurrency_max)
         started = self.clock.now()
 
+        async def priced(symbol: str) -> tuple[Mark, timedelta]:
+            begun = self.clock.now()
+            try:
+                mark = await self._price(symbol, cycle, emit)
+            except Exception as e:  # one symbol never aborts the cycle
+                reason = f"unexpected {type(e).__name__}: {e}"[:MESSAGE_LENGTH_MAX]
+                emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
+                mark = Mark(symbol, "failed", None, None, reason)
+            return mark, self.clock.now() - begun
+
         async def one(symbol: str) -> tuple[Mark, timedelta]:
             async with gate:
-                begun = self.clock.now()
-                try:
-                    mark = await self._price(symbol, cycle, emit)
-                except Exception as e:  # one symbol never aborts the cycle
-                    reason = f"unexpected {type(e).__name__}: {e}"[:MESSAGE_LENGTH_MAX]
-                    emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
-                    mark = Mark(symbol, "failed", None, None, reason)
-                return mark, self.clock.now() - begun
+                return await priced(symbol)
 
         ordered = sorted(dict.fromkeys(symbols))
-        if self.sequential:
-            results = [await one(s) for s in ordered]
+        if self.sequential:  # one at a time: the gate could never be full
+            results = [await priced(s) for s in ordered]
         else:
             results = await asyncio.gather(*(one(s) for s in ordered))
         self.clock.settle(max((elapsed for _, elapsed in results), default=timedelta(0)))

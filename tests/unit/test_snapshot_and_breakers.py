@@ -17,7 +17,7 @@ from ingest.logs import log_line
 from ingest.retry import backoff_ms
 from ingest.settings import BreakerSettings, IngestSettings, RetrySettings
 from ingest.simulated import ErrorBurst, SimulatedFaults, SimulatedSource, Window
-from ingest.snapshot import Snapshot, SnapshotTaker
+from ingest.snapshot import LazyRandom, Snapshot, SnapshotTaker
 from ledger import events
 from ledger.clock import SimulatedClock
 
@@ -368,3 +368,16 @@ def test_simulated_candles_start_at_since_and_keep_the_contract() -> None:
     assert frame["open"].iloc[0] == source.price_at("BTC/USD", T0 + timedelta(minutes=30))
     assert frame["close"].iloc[0] == frame["open"].iloc[1]  # each candle closes the last
     assert check_ohlcv(frame) == []
+
+
+def test_a_lazy_rng_draws_exactly_what_a_seeded_one_draws() -> None:
+    # It skips Random's own seeding at construction: every way to a draw must seed first.
+    seed = "7:12:BTC/USDT:candles"
+    for draw in (
+        lambda r: [r.random() for _ in range(3)],
+        lambda r: [r.randrange(1000) for _ in range(3)],
+        lambda r: [r.gauss(0, 1), r.uniform(1, 2), r.choice("abcdef")],
+        lambda r: r.getstate(),
+    ):
+        assert draw(LazyRandom(seed)) == draw(random.Random(seed))
+    assert LazyRandom(seed).random() != LazyRandom(seed + "x").random()
