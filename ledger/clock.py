@@ -85,8 +85,12 @@ class SimulatedClock:
 
     def now(self) -> datetime:
         """The simulated time (this task's, sleeps included); moves on by ``tick``."""
-        current = self._now + _task_offset.get()
-        self._now += self._tick
+        # (The common case adds nothing: no sleep in this task, no tick. A backtest reads
+        # the clock about fifty times a cycle.)
+        offset = _task_offset.get()
+        current = self._now + offset if offset else self._now
+        if self._tick:
+            self._now += self._tick
         return current
 
     def advance(self, delta: timedelta) -> None:
