@@ -365,14 +365,7 @@ class PortfolioProjection:
         return PortfolioState(account=self.account, quote=self.quote)
 
     def apply(self, state: PortfolioState, recorded: RecordedEvent) -> PortfolioState:
-        # ``apply`` inlined: this runs for every money event of every rebuild.
-        event, position = recorded.event, recorded.position
-        step = _STEPS.get(type(event))
-        if step is not None:
-            step(state, event, position)
-        if position:
-            state.position = position
-        return state
+        return apply(state, recorded.event, recorded.position)
 
     def encode(self, state: PortfolioState) -> bytes:
         return encode_state(state)

@@ -13,15 +13,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Engine
 
-from ledger.chain import (
-    ChainVerifier,
-    Row,
-    VerifyReport,
-    broken,
-    check_columns,
-    checked_row,
-    checked_rows,
-)
+from ledger.chain import ChainVerifier, Row, VerifyReport, broken, check_columns, checked_row
 from ledger.clock import to_micros
 from ledger.codec import GENESIS_HASH
 from ledger.recorded import RecordedEvent
@@ -103,9 +95,12 @@ class Reader:
         upper = self.stream_version(stream)
         while last < upper:  # bounded version ranges, for the reason given in pages()
             stop = min(last + PAGE_ROWS, upper)
-            for recorded in checked_rows(self.fetch(self.sql.stream_page, (stream, last, stop))):
+            for position, record, prev_hash, stored_hash in self.fetch(
+                self.sql.stream_page, (stream, last, stop)
+            ):
+                recorded = checked_row(position, record, prev_hash, stored_hash)
                 if recorded.stream != stream:
-                    raise _found_by_column(recorded, recorded.position)
+                    raise _found_by_column(recorded, position)
                 yield recorded
             last = stop
 
@@ -153,7 +148,7 @@ class Reader:
         statement = self.sql.query(self.backend.sql, stream=stream is not None, types=len(types))
         params: tuple[Any, ...] = (*((stream,) if stream is not None else ()), *types)
         remaining = limit if limit is not None else _NO_UPPER
-        wanted = frozenset(types) if types else _EVERY_TYPE
+        wanted = frozenset(types) if types else None
         head = self.head()
         upper = head if to_position is None else min(to_position, head)
         last = max(from_position, 1) - 1
@@ -162,8 +157,8 @@ class Reader:
             rows = self.fetch(statement, (last, stop, *params, min(PAGE_ROWS, remaining)))
             for position, record, prev_hash, stored_hash in rows:
                 recorded = checked_row(position, record, prev_hash, stored_hash)
-                if recorded.type not in wanted or (
-                    stream is not None and recorded.stream != stream
+                if (stream is not None and recorded.stream != stream) or (
+                    wanted is not None and recorded.type not in wanted
                 ):
                     raise _found_by_column(recorded, position)
                 yield recorded
@@ -248,16 +243,6 @@ def _linked_explainer(verifier: ChainVerifier) -> Callable[[int, bytes, bytes, b
         )  # pragma: no cover
 
     return explain
-
-
-class _EveryType:
-    """A set that holds every type name: the filter of a query by no type."""
-
-    def __contains__(self, _name: object) -> bool:
-        return True
-
-
-_EVERY_TYPE = _EveryType()
 
 
 def _found_by_column(recorded: RecordedEvent, position: int) -> Exception:

@@ -11,7 +11,6 @@ from sqlalchemy import text
 from ledger import events
 from ledger.clock import SimulatedClock
 from ledger.errors import CacheCorruptionError
-from ledger.recorded import RecordedEvent
 from ledger.store import EventStore
 from projections import portfolio, reports
 
@@ -77,17 +76,15 @@ def test_a_checkpointed_restart_folds_only_the_tail(
         expected_version=1,
     )
     folded: list[int] = []
-    real_apply = portfolio.PortfolioProjection.apply
+    real_apply = portfolio.apply
 
     def counting(
-        self: portfolio.PortfolioProjection,
-        state: portfolio.PortfolioState,
-        recorded: RecordedEvent,
+        state: portfolio.PortfolioState, event: events.Event, position: int = 0
     ) -> portfolio.PortfolioState:
-        folded.append(recorded.position)
-        return real_apply(self, state, recorded)
+        folded.append(position)
+        return real_apply(state, event, position)
 
-    monkeypatch.setattr(portfolio.PortfolioProjection, "apply", counting)
+    monkeypatch.setattr(portfolio, "apply", counting)
     second = portfolio.rebuild(store)
     assert folded == [2, 3, 4, 5, 6]  # only the tail
     assert second.cash["USDT"] == first.cash["USDT"] + 15
