@@ -190,3 +190,35 @@ def test_field_diff_and_equity_side_by_side() -> None:
         (t[1], Decimal(1), Decimal(2), Decimal(-1)),
         (t[2], Decimal(3), Decimal(2), Decimal(1)),
     ]
+
+
+def test_a_folder_prepared_again_is_reused_only_while_its_files_are_the_same(
+    tmp_path: Path,
+) -> None:
+    from tally.run.backtest import Selection, prepare_inputs
+    from tally.run.settings import RunSettings
+
+    write_candles(generate_sample(seed=1, start=START, days=1), tmp_path)
+    settings = RunSettings()
+    first = prepare_inputs(settings, tmp_path, None)
+    again = prepare_inputs(settings, tmp_path, None)
+    assert again.candles is first.candles  # a sweep's next point: not read again
+    assert again.data == first.data
+    # Another selection or other steps are another data set.
+    picked = prepare_inputs(settings, tmp_path, None, selection=Selection(pairs=("BTC/USDT",)))
+    assert picked.candles.symbols == ["BTC/USDT"]
+    stepped = prepare_inputs(
+        settings, tmp_path, None, {s: Decimal(1) for s in first.candles.symbols}
+    )
+    assert stepped.candles is not first.candles
+    # A file whose bytes changed is read again, and its new digest is what a run records.
+    path = next(tmp_path.glob("BTC_USDT-*.csv"))
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]), encoding="utf-8")  # one candle fewer
+    changed = prepare_inputs(settings, tmp_path, None)
+    assert changed.candles is not first.candles
+    before = {m["symbol"]: m for m in first.candles.manifest}
+    after = {m["symbol"]: m for m in changed.candles.manifest}
+    assert after["BTC/USDT"]["sha256"] != before["BTC/USDT"]["sha256"]
+    assert after["BTC/USDT"]["rows"] == before["BTC/USDT"]["rows"] - 1
+    assert after["ETH/USDT"] == before["ETH/USDT"]
