@@ -39,6 +39,7 @@ SQLITE_CONSTRAINT_TRIGGER = 1811  # RAISE(ABORT) in a trigger: the immutability 
 PAGE_SIZE_BYTES = 8192
 # Checkpoint the WAL into the database every ~80 MB instead of every ~8 MB.
 WAL_AUTOCHECKPOINT_PAGES = 1_000
+WRITERS_IDLE_MAX = 2  # write connections kept open between writes
 _INSERT_ROW = f"INSERT INTO events ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -48,31 +49,40 @@ def _writable(path: Path) -> bool:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE, the block, COMMIT; ROLLBACK if the block or the commit raises."""
+    """BEGIN IMMEDIATE, the block, COMMIT; ROLLBACK if the block or the commit raises. The
+    connection goes back to its writers when the transaction ends, however it ends."""
 
-    __slots__ = ("conn", "cursor")
+    __slots__ = ("conn", "cursor", "release")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, release: Callable[[], None]) -> None:
         self.conn = conn
+        self.release = release
 
     def __enter__(self) -> sqlite3.Cursor:
-        self.conn.execute("BEGIN IMMEDIATE")  # the write lock up front: see the module doc
-        self.cursor = self.conn.cursor()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")  # the write lock up front: see the module doc
+            self.cursor = self.conn.cursor()
+        except BaseException:
+            self.release()
+            raise
         return self.cursor
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self.cursor.close()
         conn = self.conn
-        if kind is None:
-            try:
-                conn.commit()
-                return
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
-        if conn.in_transaction:
-            conn.rollback()
+        try:
+            self.cursor.close()
+            if kind is None:
+                try:
+                    conn.commit()
+                    return
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.rollback()
+                    raise
+            if conn.in_transaction:
+                conn.rollback()
+        finally:
+            self.release()
 
 
 class SqliteBackend:
@@ -88,10 +98,11 @@ class SqliteBackend:
         # FULL syncs the WAL at every commit: a committed append survives a power cut.
         self.synchronous = "FULL" if settings.durable else "NORMAL"
         self.busy_timeout_ms = settings.busy_timeout_ms
-        # Each thread's write connection, outside the pool (see write).
-        self._writers = threading.local()
-        self._all_writers: list[sqlite3.Connection] = []
-        self._writers_lock = threading.Lock()
+        # Write connections not in use, outside the pool (see write): at most
+        # WRITERS_IDLE_MAX kept, the newest last.
+        self._idle: list[tuple[Engine, sqlite3.Connection]] = []
+        self._idle_lock = threading.Lock()
+        self._closed = False
         self._connectors: weakref.WeakKeyDictionary[Engine, Callable[[], sqlite3.Connection]] = (
             weakref.WeakKeyDictionary()
         )
@@ -162,26 +173,39 @@ class SqliteBackend:
     def write(self, engine: Engine) -> AbstractContextManager[sqlite3.Cursor]:
         """A write transaction holding the append lock; yields its DBAPI cursor.
 
-        On this thread's own write connection, kept open outside the pool: a one-event
-        append is a few microseconds of SQL, and a pool checkout with a SQLAlchemy
-        Connection's begin and commit cost more than that (measured: 80 -> 66 us an append
-        without fsync). Outside the pool, it never takes a connection a reader waits for.
+        On a write connection kept open outside the pool: a one-event append is a few
+        microseconds of SQL, and a pool checkout with a SQLAlchemy Connection's begin and
+        commit cost more than that (measured: 80 -> 66 us an append without fsync). Outside
+        the pool, it never takes a connection a reader waits for. Concurrent writers each
+        take one (SQLite lets one write at a time; the others wait in BEGIN IMMEDIATE, up to
+        busy_timeout_ms, as before); at most WRITERS_IDLE_MAX stay open between writes, so
+        a service's many request threads do not each keep one.
         """
-        held: tuple[Engine, sqlite3.Connection] | None = getattr(self._writers, "held", None)
-        if held is None or held[0] is not engine:
+        conn = None
+        with self._idle_lock:
+            if self._idle and self._idle[-1][0] is engine:
+                conn = self._idle.pop()[1]
+        if conn is None:
             conn = self._connectors[engine]()
-            with self._writers_lock:
-                self._all_writers.append(conn)
-            self._writers.held = held = (engine, conn)
-        return _Transaction(held[1])
+        return _Transaction(conn, lambda: self._release(engine, conn))
+
+    def _release(self, engine: Engine, conn: sqlite3.Connection) -> None:
+        """Keep ``conn`` for the next write, or close it (enough are idle, or closed)."""
+        if conn.in_transaction:  # (never, after _Transaction: a guard, not a path)
+            conn.rollback()
+        with self._idle_lock:
+            if not self._closed and len(self._idle) < WRITERS_IDLE_MAX:
+                self._idle.append((engine, conn))
+                return
+        conn.close()
 
     def close(self) -> None:
-        """Close the write connections (the engine's pool closes its own)."""
-        with self._writers_lock:
-            writers, self._all_writers = self._all_writers, []
-        for conn in writers:
+        """Close the idle write connections; one still writing closes when it ends."""
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for _, conn in idle:
             conn.close()
-        self._writers = threading.local()
 
     def cursor(self, conn: Connection) -> sqlite3.Cursor:
         """A plain cursor: SQLite's waits are bounded by busy_timeout, in-process."""

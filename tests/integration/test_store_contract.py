@@ -337,3 +337,29 @@ def test_closing_a_sqlite_store_closes_its_write_connections(sqlite_url: str) ->
     assert os.path.exists(path + "-wal")
     store.close()
     assert not os.path.exists(path + "-wal")
+
+
+def test_a_sqlite_store_keeps_few_write_connections_however_many_threads_wrote(
+    sqlite_url: str,
+) -> None:
+    from ledger.store.sqlite import WRITERS_IDLE_MAX, SqliteBackend
+
+    store = open_store(sqlite_url)
+    barrier = threading.Barrier(8)
+
+    def writer(name: str) -> None:
+        barrier.wait()  # all eight at once: each takes a connection of its own
+        for i in range(5):
+            store.append(f"w/{name}", [deposit(str(i + 1))], expected_version=i)
+
+    threads = [threading.Thread(target=writer, args=(str(n),)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.head() == 40 and store.verify().events == 40
+    backend = store.backend
+    assert isinstance(backend, SqliteBackend)
+    assert 1 <= len(backend._idle) <= WRITERS_IDLE_MAX  # the rest were closed
+    store.close()
+    assert backend._idle == []
