@@ -8,24 +8,28 @@ asset with no known step is shown exactly. ``--json`` always carries exact amoun
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 EXACT_PLACES_MAX = 12  # an asset with no known step: exact, up to this many decimals
+
+
+# Wide enough for any ledger amount (below 1e18) at any step shown: the default 28 digits
+# would refuse 1e17 at twelve places with InvalidOperation.
+_WIDE = Context(prec=60)
 
 
 def show(value: Decimal | str, step: Decimal | None = None, *, group: bool = True) -> str:
     """``value`` at ``step`` (half to even), or exact when there is no step."""
     amount = Decimal(value)
     if step is not None:
-        amount = amount.quantize(step.normalize(), rounding=ROUND_HALF_EVEN)
+        amount = amount.quantize(step.normalize(), rounding=ROUND_HALF_EVEN, context=_WIDE)
     else:
         places = Decimal(1).scaleb(-EXACT_PLACES_MAX)
-        if amount != amount.quantize(places, rounding=ROUND_HALF_EVEN):
-            amount = amount.quantize(places, rounding=ROUND_HALF_EVEN)
-        amount = amount.normalize()
+        amount = amount.quantize(places, rounding=ROUND_HALF_EVEN, context=_WIDE)
+        amount = amount.normalize(_WIDE)
         if amount == amount.to_integral_value():
-            amount = amount.quantize(Decimal(1))
+            amount = amount.quantize(Decimal(1), context=_WIDE)
     if amount.is_zero():
         amount = abs(amount)  # no "-0.00"
     return f"{amount:,f}" if group else f"{amount:f}"

@@ -126,6 +126,11 @@ def refuse_flags_of_other_modes(args: argparse.Namespace, mode: str) -> None:
     )
 
 
+def parse_pairs(text: str | None) -> tuple[str, ...]:
+    """--pairs ``eth/btc, LTC/BTC`` -> ("ETH/BTC", "LTC/BTC"); none given -> ()."""
+    return tuple(p.strip().upper() for p in (text or "").split(",") if p.strip())
+
+
 def add_strategy_path(folder: Path) -> None:
     """Let the strategy's module be imported from ``folder`` (freqtrade's --strategy-path)."""
     if not folder.is_dir():
@@ -187,7 +192,7 @@ def run(call: Invocation) -> int:
         faults=args.faults,
         selection=Selection(
             args.timerange,
-            tuple(p.strip().upper() for p in (args.pairs or "").split(",") if p.strip()),
+            parse_pairs(args.pairs),
         ),
     )
     init_store(call.url, settings.store)  # create or upgrade: the main job works on a fresh machine

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import EXIT_OK, InputError
-from tally.cli.cmd_run import add_fault_flags
+from tally.cli.cmd_run import add_fault_flags, parse_pairs
 from tally.cli.table import Command, Invocation
 
 if TYPE_CHECKING:
@@ -100,12 +100,13 @@ def sweep(call: Invocation) -> int:
         add_strategy_path(args.strategy_path)
         strategy_path = str(args.strategy_path.resolve())
     grid, points = _points_of(args)
-    pairs = tuple(p.strip().upper() for p in (args.pairs or "").split(",") if p.strip())
+    pairs = parse_pairs(args.pairs)
     selection = Selection(args.timerange, pairs)
     selection.bounds()  # a bad --timerange is refused before anything runs
     base_hash = context.config_hash(settings.run_config())
+    data_dir = str(args.data.resolve()) if args.data else None
     data = {
-        "data": str(args.data.resolve()) if args.data else None,
+        "data": data_dir,
         "faults": args.faults,
         **selection.recorded(),
     }
@@ -115,7 +116,7 @@ def sweep(call: Invocation) -> int:
             index=index,
             url=call.url,
             settings=_with_params(settings, point).model_dump(mode="json"),
-            data_dir=str(args.data.resolve()) if args.data else None,
+            data_dir=data_dir,
             faults=args.faults,
             timerange=args.timerange,
             pairs=pairs,
@@ -229,8 +230,18 @@ def _render(sweep_id: str, metric: str, board: list[dict[str, Any]]) -> str:
         f"sweep {sweep_id}: {len(board)} points by {metric} "
         f"({new} run now, {len(board) - new} already in the ledger)"
     )
-    headers = ["#", "params", "run", "profit %", "max dd %", "Sharpe", "Sortino", "Calmar"]
-    return render([*headers, "trades"], rows, title=title, numeric=(0, 3, 4, 5, 6, 7, 8))
+    headers = [
+        "#",
+        "params",
+        "run",
+        "profit %",
+        "max dd %",
+        "Sharpe",
+        "Sortino",
+        "Calmar",
+        "trades",
+    ]
+    return render(headers, rows, title=title, numeric=(0, 3, 4, 5, 6, 7, 8))
 
 
 COMMANDS = [

@@ -52,3 +52,16 @@ def test_the_leaderboard_puts_unknown_figures_last_and_drawdown_smallest_first()
     assert [r["params"]["a"] for r in result.leaderboard()] == [2, 3, 1]
     result.metric = "profit"
     assert [r["rank"] for r in result.leaderboard()] == [1, 2, 3]
+
+
+def test_the_cli_offers_exactly_the_metrics_the_leaderboard_knows() -> None:
+    # The CLI spells them out so that `tally --help` need not import the sweep module.
+    import argparse
+
+    from tally.cli.cmd_sweep import _sweep_arguments
+    from tally.sweep import METRICS
+
+    parser = argparse.ArgumentParser()
+    _sweep_arguments(parser)
+    (metric,) = [a for a in parser._actions if a.dest == "metric"]
+    assert metric.choices == list(METRICS)
