@@ -3,8 +3,9 @@
 Only retryable errors are retried; a server's Retry-After is honoured (up to a limit). The
 jitter comes from the seeded RNG the caller passes, and sleeps go through the injected clock,
 so a simulated run records the same delays in zero wall time. Every step is an event:
-``FetchAttempted``, ``FetchFailed``, ``RetryScheduled``, ``FetchSucceeded``, and the breaker's
-``CallRejected`` when it refuses the call.
+``FetchFailed``, ``RetryScheduled``, ``FetchSucceeded``, and the breaker's ``CallRejected``
+when it refuses the call; with ``announce`` (runs of catalog 1) also a ``FetchAttempted``
+before each attempt.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ async def call_with_retry(
     rng: random.Random,
     emit: Emit,
     breaker: CircuitBreaker | None = None,
+    announce: bool = True,
 ) -> Fetched[T] | Failed:
     """Call ``call`` until it succeeds, fails for good, or the budget is spent."""
     stream = symbol_stream(symbol)
@@ -84,10 +86,13 @@ async def call_with_retry(
                 endpoint=endpoint,
             )
             return Failed(error, source, attempt - 1, rejected=True)
-        emit(
-            stream,
-            events.FetchAttempted(source=source, endpoint=endpoint, symbol=symbol, attempt=attempt),
-        )
+        if announce:
+            emit(
+                stream,
+                events.FetchAttempted(
+                    source=source, endpoint=endpoint, symbol=symbol, attempt=attempt
+                ),
+            )
         called = clock.now()
         try:
             value = await call()

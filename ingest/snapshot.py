@@ -137,6 +137,7 @@ class SnapshotTaker:
         price_steps: dict[str, Decimal] | None = None,
         stream: str = "snapshots/main",
         sequential: bool = False,
+        catalog: int = events.CATALOG,
     ) -> None:
         if not sources:
             raise ValueError("a snapshot needs at least one source")
@@ -152,6 +153,8 @@ class SnapshotTaker:
         # priced one after another in this task: the same order and events as gather,
         # without a task per symbol.
         self.sequential = sequential
+        # Catalog 1 records a FetchAttempted before every attempt's outcome.
+        self.announce = catalog < 2
 
     async def take(self, symbols: Sequence[str], cycle: int) -> Snapshot:
         """Price every symbol, concurrently and bounded; always returns a sealed snapshot."""
@@ -213,6 +216,7 @@ class SnapshotTaker:
                 rng=rng,
                 emit=emit,
                 breaker=self.breakers.get(source.name, "ticker"),
+                announce=self.announce,
             )
             if isinstance(result, Fetched):
                 price = self._usable_price(result.value)

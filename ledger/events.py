@@ -30,6 +30,14 @@ from ledger.market import (
 
 Side = Literal["buy", "sell"]
 
+# What new runs record, by catalog version (each run keeps the version it started with,
+# in ``RunStarted.catalog``, so a run recorded before a change re-executes and resumes in
+# its own shape):
+# 1: a ``FetchAttempted`` before every attempt's ``FetchSucceeded`` or ``FetchFailed``;
+# 2: the outcome alone. It carries the attempt number and the latency, and a cycle's
+#    events commit together, so an attempt without an outcome was never stored anyway.
+CATALOG = 2
+
 
 class Event(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, omit_defaults=True
@@ -131,6 +139,8 @@ class RunStarted(Event, frozen=True, kw_only=True):
     environment: dict[str, str] = {}
     # Per input file: name, symbol, rows, sha256; or the generator's parameters.
     data: dict[str, Any] = {}
+    # The catalog version the run records (see CATALOG); 1 for runs recorded before it.
+    catalog: int = 1
 
 
 class RunFinished(Event, frozen=True, kw_only=True):

@@ -407,6 +407,7 @@ def plan_backtest(
             account=f"{settings.account}-{run_id[4:]}",
             environment=context.environment(),
             data=data,
+            catalog=events.CATALOG,
         )
     return BacktestPlan(
         settings=settings,
@@ -521,6 +522,7 @@ def execute_backtest(
             notifier=notifier_for(settings, runner, store),
             # Files without injected faults never suspend a fetch (no latency, no sleeps).
             sequential_fetches=fault_plan is None,
+            catalog=started_event.catalog,
         )
         try:
             asyncio.run(loop.run(times, stop=stop, after_commit=lease.beat))

@@ -144,6 +144,9 @@ class CycleLoop:
     # Sources that cannot suspend (a backtest's files without injected faults): priced
     # symbol after symbol in one task, the same events in the same order, no task each.
     sequential_fetches: bool = False
+    # The catalog version the run records (its RunStarted's: a resumed or re-executed run
+    # keeps the shape it started with).
+    catalog: int = events.CATALOG
 
     def __post_init__(self) -> None:
         held = self.collaborators
@@ -158,6 +161,7 @@ class CycleLoop:
             stream=f"snapshots/{self.account}",
             price_steps={s: m.price_step for s, m in self.markets.items()},
             sequential=self.sequential_fetches,
+            catalog=self.catalog,
         )
         self._log: list[tuple[str, events.Event]] = []
         self._group: GroupAppends | None = None

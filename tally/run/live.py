@@ -386,6 +386,7 @@ async def run_live(
             collaborators=collaborators,
             commit_cycles=1,
             link=link,
+            catalog=started.catalog,  # a resumed run keeps the shape it started with
             # A resumed run's engine is rebuilt from what the ledger holds of it.
             alerts=alert_engine(settings.alerts, *((store, run_id, first) if previous else ())),
             notifier=notifier_for(settings, runner, store),
@@ -430,6 +431,7 @@ def _started(
         account=account,
         environment=context.environment(),
         data=data,
+        catalog=events.CATALOG,
     )
 
 

@@ -187,10 +187,10 @@ def test_replay_to_a_position_and_to_a_time(default_run: tuple[Path, dict[str, o
     folder, summary = default_run
     run_id = str(summary["run_id"])
     early = json.loads(
-        tally("replay", "--run", run_id, "--to", "2000", "--json", cwd=folder).stdout
+        tally("replay", "--run", run_id, "--to", "1000", "--json", cwd=folder).stdout
     )
     final = json.loads(tally("replay", "--run", run_id, "--json", cwd=folder).stdout)
-    assert early["position"] == 2000 and final["position"] == summary["last_position"]
+    assert early["position"] == 1000 and final["position"] == summary["last_position"]
     assert final["equity"] == summary["equity_end"]
     assert sum(early["errors"].values()) < sum(final["errors"].values())
     assert final["breakers"]["candles:ticker"]["failures"] == sum(
@@ -203,8 +203,8 @@ def test_replay_to_a_position_and_to_a_time(default_run: tuple[Path, dict[str, o
     )
     assert early["position"] < at["position"] < final["position"]
     assert at["recorded_at"] <= "2026-01-06T00:00:00+00:00"
-    text = tally("replay", "--run", run_id, "--to", "2000", cwd=folder).stdout
-    assert "as of position 2,000" in text and "breaker" in text
+    text = tally("replay", "--run", run_id, "--to", "1000", cwd=folder).stdout
+    assert "as of position 1,000" in text and "breaker" in text
 
 
 def test_report_equity_in_three_formats(

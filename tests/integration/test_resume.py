@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from ledger import events, open_store
@@ -123,3 +125,34 @@ def test_a_lapsed_lease_is_taken_over_and_a_live_one_is_not(sqlite_url: str) -> 
 
         with pytest.raises(LeaseLost):
             store.leases.renew("run-x", "a", 1_600, 5_000, 3)
+
+
+def catalog_1_plan() -> Any:
+    """The plan as a run recorded before catalog 2 started it: the same run id."""
+    fresh = plan()
+    return dataclasses.replace(fresh, started=msgspec.structs.replace(fresh.started, catalog=1))
+
+
+def test_a_run_recorded_in_catalog_1_resumes_and_reproduces_in_its_own_shape(
+    ledger_url: str, one_go: RunSummary
+) -> None:
+    with open_store(ledger_url) as store:
+        stop = StopSignal()
+        stopped = execute_backtest(
+            store, catalog_1_plan(), progress=stop_after(40, stop), stop=stop
+        )
+        assert isinstance(stopped, StoppedRun) and stopped.run_id == one_go.run_id
+        # Today's command resumes it: the run keeps the catalog its RunStarted recorded.
+        done = execute_backtest(store, plan())
+        assert isinstance(done, RunSummary)
+        kinds = [type(r.event).__name__ for r in store.read_all() if r.run_id == done.run_id]
+        attempts = kinds.count("FetchAttempted")
+        outcomes = kinds.count("FetchSucceeded") + kinds.count("FetchFailed")
+        assert attempts == outcomes > 0  # every outcome announced, before and after the stop
+        # The same trades, books and equity as today's shape, with one event per attempt more.
+        assert done.counts == one_go.counts and done.equity_end == one_go.equity_end
+        assert done.events == one_go.events + attempts
+        assert done.fingerprint != one_go.fingerprint
+        assert check(store, done.run_id).reproduced
+        recorded = next(store.read(f"run/{done.run_id}")).event
+        assert isinstance(recorded, events.RunStarted) and recorded.catalog == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from ledger import events
@@ -151,3 +152,15 @@ def test_a_run_of_records_encoded_at_once_is_byte_for_byte_the_pinned_records() 
         for i, event in enumerate(run)
     ]
     assert together == one_by_one
+
+
+def test_runs_recorded_before_the_catalog_version_read_as_catalog_1() -> None:
+    # A field added with a default is left out of the bytes while it has that default: the
+    # pinned RunStarted (written before `catalog` existed) decodes as version 1 and
+    # re-encodes unchanged, and a version-2 run says so in its own bytes.
+    stream, _, record, _ = VECTORS[0]
+    started = decode_record(record).event
+    assert isinstance(started, events.RunStarted) and started.catalog == 1
+    current = msgspec.structs.replace(started, catalog=events.CATALOG)
+    assert events.CATALOG == 2
+    assert encoded(1, stream, current) == record[:-2] + b',"catalog":2}]'

@@ -55,14 +55,33 @@ def test_a_transient_error_then_success_is_fresh() -> None:
     faults = SimulatedFaults(bursts=[ErrorBurst(window(0, 0.05), "RequestTimeout")])
     snapshot = cycle(taker(clock, faults), ["BTC/USD"])
     assert snapshot.status == {"BTC/USD": "fresh"}
-    assert types(snapshot, "BTC/USD") == [
+    assert types(snapshot, "BTC/USD") == ["FetchFailed", "RetryScheduled", "FetchSucceeded"]
+    assert [e.attempt for s, e in snapshot.events if isinstance(e, events.FetchSucceeded)] == [2]
+    assert clock.now() > T0  # the cycle took its backoff, in simulated time
+
+
+def test_a_run_of_catalog_1_announces_every_attempt() -> None:
+    """Runs recorded before catalog 2 re-execute in their own shape: the same events, with
+    a FetchAttempted before each outcome, at the same simulated times."""
+    faults = SimulatedFaults(bursts=[ErrorBurst(window(0, 0.05), "RequestTimeout")])
+    clocks = SimulatedClock(T0), SimulatedClock(T0)
+    shapes = []
+    for clock, catalog in zip(clocks, (2, 1), strict=True):
+        t = taker(clock, faults)
+        t.announce = catalog < 2  # what SnapshotTaker(catalog=...) sets
+        shapes.append(cycle(t, ["BTC/USD"]))
+    compact, announced = shapes
+    assert types(announced, "BTC/USD") == [
         "FetchAttempted",
         "FetchFailed",
         "RetryScheduled",
         "FetchAttempted",
         "FetchSucceeded",
     ]
-    assert clock.now() > T0  # the cycle took its backoff, in simulated time
+    assert [e for _, e in announced.events if not isinstance(e, events.FetchAttempted)] == [
+        e for _, e in compact.events
+    ]
+    assert clocks[0].now() == clocks[1].now()
 
 
 def test_a_persistent_outage_falls_back_to_the_last_good_price_marked_stale() -> None:
