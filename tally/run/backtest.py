@@ -384,6 +384,7 @@ def plan_backtest(
     """Load and check the data, the markets, the cash and the strategy: a plan that fails
     here has written nothing, not even a ledger file."""
     if replay_of is not None:
+        context.check_catalog(replay_of)
         inputs = inputs_from_record(replay_of, settings, data_dir)
     else:
         inputs = prepare_inputs(settings, data_dir, faults, selection=selection)
@@ -472,6 +473,7 @@ def execute_backtest(
         if before is not None:  # an earlier start of the same inputs: resume it
             assert isinstance(before.event, events.RunStarted)
             started_event = before.event  # as recorded (where it first ran, too)
+            context.check_catalog(started_event)
             resume = progress_of(store, run_id, account)
 
     # 2. The run, under its lease.

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from ledger import __version__, events
+from ledger.errors import UnknownEventType
 
 FINGERPRINT_TAG = b"tally-run/1"
 # Records of how a run was interrupted and resumed, not of what it did: a run stopped and
@@ -35,6 +36,19 @@ BOOKKEEPING = frozenset({"RunResumed", "RunStopped"})
 KEY_PACKAGES = ("sqlalchemy", "msgspec", "ccxt", "pandas", "pydantic", "alembic", "psycopg")
 _encoder = msgspec.json.Encoder(decimal_format="string", order="deterministic")
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def check_catalog(started: events.RunStarted) -> None:
+    """Refuse to carry on or re-execute a run recorded in a catalog newer than this code's:
+    it would record in another shape than the run started with."""
+    if started.catalog > events.CATALOG:
+        raise UnknownEventType(
+            f"run {started.run_id} was recorded in event catalog {started.catalog}; "
+            f"this version of Tally records catalog {events.CATALOG} at most",
+            hint="run it with the version of Tally that recorded it, or a newer one",
+            run_id=started.run_id,
+            catalog=started.catalog,
+        )
 
 
 def config_hash(config: dict[str, Any]) -> str:

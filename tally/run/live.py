@@ -266,7 +266,7 @@ def unfinished_live_run(
     store: EventStore, *, mode: str, config_hash: str, exchange: str, symbols: list[str]
 ) -> RunRecord | None:
     """The latest paper/live run of this configuration that never finished, if any: the
-    run a restart carries on."""
+    run a restart carries on (refused if it records a catalog newer than this code's)."""
     found = None
     for record in list_runs(store).records():
         start, data = record.start, record.start.data
@@ -279,6 +279,8 @@ def unfinished_live_run(
             and data.get("symbols") == symbols
         ):
             found = record
+    if found is not None:
+        context.check_catalog(found.start)
     return found
 
 

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from ledger import events, open_store
-from ledger.errors import RunBusy
+from ledger.errors import RunBusy, UnknownEventType
 from ledger.store.leases import Lease
 from projections.runs import list_runs, run_state
 from tally.repro import check
@@ -156,3 +156,23 @@ def test_a_run_recorded_in_catalog_1_resumes_and_reproduces_in_its_own_shape(
         assert check(store, done.run_id).reproduced
         recorded = next(store.read(f"run/{done.run_id}")).event
         assert isinstance(recorded, events.RunStarted) and recorded.catalog == 1
+
+
+def test_a_run_recorded_in_a_newer_catalog_is_refused_not_carried_on_in_another_shape(
+    ledger_url: str,
+) -> None:
+    fresh = plan()
+    newer = dataclasses.replace(fresh, started=msgspec.structs.replace(fresh.started, catalog=99))
+    with open_store(ledger_url) as store:
+        stop = StopSignal()
+        stopped = execute_backtest(store, newer, progress=stop_after(40, stop), stop=stop)
+        assert isinstance(stopped, StoppedRun)
+        head = store.head()
+        with pytest.raises(UnknownEventType, match="catalog 99") as refused:
+            execute_backtest(store, plan())  # the same command: would resume it
+        assert "run it with the version of Tally that recorded it" in refused.value.hint
+        assert store.head() == head  # nothing written
+    with pytest.raises(UnknownEventType, match="catalog 99"):  # what `repro check` plans
+        plan_backtest(
+            SETTINGS.run, SETTINGS.ingest, config=SETTINGS.run_config(), replay_of=newer.started
+        )
