@@ -34,12 +34,13 @@ def taker(
     *faults: SimulatedFaults,
     settings: IngestSettings = SETTINGS,
     seed: int = 7,
+    catalog: int = events.CATALOG,
 ) -> SnapshotTaker:
     sources = [
         SimulatedSource(f"s{i}", seed=seed + i, clock=clock, start=T0, faults=f)
         for i, f in enumerate(faults)
     ]
-    return SnapshotTaker(sources, settings=settings, clock=clock, seed=seed)
+    return SnapshotTaker(sources, settings=settings, clock=clock, seed=seed, catalog=catalog)
 
 
 def cycle(t: SnapshotTaker, symbols: list[str], number: int = 0) -> Snapshot:
@@ -67,9 +68,7 @@ def test_a_run_of_catalog_1_announces_every_attempt() -> None:
     clocks = SimulatedClock(T0), SimulatedClock(T0)
     shapes = []
     for clock, catalog in zip(clocks, (2, 1), strict=True):
-        t = taker(clock, faults)
-        t.announce = catalog < 2  # what SnapshotTaker(catalog=...) sets
-        shapes.append(cycle(t, ["BTC/USD"]))
+        shapes.append(cycle(taker(clock, faults, catalog=catalog), ["BTC/USD"]))
     compact, announced = shapes
     assert types(announced, "BTC/USD") == [
         "FetchAttempted",
