@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from ledger.clock import Clock
 from ledger.recorded import RecordedEvent, StoreStats
-from ledger.store.append import StreamAppend, group_appends
+from ledger.store.append import Append, StreamAppend, group_appends
 from ledger.store.backend import open_backend
 from ledger.store.event_store import EventStore
 from ledger.store.migrate import check_schema, upgrade
 from ledger.store.settings import StoreSettings
 
 __all__ = [
+    "Append",
     "EventStore",
     "RecordedEvent",
     "StoreSettings",

@@ -56,6 +56,23 @@ def group_appends(items: Sequence[tuple[str, Event]]) -> list[StreamAppend]:
     return [StreamAppend(stream, batch) for stream, batch in runs]
 
 
+class Append(NamedTuple):
+    """One append of ``append_all``: its batches and envelope. ``recorded_at`` None reads
+    the store's clock under the lock; a time given is the one the append was made at (a
+    backtest's cycles, held in memory and written together)."""
+
+    batches: Sequence[StreamAppend]
+    idempotency_key: str | None = None
+    run_id: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    recorded_at: datetime | None = None
+
+
+# Keys looked up in one statement (SQLite allowed 999 parameters before 3.32).
+KEYS_LOOKED_UP_MAX = 500
+
+
 @dataclass
 class _Known:
     """What a unit of work's own appends left: the head and the streams' versions."""
@@ -97,85 +114,136 @@ class Appender:
         correlation_id: str | None = None,
     ) -> list[list[int]]:
         """Append to several streams in one transaction; return the positions per batch."""
-        _check_names(batches, idempotency_key, run_id, causation_id, correlation_id)
-        sizes = [len(batch.events) for batch in batches]
-        if sum(sizes) == 0:
-            return [[] for _ in batches]
-        payloads: list[list[bytes]] | None = None
-        digest = b""
-        if idempotency_key is not None:
-            # Each event is checked and encoded once: its bytes feed the digest and the
-            # record.
-            payloads = [[encode_event(event) for event in batch.events] for batch in batches]
-            digest = _batch_digest(batches, payloads)
-        else:
-            # Checked here, encoded once, inside its record (``encode_records``).
-            for batch in batches:
-                for event in batch.events:
-                    check_money(event)
+        (positions,) = self.append_all(
+            [Append(batches, idempotency_key, run_id, causation_id, correlation_id)]
+        )
+        return positions
+
+    def append_all(self, appends: Sequence[Append]) -> list[list[list[int]]]:
+        """Several appends in one transaction, each as ``append_many`` would make it (its
+        own envelope, idempotency key and time); their rows are inserted with one statement.
+        Return the positions per append and batch. All or nothing."""
+        prepared = [_prepare(append) for append in appends]
+        counts = [sum(sizes) for sizes, _, _ in prepared]
+        if not any(counts):
+            return [[[] for _ in append.batches] for append in appends]
         backend, sql = self.reader.backend, self.reader.sql
         with backend.guard(), self._writing() as cursor:
             # Read the clock under the append lock: on one machine, times follow positions.
-            envelope = Envelope(
-                recorded_at=self.now().astimezone(UTC),
-                run_id=run_id,
-                causation_id=causation_id,
-                correlation_id=correlation_id,
-                idempotency_key=idempotency_key,
+            now: datetime | None = None
+            # Keys seen before (or earlier in this call): their appends replay.
+            seen = self._seen(
+                cursor,
+                [
+                    a.idempotency_key
+                    for a, count in zip(appends, counts, strict=True)
+                    if a.idempotency_key is not None and count
+                ],
             )
-            # Plain DBAPI calls inside the transaction SQLAlchemy manages: a single-event
-            # append costs ~4 statements, and SQLAlchemy's per-statement overhead was most
-            # of its time.
-            if idempotency_key is not None:
-                cursor.execute(sql.idempotency, (idempotency_key,))
-                seen = cursor.fetchone()
-                if seen is not None:
-                    first = _replay_idempotent(idempotency_key, seen, sum(sizes), digest)
-                    return _split(first, sizes)
             known = self._known
             versions: dict[str, int] = {}
-            position, prev = self._head(cursor, batches[0].stream, versions, known)
-            first = position + 1
-            recorded_at_us = to_micros(envelope.recorded_at)
-            rows = []
-            for index, batch in enumerate(batches):
-                stream = batch.stream
-                if stream not in versions:
-                    if known is not None and stream in known.versions:
-                        versions[stream] = known.versions[stream]
-                    else:
-                        cursor.execute(sql.stream_version, (stream,))
-                        versions[stream] = cursor.fetchone()[0] or 0
-                version = versions[stream]
-                if batch.expected_version is not None and batch.expected_version != version:
-                    raise ConcurrencyError(stream, batch.expected_version, version)
-                records = _records(envelope, batch, payloads, index, position, version)
-                for event, record in zip(batch.events, records, strict=True):
-                    position += 1
-                    version += 1
-                    # chain_hash, inline: this loop runs for every event appended.
-                    row_hash = sha256(prev + DOMAIN_TAG + record).digest()
-                    rows.append(
-                        (
-                            position,
-                            stream,
-                            version,
-                            type(event).__name__,
-                            recorded_at_us,
-                            record,
-                            prev,
-                            row_hash,
-                        )
-                    )
-                    prev = row_hash
-                versions[stream] = version
-            backend.insert_rows(cursor, rows)
-            if idempotency_key is not None:
-                cursor.execute(sql.insert_key, (idempotency_key, first, len(rows), digest))
-            if known is not None:
-                known.head = (position, prev)
+            head: tuple[int, bytes] | None = None
+            rows: list[tuple[Any, ...]] = []
+            keys: list[tuple[str, int, int, bytes]] = []
+            placed: list[list[list[int]]] = []
+            for append, count, (sizes, payloads, digest) in zip(
+                appends, counts, prepared, strict=True
+            ):
+                key = append.idempotency_key
+                if count == 0:
+                    placed.append([[] for _ in sizes])
+                    continue
+                if key is not None and key in seen:
+                    placed.append(_split(_replay_idempotent(key, seen[key], count, digest), sizes))
+                    continue
+                if head is None:
+                    head = self._head(cursor, append.batches[0].stream, versions, known)
+                if append.recorded_at is not None:
+                    at = append.recorded_at.astimezone(UTC)
+                else:
+                    if now is None:
+                        now = self.now().astimezone(UTC)
+                    at = now
+                envelope = Envelope(
+                    recorded_at=at,
+                    run_id=append.run_id,
+                    causation_id=append.causation_id,
+                    correlation_id=append.correlation_id,
+                    idempotency_key=key,
+                )
+                first = head[0] + 1
+                head = self._rows(cursor, envelope, append.batches, payloads, head, versions, rows)
+                if key is not None:
+                    keys.append((key, first, count, digest))
+                    seen[key] = (first, count, digest)
+                placed.append(_split(first, sizes))
+            if rows:
+                backend.insert_rows(cursor, rows)
+            if keys:
+                cursor.executemany(sql.insert_key, keys)
+            if known is not None and head is not None:
+                known.head = head
                 known.versions.update(versions)
-        return _split(first, sizes)
+        return placed
+
+    def _seen(self, cursor: Any, keys: list[str]) -> dict[str, tuple[Any, ...]]:
+        """The stored (first position, count, digest) of each of ``keys`` that was used."""
+        seen: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(keys), KEYS_LOOKED_UP_MAX):
+            chunk = keys[start : start + KEYS_LOOKED_UP_MAX]
+            reader = self.reader
+            cursor.execute(reader.sql.idempotency_in(reader.backend.sql, len(chunk)), chunk)
+            for key, *stored in cursor.fetchall():
+                seen[key] = tuple(stored)
+        return seen
+
+    def _rows(
+        self,
+        cursor: Any,
+        envelope: Envelope,
+        batches: Sequence[StreamAppend],
+        payloads: list[list[bytes]] | None,
+        head: tuple[int, bytes],
+        versions: dict[str, int],
+        rows: list[tuple[Any, ...]],
+    ) -> tuple[int, bytes]:
+        """Add the rows of one append's ``batches`` after ``head`` to ``rows``; return the
+        new head. ``versions`` holds the streams' versions, read as they are first met."""
+        known = self._known
+        position, prev = head
+        recorded_at_us = to_micros(envelope.recorded_at)
+        for index, batch in enumerate(batches):
+            stream = batch.stream
+            if stream not in versions:
+                if known is not None and stream in known.versions:
+                    versions[stream] = known.versions[stream]
+                else:
+                    cursor.execute(self.reader.sql.stream_version, (stream,))
+                    versions[stream] = cursor.fetchone()[0] or 0
+            version = versions[stream]
+            if batch.expected_version is not None and batch.expected_version != version:
+                raise ConcurrencyError(stream, batch.expected_version, version)
+            records = _records(envelope, batch, payloads, index, position, version)
+            for event, record in zip(batch.events, records, strict=True):
+                position += 1
+                version += 1
+                # chain_hash, inline: this loop runs for every event appended.
+                row_hash = sha256(prev + DOMAIN_TAG + record).digest()
+                rows.append(
+                    (
+                        position,
+                        stream,
+                        version,
+                        type(event).__name__,
+                        recorded_at_us,
+                        record,
+                        prev,
+                        row_hash,
+                    )
+                )
+                prev = row_hash
+            versions[stream] = version
+        return position, prev
 
     def _head(
         self, cursor: Any, stream: str, versions: dict[str, int], known: _Known | None
@@ -215,6 +283,29 @@ class Appender:
         if self._unit is not None:
             return nullcontext(self._unit)
         return self.reader.backend.write(self.reader.engine)
+
+
+def _prepare(append: Append) -> tuple[list[int], list[list[bytes]] | None, bytes]:
+    """Check an append before its transaction: names, money; its sizes, and with a key the
+    events' bytes and the digest its replay is compared by."""
+    batches = append.batches
+    _check_names(
+        batches,
+        append.idempotency_key,
+        append.run_id,
+        append.causation_id,
+        append.correlation_id,
+    )
+    sizes = [len(batch.events) for batch in batches]
+    if append.idempotency_key is None:
+        # Checked here, encoded once, inside its record (``encode_records``).
+        for batch in batches:
+            for event in batch.events:
+                check_money(event)
+        return sizes, None, b""
+    # Each event is checked and encoded once: its bytes feed the digest and the record.
+    payloads = [[encode_event(event) for event in batch.events] for batch in batches]
+    return sizes, payloads, _batch_digest(batches, payloads)
 
 
 def _check_names(

@@ -108,6 +108,12 @@ class BoundedCursor:
         with self.deadline.bound(self.fd):
             return self.raw.execute(statement, params)
 
+    def executemany(self, statement: str, params: Any) -> Any:
+        """Run one statement for each of ``params`` (psycopg pipelines them); the whole
+        exchange is bounded."""
+        with self.deadline.bound(self.fd):
+            return self.raw.executemany(statement, params)
+
     def fetchone(self) -> Any:
         """The next row of the last result (already here: no wait)."""
         return self.raw.fetchone()

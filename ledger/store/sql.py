@@ -105,6 +105,13 @@ class Statements:
             all_leases=f"SELECT {LEASE_COLUMNS} FROM run_leases ORDER BY run_id",
         )
 
+    def idempotency_in(self, sql: Callable[[str], str], count: int) -> str:
+        """The stored ``(key, first_position, count, digest)`` of ``count`` keys."""
+        return sql(
+            "SELECT key, first_position, count, digest FROM idempotency_keys "
+            f"WHERE key IN ({', '.join('?' * count)})"
+        )
+
     def query(self, sql: Callable[[str], str], *, stream: bool, types: int) -> str:
         """A filtered page of rows: by stream and/or ``types`` event types."""
         where = ["position > ?", "position <= ?"]

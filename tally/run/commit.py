@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from decimal import Decimal
 
 import msgspec
@@ -13,9 +12,8 @@ import msgspec
 from ingest.logs import LOGGER, log_committed, log_events
 from ingest.snapshot import Snapshot
 from ledger import events
-from ledger.clock import SimulatedClock
 from ledger.recorded import RecordedEvent
-from ledger.store import EventStore, StreamAppend, group_appends
+from ledger.store import Append, EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.portfolio import PortfolioState
 from projections.validator import Decision, ValidatorSettings, validate
@@ -52,45 +50,46 @@ class GroupAppends:
     A backtest commits ``commit_cycles`` cycles at a time. Holding the write transaction
     open while those cycles compute kept the ledger's write lock for the whole run, so two
     runs into one SQLite file (a sweep's workers) took turns run by run. Held here, the lock
-    is taken for the writing only. Each append keeps the time it was made at (the store
-    reads its clock, a frozen one at that time, under the lock) and its idempotency key, so
-    the events, their hashes and a resume's replay are exactly as before; a group that never
-    reaches ``flush`` (a second Ctrl-C, a crash) writes nothing, as a rolled-back
-    transaction did.
+    is taken for the writing only, and the group's rows go in with one insert
+    (``EventStore.append_all``). Each append keeps the time it was made at (the store's
+    clock when it was held) and its idempotency key, so the events, their hashes and a
+    resume's replay are exactly as before; a group that never reaches ``flush`` (a second
+    Ctrl-C, a crash) writes nothing, as a rolled-back transaction did.
     """
 
     def __init__(self, store: EventStore, logger: logging.Logger = LOGGER) -> None:
         self.store = store
         self.logger = logger
-        self.pending: list[tuple[list[StreamAppend], str, str, datetime, bool]] = []
+        self.pending: list[Append] = []
+        self.logged: list[bool] = []
 
     def append_many(
         self, appends: list[StreamAppend], *, run_id: str, idempotency_key: str, log: bool
     ) -> None:
-        self.pending.append((appends, run_id, idempotency_key, self.store.clock.now(), log))
+        self.pending.append(
+            Append(
+                appends,
+                idempotency_key=idempotency_key,
+                run_id=run_id,
+                recorded_at=self.store.clock.now(),
+            )
+        )
+        self.logged.append(log)
 
     def flush(self) -> int:
         """Write every held append in one transaction; log them; return the last position
         (0 when nothing was held)."""
         if not self.pending:
             return 0
-        store, running = self.store, self.store.clock
-        placed: list[list[list[int]]] = []
-        try:
-            with store.unit_of_work():
-                for appends, run_id, key, when, _ in self.pending:
-                    store.clock = SimulatedClock(when)
-                    placed.append(store.append_many(appends, run_id=run_id, idempotency_key=key))
-        finally:
-            store.clock = running
+        placed = self.store.append_all(self.pending)
         last = 0
-        for (appends, _, _, _, log), committed in zip(self.pending, placed, strict=True):
+        for append, log, committed in zip(self.pending, self.logged, placed, strict=True):
             positions = [p for batch in committed for p in batch]
             last = max(last, *positions) if positions else last
             if log:
-                written = (e for batch in appends for e in batch.events)
+                written = (e for batch in append.batches for e in batch.events)
                 log_committed(zip(written, positions, strict=True), self.logger)
-        self.pending = []
+        self.pending, self.logged = [], []
         return last
 
 

@@ -14,7 +14,7 @@ from ledger import events
 from ledger.clock import SimulatedClock
 from ledger.codec import GENESIS_HASH, chain_hash
 from ledger.errors import ConcurrencyError, IdempotencyConflict, InputError
-from ledger.store import EventStore, StreamAppend, open_store
+from ledger.store import Append, EventStore, StreamAppend, open_store
 
 
 def deposit(amount: str, asset: str = "USDT") -> events.FundsDeposited:
@@ -294,6 +294,48 @@ def test_a_unit_of_work_commits_its_appends_together_or_not_at_all(store: EventS
     assert store.head() == 3 and store.verify().events == 3
     store.append("portfolio/main", [deposit("5")], expected_version=2)
     assert store.verify().events == 4
+
+
+def test_append_all_writes_each_append_as_append_many_would(store: EventStore) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    store.clock = SimulatedClock(t0 + timedelta(days=1))
+    store.append_many([StreamAppend("a", [deposit("1")])], idempotency_key="k1", run_id="r")
+    held = [
+        Append([StreamAppend("a", [deposit("1")])], "k1", "r", recorded_at=t0),  # replays
+        Append(
+            [StreamAppend("a", [deposit("2")], 1), StreamAppend("b", [deposit("3")], 0)],
+            "k2",
+            "r",
+            recorded_at=t0 + timedelta(minutes=5),
+        ),
+        Append([StreamAppend("a", [deposit("4")])], recorded_at=t0 + timedelta(minutes=10)),
+        Append([StreamAppend("b", [])], "k3"),  # nothing to write
+        Append(
+            [StreamAppend("a", [deposit("2")], 1), StreamAppend("b", [deposit("3")], 0)], "k2", "r"
+        ),  # the same key again in one call: replays what this call wrote
+    ]
+    assert store.append_all(held) == [[[1]], [[2], [3]], [[4]], [[]], [[2], [3]]]
+    rows = list(store.read_all())
+    assert [(r.stream, r.version) for r in rows] == [("a", 1), ("a", 2), ("b", 1), ("a", 3)]
+    assert [r.recorded_at for r in rows[1:]] == [
+        t0 + timedelta(minutes=5),
+        t0 + timedelta(minutes=5),
+        t0 + timedelta(minutes=10),
+    ]  # each append's own time
+    assert [r.idempotency_key for r in rows] == ["k1", "k2", "k2", None]
+    assert store.verify().events == 4
+    # All or nothing: a stale expected version or a reused key refuses the whole call.
+    first = Append([StreamAppend("c", [deposit("5")])])
+    with pytest.raises(ConcurrencyError):
+        store.append_all([first, Append([StreamAppend("a", [deposit("6")], 1)])])
+    with pytest.raises(IdempotencyConflict):
+        store.append_all([first, Append([StreamAppend("a", [deposit("7")])], "k1")])
+    assert store.head() == 4 and store.stream_version("c") == 0
+    # More keys than one lookup takes: each written once, then each replayed, none doubled.
+    many = [Append([StreamAppend("c", [deposit("5")])], f"k-{i}") for i in range(600)]
+    placed = store.append_all(many)
+    assert placed[-1] == [[604]]
+    assert store.append_all(many) == placed and store.head() == 604
 
 
 def test_an_append_after_a_refused_one_writes_on_a_clean_transaction(store: EventStore) -> None:
