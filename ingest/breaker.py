@@ -1,7 +1,8 @@
 """Circuit breakers, one per (source, endpoint), whose state is a fold over ledger events.
 
 A breaker's state changes only by applying events: the outcomes of its calls
-(``FetchSucceeded``, ``FetchFailed``) and its own transitions (``CircuitOpened``,
+(``FetchSucceeded``, ``FetchFailed``, and a catalog-3 ``SnapshotSealed``'s ``fetched``
+successes, counted at the seal) and its own transitions (``CircuitOpened``,
 ``CircuitHalfOpened``, ``CircuitClosed``). Live, it decides a transition and then applies the
 event it emits; after a restart, replaying the same events from the ledger rebuilds exactly
 the same state: an open breaker keeps refusing until its timeout, then half-opens.
@@ -253,6 +254,9 @@ class BreakerRegistry:
         match event:
             case events.FetchSucceeded() | events.FetchFailed():
                 self.get(event.source, event.endpoint).apply(event)
+            case events.SnapshotSealed(fetched=fetched) if fetched:
+                for success in events.sealed_fetches(event):
+                    self.get(success.source, success.endpoint).apply(success)
             case (
                 events.CircuitOpened()
                 | events.CircuitHalfOpened()

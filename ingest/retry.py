@@ -5,7 +5,9 @@ jitter comes from the seeded RNG the caller passes, and sleeps go through the in
 so a simulated run records the same delays in zero wall time. Every step is an event:
 ``FetchFailed``, ``RetryScheduled``, ``FetchSucceeded``, and the breaker's ``CallRejected``
 when it refuses the call; with ``announce`` (runs of catalog 1) also a ``FetchAttempted``
-before each attempt.
+before each attempt. With ``fold`` (catalog 3, local sources), a success at the first
+attempt with no latency is neither emitted nor given to the breaker: it is returned as
+``Fetched.folded`` and the caller records it (in the sealed snapshot).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Fetched(Generic[T]):
     value: T
     source: str
     attempts: int
+    folded: bool = False  # not recorded here: the caller records it (see ``fold``)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ async def call_with_retry(
     emit: Emit,
     breaker: CircuitBreaker | None = None,
     announce: bool = True,
+    fold: bool = False,
 ) -> Fetched[T] | Failed:
     """Call ``call`` until it succeeds, fails for good, or the budget is spent."""
     stream = symbol_stream(symbol)
@@ -130,12 +134,15 @@ async def call_with_retry(
             )
             await clock.sleep(delay / 1000)
             continue
+        latency_ms = _ms_between(called, clock.now())
+        if fold and attempt == 1 and latency_ms == 0:
+            return Fetched(value, source, attempt, folded=True)
         succeeded = events.FetchSucceeded(
             source=source,
             endpoint=endpoint,
             symbol=symbol,
             attempt=attempt,
-            latency_ms=_ms_between(called, clock.now()),
+            latency_ms=latency_ms,
         )
         emit(stream, succeeded)
         if breaker is not None:

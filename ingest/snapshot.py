@@ -155,6 +155,10 @@ class SnapshotTaker:
         self.sequential = sequential
         # Catalog 1 records a FetchAttempted before every attempt's outcome.
         self.announce = catalog < 2
+        # Catalog 3 records a local source's first-attempt successes in the seal. Only
+        # local sources: their breakers never see a failure that counts, so when the
+        # successes are counted (at the seal) cannot change a breaker's decisions.
+        self.fold = catalog >= 3 and sequential
 
     async def take(self, symbols: Sequence[str], cycle: int) -> Snapshot:
         """Price every symbol, concurrently and bounded; always returns a sealed snapshot."""
@@ -162,11 +166,12 @@ class SnapshotTaker:
         emit = _appender(log)
         gate = asyncio.Semaphore(self.settings.fetch_concurrency_max)
         started = self.clock.now()
+        fetched: dict[str, str] = {}  # folded first-attempt successes: symbol -> source
 
         async def priced(symbol: str) -> tuple[Mark, timedelta]:
             begun = self.clock.now()
             try:
-                mark = await self._price(symbol, cycle, emit)
+                mark = await self._price(symbol, cycle, emit, fetched)
             except Exception as e:  # one symbol never aborts the cycle
                 reason = f"unexpected {type(e).__name__}: {e}"[:MESSAGE_LENGTH_MAX]
                 emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
@@ -186,22 +191,28 @@ class SnapshotTaker:
         marks = {m.symbol: m.price for m, _ in results if m.price is not None}
         status = {m.symbol: m.status for m, _ in results}
         snapshot_id = f"{cycle}-{started.strftime('%Y%m%dT%H%M%S%fZ')}"
-        emit(
-            self.stream,
-            events.SnapshotSealed(
-                snapshot_id=snapshot_id,
-                fresh=sum(1 for s in status.values() if s == "fresh"),
-                stale=sum(1 for s in status.values() if s == "stale"),
-                failed=sum(1 for s in status.values() if s == "failed"),
-                marks=marks,
-                cycle=cycle,
-                stale_symbols=[s for s in ordered if status[s] == "stale"],
-                failed_symbols=[s for s in ordered if status[s] == "failed"],
-            ),
+        stale = [s for s in ordered if status[s] == "stale"]
+        failed = [s for s in ordered if status[s] == "failed"]
+        sealed = events.SnapshotSealed(
+            snapshot_id=snapshot_id,
+            fresh=len(ordered) - len(stale) - len(failed),
+            stale=len(stale),
+            failed=len(failed),
+            marks=marks,
+            cycle=cycle,
+            stale_symbols=stale,
+            failed_symbols=failed,
+            fetched=dict(sorted(fetched.items())),
         )
+        emit(self.stream, sealed)
+        # The folded successes count now, in the seal's order: as a rebuild applies them.
+        for success in events.sealed_fetches(sealed):
+            self.breakers.get(success.source, success.endpoint).record(
+                success, success.symbol, emit
+            )
         return Snapshot(snapshot_id, cycle, marks, status, log)
 
-    async def _price(self, symbol: str, cycle: int, emit: _Emit) -> Mark:
+    async def _price(self, symbol: str, cycle: int, emit: _Emit, fetched: dict[str, str]) -> Mark:
         stream = symbol_stream(symbol)
         reasons: list[str] = []
         for index, source in enumerate(self.sources):
@@ -217,8 +228,11 @@ class SnapshotTaker:
                 emit=emit,
                 breaker=self.breakers.get(source.name, "ticker"),
                 announce=self.announce,
+                fold=self.fold and index == 0,  # one success folded per symbol
             )
             if isinstance(result, Fetched):
+                if result.folded:
+                    fetched[symbol] = source.name
                 price = self._usable_price(result.value)
                 if price is not None:
                     return self._fresh(symbol, price, source.name, emit)

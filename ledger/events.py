@@ -36,7 +36,13 @@ Side = Literal["buy", "sell"]
 # 1: a ``FetchAttempted`` before every attempt's ``FetchSucceeded`` or ``FetchFailed``;
 # 2: the outcome alone. It carries the attempt number and the latency, and a cycle's
 #    events commit together, so an attempt without an outcome was never stored anyway.
-CATALOG = 2
+# 3: as 2, and where the sources are local (a backtest's files without injected faults:
+#    they cannot time out, never wait and never fail in a way a breaker counts), a fetch
+#    that succeeds at its first attempt is recorded in the cycle's ``SnapshotSealed``
+#    (``fetched``: the symbol and its source; attempt 1 and no latency are implied) instead
+#    of a ``FetchSucceeded`` each. Breakers count those successes at the seal, live and
+#    rebuilt alike. Failures, retries and every other source's successes are as in 2.
+CATALOG = 3
 
 
 class Event(
@@ -388,6 +394,18 @@ class SnapshotSealed(Event, frozen=True, kw_only=True):
     cycle: int = 0
     stale_symbols: list[str] = []
     failed_symbols: list[str] = []
+    # Catalog 3, local sources: symbol -> its first source, when that source answered at
+    # the first attempt, in place of the FetchSucceeded (attempt 1, latency 0, "ticker").
+    fetched: dict[str, str] = {}
+
+
+def sealed_fetches(sealed: SnapshotSealed) -> list[FetchSucceeded]:
+    """The ``FetchSucceeded`` a catalog-3 seal records in ``fetched``, in symbol order: what
+    a fold that counts fetches (breakers, the monitor) applies at the seal."""
+    return [
+        FetchSucceeded(source=source, endpoint="ticker", symbol=symbol, attempt=1, latency_ms=0)
+        for symbol, source in sealed.fetched.items()
+    ]
 
 
 # --- money --------------------------------------------------------------------------------

@@ -91,6 +91,11 @@ class BreakerBoard:
                 view = self._view(f"{source}:{endpoint}")
                 view.calls += 1
                 view.successes += 1
+            case events.SnapshotSealed(fetched=fetched) if fetched:
+                for success in events.sealed_fetches(recorded.event):
+                    view = self._view(f"{success.source}:{success.endpoint}")
+                    view.calls += 1
+                    view.successes += 1
             case events.FetchFailed(source=source, endpoint=endpoint):
                 view = self._view(f"{source}:{endpoint}")
                 view.calls += 1

@@ -158,6 +158,47 @@ def test_a_run_recorded_in_catalog_1_resumes_and_reproduces_in_its_own_shape(
         assert isinstance(recorded, events.RunStarted) and recorded.catalog == 1
 
 
+def local_plan(catalog: int = events.CATALOG) -> Any:
+    """The sample without injected faults (local sources: catalog 3 folds their first-attempt
+    successes into the seals), as a run of ``catalog`` started it: the same run id."""
+    fresh = plan_backtest(SETTINGS.run, SETTINGS.ingest, config=SETTINGS.run_config(), faults=False)
+    started = msgspec.structs.replace(fresh.started, catalog=catalog)
+    return dataclasses.replace(fresh, started=started)
+
+
+def test_a_run_recorded_in_catalog_2_resumes_and_reproduces_with_a_success_event_each(
+    ledger_url: str, tmp_path: Any
+) -> None:
+    from ledger import init_store
+
+    today_url = f"sqlite:///{tmp_path / 'today.db'}"
+    init_store(today_url)
+    with open_store(today_url) as store:
+        today = execute_backtest(store, local_plan())
+        assert isinstance(today, RunSummary)
+        seals = [r.event for r in store.read_all() if isinstance(r.event, events.SnapshotSealed)]
+        kinds = [r.type for r in store.read_all()]
+    assert "FetchSucceeded" not in kinds
+    folded = sum(len(s.fetched) for s in seals)
+    assert folded == today.counts["fresh"] > 0
+    with open_store(ledger_url) as store:
+        stop = StopSignal()
+        stopped = execute_backtest(store, local_plan(2), progress=stop_after(40, stop), stop=stop)
+        assert isinstance(stopped, StoppedRun) and stopped.run_id == today.run_id
+        done = execute_backtest(store, local_plan())  # today's command resumes it, as 2
+        assert isinstance(done, RunSummary)
+        rows = [r for r in store.read_all() if r.run_id == done.run_id]
+        assert not any(isinstance(r.event, events.SnapshotSealed) and r.event.fetched for r in rows)
+        succeeded = sum(r.type == "FetchSucceeded" for r in rows)
+        # The same trades, books and equity, one event per first-attempt success more.
+        assert succeeded == folded
+        assert done.counts == today.counts and done.equity_end == today.equity_end
+        assert done.events == today.events + succeeded
+        assert check(store, done.run_id).reproduced
+        recorded = next(store.read(f"run/{done.run_id}")).event
+        assert isinstance(recorded, events.RunStarted) and recorded.catalog == 2
+
+
 def test_a_run_recorded_in_a_newer_catalog_is_refused_not_carried_on_in_another_shape(
     ledger_url: str,
 ) -> None:

@@ -15,6 +15,7 @@ from ledger.codec import (
     Envelope,
     chain_hash,
     decode_record,
+    encode_event,
     encode_record,
     encode_records,
 )
@@ -157,10 +158,26 @@ def test_a_run_of_records_encoded_at_once_is_byte_for_byte_the_pinned_records() 
 def test_runs_recorded_before_the_catalog_version_read_as_catalog_1() -> None:
     # A field added with a default is left out of the bytes while it has that default: the
     # pinned RunStarted (written before `catalog` existed) decodes as version 1 and
-    # re-encodes unchanged, and a version-2 run says so in its own bytes.
+    # re-encodes unchanged, and a run of a later version says so in its own bytes.
     stream, _, record, _ = VECTORS[0]
     started = decode_record(record).event
     assert isinstance(started, events.RunStarted) and started.catalog == 1
     current = msgspec.structs.replace(started, catalog=events.CATALOG)
-    assert events.CATALOG == 2
-    assert encoded(1, stream, current) == record[:-2] + b',"catalog":2}]'
+    assert events.CATALOG == 3
+    assert encoded(1, stream, current) == record[:-2] + b',"catalog":3}]'
+
+
+def test_a_seal_without_folded_fetches_keeps_its_bytes() -> None:
+    # Catalog 3 added SnapshotSealed.fetched with a default: seals recorded before it (and
+    # every seal of a run whose sources are not local) encode exactly as they did.
+    sealed = events.SnapshotSealed(
+        snapshot_id="0-x", fresh=1, stale=0, failed=0, marks={"BTC/USDT": Decimal("1.5")}
+    )
+    assert b"fetched" not in encode_event(sealed)
+    folded = msgspec.structs.replace(sealed, fetched={"BTC/USDT": "candles"})
+    assert encode_event(folded) == encode_event(sealed)[:-1] + b',"fetched":{"BTC/USDT":"candles"}}'
+    assert events.sealed_fetches(folded) == [
+        events.FetchSucceeded(
+            source="candles", endpoint="ticker", symbol="BTC/USDT", attempt=1, latency_ms=0
+        )
+    ]

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from ingest.candles import CandleSource, generate_sample, load_candles, symbol_of, write_candles
 from ledger.clock import SimulatedClock
 from ledger.errors import ConfigError, InputError, ProviderError
+from ledger.recorded import RecordedEvent
 from tally.repro import equity_side_by_side, field_diff
 from tally.run import context
 from tally.run.strategy import load_strategy
@@ -87,26 +89,60 @@ def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
 
 def test_local_sources_priced_in_sequence_give_the_gathered_events_in_order() -> None:
     """Without faults a candle source never suspends, so pricing symbol after symbol in one
-    task (a backtest of files) records exactly what concurrent tasks record."""
+    task (a backtest of files) records exactly what concurrent tasks record; catalog 3
+    records the same, its first-attempt successes in the seals instead of one event each."""
+    from ingest.breaker import BreakerRegistry
     from ingest.settings import IngestSettings
     from ingest.snapshot import SnapshotTaker
+    from ledger import events
+    from projections.errors import BreakerBoard
 
     sample = generate_sample(seed=3, start=START, days=1, missing_share=0.05)
     times = sample.cycle_times()
 
-    def taken(sequential: bool) -> list[object]:
+    def taken(sequential: bool, catalog: int) -> tuple[list[events.Event], SnapshotTaker]:
         clock = SimulatedClock(times[0])
         source = CandleSource(sample, clock=clock, seed=1)
         taker = SnapshotTaker([source], settings=IngestSettings(), clock=clock, seed=1,
-                              sequential=sequential)  # fmt: skip
-        found: list[object] = []
+                              sequential=sequential, catalog=catalog)  # fmt: skip
+        found: list[events.Event] = []
         for cycle, moment in enumerate(times[:120]):
             clock.set(moment)
-            found.extend(asyncio.run(taker.take(sample.symbols, cycle)).events)
-        return found
+            found.extend(e for _, e in asyncio.run(taker.take(sample.symbols, cycle)).events)
+        return found, taker
 
-    gathered = taken(False)
-    assert taken(True) == gathered and any("CandleMissing" in repr(e) for e in gathered)
+    gathered, _ = taken(False, 2)
+    assert taken(True, 2)[0] == gathered and any("CandleMissing" in repr(e) for e in gathered)
+    assert taken(False, 3)[0] == gathered  # sources that may suspend keep their events
+    folded, taker = taken(True, 3)
+    seals = [e for e in folded if isinstance(e, events.SnapshotSealed)]
+    # Every FetchSucceeded is in its cycle's seal instead, nothing else changed, nothing
+    # lost: each seal names exactly the successes catalog 2 recorded before it.
+    assert not any(isinstance(e, events.FetchSucceeded) for e in folded)
+    assert sum(len(s.fetched) for s in seals) == sum(s.fresh for s in seals) > 0
+    successes: list[dict[str, str]] = [{}]
+    for event in gathered:
+        if isinstance(event, events.FetchSucceeded):
+            assert event.attempt == 1 and event.latency_ms == 0
+            successes[-1][event.symbol] = event.source
+        elif isinstance(event, events.SnapshotSealed):
+            successes.append({})
+    assert [s.fetched for s in seals] == successes[:-1]
+    assert [
+        msgspec.structs.replace(e, fetched={}) if isinstance(e, events.SnapshotSealed) else e
+        for e in folded
+    ] == [e for e in gathered if not isinstance(e, events.FetchSucceeded)]
+    # Breakers count the folded successes at the seal, live and rebuilt from the events.
+    rebuilt = BreakerRegistry(IngestSettings().breaker, SimulatedClock(times[0])).rebuild(folded)
+    assert {n: b.snapshot() for n, b in rebuilt} == {n: b.snapshot() for n, b in taker.breakers}
+    assert taker.breakers.get("candles", "ticker").counts.successes == sum(
+        len(s.fetched) for s in seals
+    )
+    board = BreakerBoard()
+    for position, event in enumerate(folded, start=1):
+        row = (position, "s", position, type(event).__name__, START, None, None, None, None)
+        board.apply(RecordedEvent(*row, event=event))
+    assert board.breakers["candles:ticker"].successes == sum(len(s.fetched) for s in seals)
 
 
 def test_compact_closes_price_exactly_as_the_decimal_candles_do() -> None:
