@@ -442,8 +442,21 @@ class CandleSource:
             return None
         return Decimal(int(units[index])).scaleb(int(exponents[index]))
 
+    @property
+    def local(self) -> bool:
+        """Whether a fetch never waits (no injected faults): ``ticker_now`` may be asked."""
+        return self._faults is None
+
+    def ticker_now(self, symbol: str) -> Ticker:
+        """``fetch_ticker`` without a coroutine, for a source without injected faults: the
+        same ticker or the same ``ProviderError``."""
+        return self._ticker_at(symbol, self.clock.now())
+
     async def fetch_ticker(self, symbol: str) -> Ticker:
         now = await self._faults.enter(symbol, "ticker") if self._faults else self.clock.now()
+        return self._ticker_at(symbol, now)
+
+    def _ticker_at(self, symbol: str, now: datetime) -> Ticker:
         # The cycle's candle: retries inside the cycle move a task's time by seconds, never
         # past the next close.
         close_ms = to_micros(now) // 1000 // self._step_ms * self._step_ms

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, cast
 
-from ingest.breaker import BreakerRegistry
+from ingest.breaker import CLOSED, BreakerRegistry
 from ingest.market import Ticker
 from ingest.retry import Failed, Fetched, call_with_retry, symbol_stream
 from ingest.settings import IngestSettings
 from ledger import events
 from ledger.clock import Clock
-from ledger.market import MESSAGE_LENGTH_MAX, round_to_step
+from ledger.market import MESSAGE_LENGTH_MAX, step_rounder
 from ledger.store import StreamAppend, group_appends
 
 Status = Literal["fresh", "stale", "failed"]
@@ -62,6 +62,15 @@ class TickerSource(Protocol):
     name: str
 
     async def fetch_ticker(self, symbol: str) -> Ticker: ...
+
+
+class LocalTickerSource(TickerSource, Protocol):
+    """A source that can answer at once (``local``): a backtest's files without faults."""
+
+    @property
+    def local(self) -> bool: ...
+
+    def ticker_now(self, symbol: str) -> Ticker: ...
 
 
 class LastGood(NamedTuple):  # (a tuple: made for every fresh mark of every cycle)
@@ -104,18 +113,10 @@ class Snapshot:
     marks: dict[str, Decimal]
     status: dict[str, Status]
     events: list[tuple[str, events.Event]]
-
-    @property
-    def fresh(self) -> int:
-        return sum(1 for s in self.status.values() if s == "fresh")
-
-    @property
-    def stale(self) -> int:
-        return sum(1 for s in self.status.values() if s == "stale")
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for s in self.status.values() if s == "failed")
+    # The seal's counts (counted once, when sealed).
+    fresh: int = 0
+    stale: int = 0
+    failed: int = 0
 
     def batches(self) -> list[StreamAppend]:
         """The cycle's events as appends, in the order they happened (one transaction)."""
@@ -148,6 +149,7 @@ class SnapshotTaker:
         self.breakers = breakers or BreakerRegistry(settings.breaker, clock)
         self.cache = cache or PriceCache()
         self.price_steps = price_steps or {}
+        self._rounders: dict[str, Callable[[Decimal], Decimal]] = {}  # per symbol, made once
         self.stream = stream
         # Sources that never suspend (local files, no injected latency or faults) are
         # priced one after another in this task: the same order and events as gather,
@@ -210,9 +212,15 @@ class SnapshotTaker:
             self.breakers.get(success.source, success.endpoint).record(
                 success, success.symbol, emit
             )
-        return Snapshot(snapshot_id, cycle, marks, status, log)
+        return Snapshot(
+            snapshot_id, cycle, marks, status, log, sealed.fresh, sealed.stale, sealed.failed
+        )
 
     async def _price(self, symbol: str, cycle: int, emit: _Emit, fetched: dict[str, str]) -> Mark:
+        if self.fold:
+            quick = self._answered_at_once(symbol, emit, fetched)
+            if quick is not None:
+                return quick
         stream = symbol_stream(symbol)
         reasons: list[str] = []
         for index, source in enumerate(self.sources):
@@ -251,14 +259,40 @@ class SnapshotTaker:
                 )
         return self._fallback(symbol, "; ".join(reasons), emit)
 
+    def _answered_at_once(self, symbol: str, emit: _Emit, fetched: dict[str, str]) -> Mark | None:
+        """Catalog 3, a local first source: its answer to the first attempt, folded, as the
+        general path would record it (the breaker closed lets the call through and records
+        nothing; no announcement, no latency, no retry), without the retry machinery. None
+        sends the symbol down the general path, which asks again (a local source answers
+        the same) and records the failure, the fallback or the failover."""
+        source = self.sources[0]
+        if not getattr(source, "local", False):
+            return None
+        if self.breakers.get(source.name, "ticker").state != CLOSED:
+            return None
+        try:
+            ticker = cast(LocalTickerSource, source).ticker_now(symbol)
+        except Exception:  # recorded by the general path
+            return None
+        price = self._usable_price(ticker)
+        if price is None:
+            return None
+        fetched[symbol] = source.name
+        return self._fresh(symbol, price, source.name, emit)
+
     def _usable_price(self, ticker: Ticker) -> Decimal | None:
         price = ticker.last
         if price is None and ticker.bid is not None and ticker.ask is not None:
             price = (ticker.bid + ticker.ask) / 2
         if price is None or price <= 0:
             return None
-        step = self.price_steps.get(ticker.symbol)
-        return round_to_step(price, step) if step is not None else price
+        rounder = self._rounders.get(ticker.symbol)
+        if rounder is None:
+            step = self.price_steps.get(ticker.symbol)
+            if step is None:
+                return price
+            rounder = self._rounders[ticker.symbol] = step_rounder(step)
+        return rounder(price)
 
     def _fresh(self, symbol: str, price: Decimal, source: str, emit: _Emit) -> Mark:
         now = self.clock.now()

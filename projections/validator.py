@@ -106,9 +106,24 @@ def diff(
     price_steps: dict[str, Decimal] | None = None,
 ) -> Diff:
     """The differences candidate - reference, valued at ``marks``."""
+    ours = candidate.equity(marks)
+    theirs = ours if reference is candidate else reference.equity(marks)
+    return _diff(candidate, reference, marks, settings, price_steps, ours, theirs)
+
+
+def _diff(
+    candidate: PortfolioState,
+    reference: PortfolioState,
+    marks: dict[str, Decimal],
+    settings: ValidatorSettings,
+    price_steps: dict[str, Decimal] | None,
+    ours: Decimal,
+    theirs: Decimal,
+) -> Diff:
+    """``diff`` with both equities already valued (a cycle values each once)."""
     steps = price_steps or {}
     per_symbol = _delta(candidate.positions, reference.positions)
-    equity = candidate.equity(marks) - reference.equity(marks)
+    equity = ours - theirs
     epsilon = max(
         settings.base_epsilon,
         sum(
@@ -130,7 +145,7 @@ def diff(
         rounding=rounding,
         per_symbol=per_symbol,
         epsilon=epsilon,
-        equity_reference=reference.equity(marks),
+        equity_reference=theirs,
     )
 
 
@@ -143,8 +158,10 @@ def validate(
     price_steps: dict[str, Decimal] | None = None,
 ) -> Decision:
     """Decide whether ``candidate`` may be committed, given what ``reference`` says."""
-    found = diff(candidate, reference, marks, settings=settings, price_steps=price_steps)
-    critical = _critical(candidate, marks, found, settings)
+    ours = candidate.equity(marks)
+    theirs = ours if reference is candidate else reference.equity(marks)
+    found = _diff(candidate, reference, marks, settings, price_steps, ours, theirs)
+    critical = _critical(candidate, marks, found, settings, ours)
     if critical:
         return Decision("discarded", critical, found, {})
     if abs(found.equity) <= found.epsilon:
@@ -169,12 +186,16 @@ def validate(
 
 
 def _critical(
-    candidate: PortfolioState, marks: dict[str, Decimal], found: Diff, settings: ValidatorSettings
+    candidate: PortfolioState,
+    marks: dict[str, Decimal],
+    found: Diff,
+    settings: ValidatorSettings,
+    equity: Decimal,
 ) -> str:
+    """The reason ``candidate`` (worth ``equity`` at ``marks``) must never be committed."""
     negative = {a: v for a, v in sorted(candidate.cash.items()) if v < 0}
     if negative:
         return f"negative cash: {negative}"
-    equity = candidate.equity(marks)
     if equity < 0:
         return f"negative equity: {equity}"
     moved = sum((abs(q) * marks.get(s, ZERO) for s, q in found.per_symbol.items()), ZERO)
