@@ -71,10 +71,12 @@ def check(name: str) -> Callable[[Check], Check]:
 
 
 def number(value: float | None) -> str:
-    """1,000,000 rather than 1e+06; 0.0075 as is."""
+    """1,000,000 rather than 1e+06; 53,900.1 rather than 53900.1; 0.0075 as is."""
     if value is None:
         return ""
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:g}"
 
 
 def graded(name: str, value: float, limits: Threshold, summary: str) -> CheckResult:
