@@ -4,8 +4,8 @@
 
 Targets (issue 14; issue 5 asked for 10 s and 15 s): the backtest (5,760 five-minute cycles,
 every fetch, snapshot, trade, fee and validation recorded, durable SQLite) in <= 2.0 s, its
-`tally repro check` in <= 3 s. Both are measured in-process (the CLI adds its start-up, about 1 s, printed separately) and
-print events/s and cycles/s.
+`tally repro check` in <= 3 s. Both are measured in-process (the CLI adds its start-up,
+about 0.8 s, printed separately) and print events/s and cycles/s.
 """
 
 from __future__ import annotations
