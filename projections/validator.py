@@ -106,9 +106,16 @@ def diff(
     price_steps: dict[str, Decimal] | None = None,
 ) -> Diff:
     """The differences candidate - reference, valued at ``marks``."""
-    ours = candidate.equity(marks)
-    theirs = ours if reference is candidate else reference.equity(marks)
+    ours, theirs = _equities(candidate, reference, marks)
     return _diff(candidate, reference, marks, settings, price_steps, ours, theirs)
+
+
+def _equities(
+    candidate: PortfolioState, reference: PortfolioState, marks: dict[str, Decimal]
+) -> tuple[Decimal, Decimal]:
+    """Both portfolios' equity at ``marks``, each valued once (the same one once)."""
+    ours = candidate.equity(marks)
+    return ours, ours if reference is candidate else reference.equity(marks)
 
 
 def _diff(
@@ -158,8 +165,7 @@ def validate(
     price_steps: dict[str, Decimal] | None = None,
 ) -> Decision:
     """Decide whether ``candidate`` may be committed, given what ``reference`` says."""
-    ours = candidate.equity(marks)
-    theirs = ours if reference is candidate else reference.equity(marks)
+    ours, theirs = _equities(candidate, reference, marks)
     found = _diff(candidate, reference, marks, settings, price_steps, ours, theirs)
     critical = _critical(candidate, marks, found, settings, ours)
     if critical:

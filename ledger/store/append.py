@@ -189,9 +189,9 @@ class Appender:
     def _seen(self, cursor: Any, keys: list[str]) -> dict[str, tuple[Any, ...]]:
         """The stored (first position, count, digest) of each of ``keys`` that was used."""
         seen: dict[str, tuple[Any, ...]] = {}
+        reader = self.reader
         for start in range(0, len(keys), KEYS_LOOKED_UP_MAX):
             chunk = keys[start : start + KEYS_LOOKED_UP_MAX]
-            reader = self.reader
             cursor.execute(reader.sql.idempotency_in(reader.backend.sql, len(chunk)), chunk)
             for key, *stored in cursor.fetchall():
                 seen[key] = tuple(stored)

@@ -17,7 +17,6 @@ _HEAD = "SELECT position, record, prev_hash, hash FROM events ORDER BY position 
 class Statements:
     """The store's statements, written with ``?`` and converted by the backend."""
 
-    idempotency: str
     insert_key: str
     stream_version: str
     version_and_head: str  # the stream's version and the chain head in one round trip
@@ -45,9 +44,6 @@ class Statements:
     def for_backend(cls, sql: Callable[[str], str]) -> Statements:
         """The statements in the style of the backend's ``sql`` converter."""
         return cls(
-            idempotency=sql(
-                "SELECT first_position, count, digest FROM idempotency_keys WHERE key = ?"
-            ),
             insert_key=sql(
                 "INSERT INTO idempotency_keys (key, first_position, count, digest) "
                 "VALUES (?, ?, ?, ?)"
