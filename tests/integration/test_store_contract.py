@@ -174,6 +174,21 @@ def test_read_all_streams_across_pages(store: EventStore, monkeypatch: pytest.Mo
     assert store.verify().events == 30
 
 
+@pytest.mark.parametrize("count", [99, 100, 101, 250])
+def test_a_large_append_stores_every_row_in_order(store: EventStore, count: int) -> None:
+    # SQLite inserts whole hundreds with multi-row statements and the rest one by one:
+    # each side of that boundary keeps every row, its position, version and link.
+    store.append("s", [deposit("1")], expected_version=0)
+    amounts = [deposit(f"{i + 1}.5") for i in range(count)]
+    assert store.append("s", amounts, expected_version=1) == list(range(2, count + 2))
+    recorded = list(store.read("s"))
+    assert [r.position for r in recorded] == list(range(1, count + 2))
+    assert [r.version for r in recorded] == list(range(1, count + 2))
+    assert [r.event for r in recorded[1:]] == amounts
+    assert store.verify().events == count + 1
+    assert store.head_hash() == recorded[-1].hash
+
+
 def test_hashes_chain_from_genesis(store: EventStore) -> None:
     store.append("s", [deposit("1"), deposit("2")], expected_version=0)
     rows = list(store.raw_records())
