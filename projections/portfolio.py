@@ -365,7 +365,13 @@ class PortfolioProjection:
         return PortfolioState(account=self.account, quote=self.quote)
 
     def apply(self, state: PortfolioState, recorded: RecordedEvent) -> PortfolioState:
-        return apply(state, recorded.event, recorded.position)
+        # ``apply`` inlined: a rebuild calls this once per money event read.
+        event, position = recorded.event, recorded.position
+        step = _STEPS.get(type(event))
+        if step is not None:
+            step(state, event, position)
+        state.position = position
+        return state
 
     def encode(self, state: PortfolioState) -> bytes:
         return encode_state(state)

@@ -81,11 +81,14 @@ def fold(
         if saved is not None and (to_position is None or saved[0] <= to_position):
             state, start = saved_by.decode(saved[1]), saved[0] + 1
     apply = projection.apply
-    for recorded in store.query(
-        types=projection.types, from_position=start, to_position=to_position
-    ):
-        if where is None or where(recorded):
+    found = store.query(types=projection.types, from_position=start, to_position=to_position)
+    if where is None:
+        for recorded in found:  # (the rebuild's hot loop: no filter to ask)
             state = apply(state, recorded)
+    else:
+        for recorded in found:
+            if where(recorded):
+                state = apply(state, recorded)
     head = store.head()
     last = head if to_position is None else min(to_position, head)
     if saved_by is not None and to_position is None and last >= start:
