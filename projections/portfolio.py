@@ -365,13 +365,7 @@ class PortfolioProjection:
         return PortfolioState(account=self.account, quote=self.quote)
 
     def apply(self, state: PortfolioState, recorded: RecordedEvent) -> PortfolioState:
-        # ``apply`` inlined: a rebuild calls this once per money event read.
-        event, position = recorded.event, recorded.position
-        step = _STEPS.get(type(event))
-        if step is not None:
-            step(state, event, position)
-        state.position = position
-        return state
+        return apply(state, recorded.event, recorded.position)
 
     def encode(self, state: PortfolioState) -> bytes:
         return encode_state(state)
