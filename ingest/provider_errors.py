@@ -50,9 +50,15 @@ def provider_error(
     symbol: str | None = None,
     retry_after_s: float | None = None,
 ) -> ProviderError:
-    """Translate an exception raised by a source into a ``ProviderError``."""
+    """Translate an exception raised by a source into a ``ProviderError``.
+
+    A ProviderError that was raised comes back without its traceback. A failure is recorded
+    as its class and message; callers keep the error past their ``except`` block (in a
+    ``Failed``, a local), and its traceback would keep every frame of the failed call
+    alive, in a reference cycle only the cyclic collector frees.
+    """
     if isinstance(error, ProviderError):
-        return error
+        return error.with_traceback(None)
     ccxt = sys.modules.get("ccxt")
     if ccxt is not None and isinstance(error, ccxt.BaseError):
         name, retryable = type(error).__name__, isinstance(error, ccxt.NetworkError)

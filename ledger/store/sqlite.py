@@ -11,8 +11,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from itertools import chain
 from contextlib import AbstractContextManager
+from itertools import chain
 from pathlib import Path
 from typing import Any
 

@@ -44,6 +44,7 @@ from projections.portfolio import PortfolioState
 from projections.runs import list_runs
 from tally.amounts import asset_steps, show
 from tally.run import context
+from tally.run.collector import fewer_collections
 from tally.run.cycle_loop import Collaborators, CycleLoop
 from tally.run.lifecycle import (
     RunLease,
@@ -527,7 +528,8 @@ def execute_backtest(
             catalog=started_event.catalog,
         )
         try:
-            asyncio.run(loop.run(times, stop=stop, after_commit=lease.beat))
+            with fewer_collections():
+                asyncio.run(loop.run(times, stop=stop, after_commit=lease.beat))
         finally:
             if loop.notifier is not None:
                 loop.notifier.close()
