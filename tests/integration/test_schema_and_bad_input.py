@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from ledger import events, init_store, open_store
 from ledger.errors import SchemaOutdated, StoreUnavailable
 from ledger.store.migrate import MIGRATIONS_DIR
 from ledger.store.schema import SCHEMA_REVISION
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def digest(path: Path) -> str:
@@ -42,6 +46,19 @@ def test_init_is_safe_to_run_twice_and_keeps_events(ledger_url: str) -> None:
     with open_store(ledger_url) as store:
         assert store.head_hash() == head
         assert store.verify().events == 1
+
+
+def test_init_of_a_current_ledger_leaves_alembic_unloaded(ledger_url: str) -> None:
+    # A run into an existing ledger calls init: at the head it must not pay for alembic.
+    probe = (
+        "import sys\n"
+        "from ledger import init_store\n"
+        f"print(init_store({ledger_url!r}), 'alembic' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.split() == [f"('{SCHEMA_REVISION}',", f"'{SCHEMA_REVISION}')", "False"]
 
 
 @pytest.mark.smoke
