@@ -20,6 +20,7 @@ from ledger import events
 from ledger.market import timeframe_s
 from ledger.recorded import RecordedEvent
 from projections.portfolio import MONEY_TYPES, ZERO, PortfolioState, apply
+from projections.runs import run_span
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,10 +147,19 @@ def _take_prices(
 
 
 def load_series(
-    store: EventStore, account: str, *, run_id: str | None = None, quote: str | None = None
+    store: EventStore,
+    account: str,
+    *,
+    run_id: str | None = None,
+    quote: str | None = None,
+    span: tuple[int, int | None] | None = None,
 ) -> EquitySeries:
-    """The equity series of ``account`` (only ``run_id``'s events when given)."""
-    found = store.query(types=(*MONEY_TYPES, *PRICE_TYPES, *MARKER_TYPES))
+    """The equity series of ``account`` (only ``run_id``'s events when given, read from its
+    ``span``: see ``run_span``, which finds it when not given)."""
+    first, last = (1, None) if run_id is None else span or run_span(store, run_id)
+    found = store.query(
+        types=(*MONEY_TYPES, *PRICE_TYPES, *MARKER_TYPES), from_position=first, to_position=last
+    )
     if run_id is not None:
         found = (r for r in found if r.run_id == run_id)
     return equity_series(found, account, quote)

@@ -26,6 +26,7 @@ from ledger import events
 from ledger.market import split_symbol
 from ledger.recorded import RecordedEvent
 from projections.reports import EquitySeries
+from projections.runs import run_span
 
 if TYPE_CHECKING:
     from ledger.store import EventStore
@@ -353,22 +354,38 @@ def _expectancy(
     return expectancy, ratio
 
 
-def load_trips(store: EventStore, account: str, *, run_id: str | None = None) -> list[RoundTrip]:
-    """The round trips of ``account`` in the ledger (only ``run_id``'s when given)."""
-    found: Iterable[RecordedEvent] = store.query(types=("TradeExecuted", "FeeCharged"))
+def load_trips(
+    store: EventStore,
+    account: str,
+    *,
+    run_id: str | None = None,
+    span: tuple[int, int | None] | None = None,
+) -> list[RoundTrip]:
+    """The round trips of ``account`` in the ledger (only ``run_id``'s when given, read from
+    its ``span``: see ``run_span``, which finds it when not given)."""
+    first, last = (1, None) if run_id is None else span or run_span(store, run_id)
+    found: Iterable[RecordedEvent] = store.query(
+        types=("TradeExecuted", "FeeCharged"), from_position=first, to_position=last
+    )
     if run_id is not None:
         found = (r for r in found if r.run_id == run_id)
     return round_trips(found, account)
 
 
 def load_summary(
-    store: EventStore, account: str, *, run_id: str | None = None
+    store: EventStore,
+    account: str,
+    *,
+    run_id: str | None = None,
+    span: tuple[int, int | None] | None = None,
 ) -> dict[str, Any] | None:
-    """``summary`` of ``account`` (``run_id``'s events only, when given) from the ledger;
-    None when there is no equity to report."""
+    """``summary`` of ``account`` (``run_id``'s events only, when given, from its ``span``)
+    from the ledger; None when there is no equity to report."""
     from projections.reports import load_series
 
-    series = load_series(store, account, run_id=run_id)
+    if run_id is not None and span is None:
+        span = run_span(store, run_id)
+    series = load_series(store, account, run_id=run_id, span=span)
     if not series.rows:
         return None
-    return summary(series, load_trips(store, account, run_id=run_id))
+    return summary(series, load_trips(store, account, run_id=run_id, span=span))

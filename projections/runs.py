@@ -87,9 +87,40 @@ def list_runs(store: EventStore) -> Runs:
     return fold(store, RunsProjection()).state
 
 
+def run_stream(run_id: str) -> str:
+    """The stream every run appends its ``RunStarted`` (at version 1), ``RunStopped``,
+    ``RunResumed`` and ``RunFinished`` to."""
+    return f"run/{run_id}"
+
+
+def find_run(store: EventStore, run_id: str) -> RunRecord | None:
+    """The run ``run_id`` (None when the ledger does not hold it), from its own stream: a
+    few rows found by the stream index, however many runs the ledger holds (``list_runs``
+    reads every run's records)."""
+    runs, projection = Runs(), RunsProjection()
+    for recorded in store.read(run_stream(run_id)):
+        projection.apply(runs, recorded)
+    return runs.get(run_id)
+
+
+def run_span(store: EventStore, run_id: str) -> tuple[int, int | None]:
+    """The positions of ``run_id``'s ``RunStarted`` and ``RunFinished`` (None while it has
+    not finished): every event of the run lies between them. (1, None) for a run the ledger
+    does not hold.
+
+    A run's first event is its ``RunStarted`` (its fingerprint is taken from there on) and
+    its last is ``RunFinished``, so a read of one run reads its own stretch of a ledger of
+    many runs.
+    """
+    found = find_run(store, run_id)
+    if found is None:
+        return 1, None
+    return found.started.position, None if found.finished is None else found.finished.position
+
+
 def finished_run(store: EventStore, run_id: str) -> RunRecord:
     """The run ``run_id``, which must have finished (there is nothing whole to show else)."""
-    found = list_runs(store).get(run_id)
+    found = find_run(store, run_id)
     if found is None:
         raise InputError(
             f"no run {run_id!r} in this ledger", hint="list runs with `tally runs`", run_id=run_id

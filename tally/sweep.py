@@ -150,7 +150,12 @@ def run_point(job: PointJob) -> dict[str, Any]:
             summary = execute_backtest(store, plan, runner=settings.runner)
             if isinstance(summary, StoppedRun):  # not finished: the same command resumes it
                 return {"index": job.index, "error": {"error": "the point's run was stopped"}}
-            found = results.load_summary(store, summary.account, run_id=summary.run_id)
+            found = results.load_summary(
+                store,
+                summary.account,
+                run_id=summary.run_id,
+                span=(summary.first_position, summary.last_position),
+            )
             totals = found["totals"] if found is not None else {}
     except TallyError as e:
         return {"index": job.index, "error": e.as_dict()}

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from tally.values import write_text
 if TYPE_CHECKING:
     from ledger.store import EventStore
     from projections.reports import EquitySeries
+    from tally.run.backtest import RunSummary
 
 
 def _equity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -293,11 +293,14 @@ def summary(call: Invocation) -> int:
     return EXIT_OK
 
 
-def compact_results(store: EventStore, account: str, run_id: str, step: Decimal | None) -> str:
+def compact_results(store: EventStore, run: RunSummary) -> str:
     """The few lines of ``report summary`` that ``tally run`` ends with ("" for none)."""
     from projections import results
 
-    out = results.load_summary(store, account, run_id=run_id)
+    step, run_id = run.quote_step, run.run_id
+    out = results.load_summary(
+        store, run.account, run_id=run.run_id, span=(run.first_position, run.last_position)
+    )
     if out is None:
         return ""
     t, quote = out["totals"], out["quote"]

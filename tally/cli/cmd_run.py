@@ -219,7 +219,7 @@ def run(call: Invocation) -> int:
         if not args.json and not isinstance(summary, StoppedRun):
             from tally.cli.cmd_report import compact_results
 
-            results = compact_results(store, summary.account, summary.run_id, summary.quote_step)
+            results = compact_results(store, summary)
     if args.json:
         print(json.dumps(summary.as_dict(), sort_keys=True))
     else:

@@ -41,7 +41,7 @@ from projections import portfolio
 from projections.alerting import AlertEngine, AlertSettings
 from projections.monitor import MONITOR_TYPES
 from projections.portfolio import PortfolioState
-from projections.runs import list_runs
+from projections.runs import find_run
 from tally.amounts import asset_steps, show
 from tally.run import context
 from tally.run.collector import fewer_collections
@@ -327,12 +327,6 @@ def simulated_faults(config: FaultSettings, times: list[datetime]) -> SimulatedF
     )
 
 
-def find_run(store: EventStore, run_id: str) -> tuple[RecordedEvent | None, RecordedEvent | None]:
-    """The RunStarted and RunFinished records of ``run_id`` (None where absent)."""
-    found = list_runs(store).get(run_id)
-    return (None, None) if found is None else (found.started, found.finished)
-
-
 def summary_from_ledger(started: RecordedEvent, finished: RecordedEvent) -> RunSummary:
     begin, end = started.event, finished.event
     assert isinstance(begin, events.RunStarted) and isinstance(end, events.RunFinished)
@@ -468,7 +462,8 @@ def execute_backtest(
     run_id, account = started_event.run_id, started_event.account
     resume: RunProgress | None = None
     if not plan.replay:
-        before, after = find_run(store, run_id)
+        found = find_run(store, run_id)
+        before, after = (None, None) if found is None else (found.started, found.finished)
         if before is not None and after is not None:
             return summary_from_ledger(before, after)
         if before is not None:  # an earlier start of the same inputs: resume it

@@ -1,0 +1,72 @@
+"""A run's results in a ledger of many runs: read from its own start, equal to the same run's
+results in a ledger of its own."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import open_store
+from ledger.recorded import RecordedEvent
+from ledger.store import EventStore
+from projections import results
+from projections.runs import find_run, list_runs
+from tally.run.backtest import RunSummary, execute_backtest, plan_backtest
+from tally.settings import Settings
+
+
+def backtest(store: EventStore, seed: int) -> RunSummary:
+    settings = Settings.model_validate({"run": {"seed": seed, "sample": {"days": 1}}})
+    plan = plan_backtest(settings.run, settings.ingest, config=settings.run_config())
+    summary = execute_backtest(store, plan)
+    assert isinstance(summary, RunSummary)
+    return summary
+
+
+def reading_spans(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Any]]:
+    """The (first, last) positions of every query ``store`` is asked from now on."""
+    spans: list[tuple[int, Any]] = []
+    query = store.query
+
+    def recorded_query(**filters: Any) -> Iterator[RecordedEvent]:
+        spans.append((filters.get("from_position", 1), filters.get("to_position")))
+        return query(**filters)
+
+    monkeypatch.setattr(store, "query", recorded_query)
+    return spans
+
+
+def test_a_runs_summary_reads_its_own_stretch_and_equals_the_run_alone(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone_url = f"sqlite:///{tmp_path / 'alone.db'}"
+    shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), tmp_path / "alone.db")
+    with open_store(alone_url) as store:
+        run = backtest(store, seed=2)
+        alone = results.load_summary(store, run.account, run_id=run.run_id)
+    with open_store(sqlite_url) as store:
+        # Runs before and after it: their events are not the second run's.
+        first, second, third = (backtest(store, seed) for seed in (1, 2, 3))
+        assert second.run_id == run.run_id
+        assert first.last_position < second.first_position < third.first_position
+        # A run found by its own stream is the run found among all of them.
+        runs = list_runs(store)
+        for run_id in (first.run_id, second.run_id, third.run_id):
+            assert find_run(store, run_id) == runs.get(run_id) is not None
+        assert find_run(store, "run-absent") is None
+        spans = reading_spans(store, monkeypatch)
+        looked_up = results.load_summary(store, second.account, run_id=second.run_id)
+        given = results.load_summary(
+            store,
+            second.account,
+            run_id=second.run_id,
+            span=(second.first_position, second.last_position),
+        )
+    assert alone is not None and looked_up == alone and given == alone
+    # The series and the trips, each asked twice, only from the run's RunStarted to its
+    # RunFinished (and the run looked up by its stream, not by reading every run's records).
+    assert spans == [(second.first_position, second.last_position)] * 4
