@@ -41,14 +41,14 @@ def reading_spans(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> list[tu
 
 
 def test_a_runs_summary_reads_its_own_stretch_and_equals_the_run_alone(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ledger_url: str, sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alone_url = f"sqlite:///{tmp_path / 'alone.db'}"
-    shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), tmp_path / "alone.db")
-    with open_store(alone_url) as store:
+    # The run alone in a SQLite file; with others on each backend: the same results.
+    shutil.copyfile(sqlite_template, tmp_path / "alone.db")
+    with open_store(f"sqlite:///{tmp_path / 'alone.db'}") as store:
         run = backtest(store, seed=2)
         alone = results.load_summary(store, run.account, run_id=run.run_id)
-    with open_store(sqlite_url) as store:
+    with open_store(ledger_url) as store:
         # Runs before and after it: their events are not the second run's.
         first, second, third = (backtest(store, seed) for seed in (1, 2, 3))
         assert second.run_id == run.run_id
