@@ -89,9 +89,14 @@ def whole_cycles(url: str) -> tuple[int, int]:
     return sealed, outcomes
 
 
+# Long enough that each start is still running when `tally runs` (most of a second a look
+# on a loaded machine) has seen it going and the signal lands: 6 days could finish first.
+SIGNALLED_DAYS = 16
+
+
 def test_ctrl_c_sigterm_and_a_second_signal_stop_whole_and_resume(tmp_path: Path) -> None:
-    expected = one_go(tmp_path, 6)
-    cfg = config(tmp_path, 6)
+    expected = one_go(tmp_path, SIGNALLED_DAYS)
+    cfg = config(tmp_path, SIGNALLED_DAYS)
     url = f"sqlite:///{tmp_path}/ledger.db"
     for signals, code in (([signal.SIGINT], 130), ([signal.SIGTERM], 143)):
         process = start(tmp_path, url, cfg)
