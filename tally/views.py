@@ -57,7 +57,9 @@ def runs_rows(store: EventStore) -> list[dict[str, Any]]:
         lease = leases.get(begin.run_id)
         state = run_state(record, lease, now_us)
         if state.state == "interrupted":  # its last heartbeat may lag: count the ledger's
-            done = progress_of(store, begin.run_id, begin.account).cycles_done
+            done = progress_of(
+                store, begin.run_id, begin.account, record.started.position
+            ).cycles_done
             state = replace(state, cycles_done=done)
         rows.append(
             {

@@ -470,7 +470,7 @@ def execute_backtest(
             assert isinstance(before.event, events.RunStarted)
             started_event = before.event  # as recorded (where it first ran, too)
             context.check_catalog(started_event)
-            resume = progress_of(store, run_id, account)
+            resume = progress_of(store, run_id, account, before.position)
 
     # 2. The run, under its lease.
     lease = RunLease(store, run_id, runner or RunnerSettings(), len(times))

@@ -173,10 +173,14 @@ class RunProgress:
     stopped: events.RunStopped | None  # the last RunStopped after the last (re)start
 
 
-def progress_of(store: EventStore, run_id: str, account: str) -> RunProgress:
-    """Count the run's committed cycles (one outcome event each) and find its last stop."""
+def progress_of(
+    store: EventStore, run_id: str, account: str, from_position: int = 1
+) -> RunProgress:
+    """Count the run's committed cycles (one outcome event each) and find its last stop;
+    ``from_position``, the run's ``RunStarted``, skips the runs before it."""
     done = 0
-    for recorded in store.query(stream=f"portfolio/{account}", types=OUTCOMES):
+    found = store.query(stream=f"portfolio/{account}", types=OUTCOMES, from_position=from_position)
+    for recorded in found:
         if recorded.run_id == run_id:
             done = max(done, int(getattr(recorded.event, "cycle", -1)) + 1)
     stopped: events.RunStopped | None = None

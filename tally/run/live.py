@@ -361,7 +361,7 @@ async def run_live(
                     f"{link.spool.path} cannot be drained yet",
                     hint="run again once the ledger answers; nothing in the spool is lost",
                 )
-            found = progress_of(store, run_id, account)
+            found = progress_of(store, run_id, account, previous.started.position)
             done, first = found.cycles_done, previous.started.position
             lease.beat(done, force=True)
             record_resume(store, run_id, found, extra=cache_events)
