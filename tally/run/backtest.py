@@ -41,7 +41,7 @@ from projections import portfolio
 from projections.alerting import AlertEngine, AlertSettings
 from projections.monitor import MONITOR_TYPES
 from projections.portfolio import PortfolioState
-from projections.runs import find_run
+from projections.runs import find_run, run_stream
 from tally.amounts import asset_steps, show
 from tally.run import context
 from tally.run.collector import fewer_collections
@@ -483,7 +483,7 @@ def execute_backtest(
         deposit = events.FundsDeposited(account=account, asset=quote, amount=cash)
         positions = store.append_many(
             [
-                StreamAppend(f"run/{run_id}", [started_event], expected_version=0),
+                StreamAppend(run_stream(run_id), [started_event], expected_version=0),
                 StreamAppend(f"portfolio/{account}", [deposit], expected_version=0),
             ],
             run_id=run_id,
@@ -581,7 +581,7 @@ def record_resume(
     )
     # expected_version None: the lease makes this process the run's only writer.
     at = store.append_many(
-        [StreamAppend(f"run/{run_id}", [resumed], None), *group_appends(extra)], run_id=run_id
+        [StreamAppend(run_stream(run_id), [resumed], None), *group_appends(extra)], run_id=run_id
     )
     log_committed([(resumed, at[0][0])])
 
@@ -616,7 +616,7 @@ def finish_run(
         fingerprint=fingerprint,
     )
     last = store.append(
-        f"run/{run_id}",
+        run_stream(run_id),
         [finished],
         expected_version=None,
         run_id=run_id,

@@ -31,6 +31,7 @@ from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.redact import redact
 from ledger.store import EventStore
 from ledger.store.leases import Lease
+from projections.runs import run_stream
 
 if TYPE_CHECKING:  # `tally runs` imports this module: not the run's settings models
     from tally.run.settings import RunnerSettings
@@ -184,7 +185,7 @@ def progress_of(
         if recorded.run_id == run_id:
             done = max(done, int(getattr(recorded.event, "cycle", -1)) + 1)
     stopped: events.RunStopped | None = None
-    for recorded in store.read(f"run/{run_id}"):
+    for recorded in store.read(run_stream(run_id)):
         event: Any = recorded.event
         if isinstance(event, events.RunStopped):
             stopped = event
@@ -241,7 +242,7 @@ def record_stop(
         detail=redact(detail)[:MESSAGE_LENGTH_MAX],
     )
     try:
-        last = store.append(f"run/{run_id}", [stopped], expected_version=None, run_id=run_id)[0]
+        last = store.append(run_stream(run_id), [stopped], expected_version=None, run_id=run_id)[0]
     except TallyError:
         if reason != "error":
             raise

@@ -32,7 +32,7 @@ from ledger.store import EventStore, StreamAppend, group_appends
 from projections import portfolio
 from projections.alerting import AlertEngine
 from projections.portfolio import PortfolioState
-from projections.runs import RunRecord, list_runs
+from projections.runs import RunRecord, list_runs, run_stream
 from tally.run import context
 from tally.run.backtest import (
     RunSummary,
@@ -459,7 +459,7 @@ def _open_new(
     else:  # the account's own history, from the ledger
         books = portfolio.rebuild(store, account=account, quote=quote)
     appends = [
-        StreamAppend(f"run/{run_id}", [started], expected_version=0),
+        StreamAppend(run_stream(run_id), [started], expected_version=0),
         *group_appends(cache_events),
     ]
     if opening:
@@ -485,7 +485,7 @@ def _stop_spool_full(link: LedgerLink, done: int, planned: int) -> StoppedRun:
         SpooledAppend.of(
             f"run/{link.run_id}/stopped/{done}",
             -1,
-            [StreamAppend(f"run/{link.run_id}", [stopped], None)],
+            [StreamAppend(run_stream(link.run_id), [stopped], None)],
         ),
         over_limit=True,
     )

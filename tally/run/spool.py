@@ -33,6 +33,7 @@ from ledger.codec import decode_event, encode_event
 from ledger.errors import EXIT_INTEGRITY, StoreDeadlineExceeded, StoreUnavailable, TallyError
 from ledger.market import MESSAGE_LENGTH_MAX
 from ledger.store import EventStore, StreamAppend
+from projections.runs import run_stream
 
 MAGIC = b"TALLY-SPOOL/1\n"
 HEADER = struct.Struct(">I32s")  # payload length, sha256 of the payload
@@ -259,7 +260,7 @@ class LedgerLink:
         return SpooledAppend.of(
             f"ledger/{self.run_id}/recovered/{entries[0].key}",
             -1,
-            [StreamAppend(f"run/{self.run_id}", [recovered], None)],
+            [StreamAppend(run_stream(self.run_id), [recovered], None)],
         )
 
     def _outage(self, error: StoreUnavailable, cycle: int) -> None:
@@ -284,7 +285,7 @@ class LedgerLink:
             SpooledAppend.of(
                 f"ledger/{self.run_id}/unavailable/{since.isoformat()}",
                 -1,
-                [StreamAppend(f"run/{self.run_id}", [unavailable], None)],
+                [StreamAppend(run_stream(self.run_id), [unavailable], None)],
             )
         )
 
