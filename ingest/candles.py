@@ -10,6 +10,7 @@ Every input is listed in a manifest (name, rows, sha256), which a run records.
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -92,12 +93,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
-    """Read a parquet (or freqtrade's feather) OHLCV file; numbers stored as text stay exact,
-    floats go through repr."""
+def read_ohlcv_parquet(path: Path, content: bytes | None = None) -> pd.DataFrame:
+    """Read a parquet (or freqtrade's feather) OHLCV file (from ``content``, its bytes,
+    when given); numbers stored as text stay exact, floats go through repr."""
     kind = path.suffix.lstrip(".")
+    source = path if content is None else io.BytesIO(content)
     try:
-        raw = pd.read_feather(path) if kind == "feather" else pd.read_parquet(path)
+        raw = pd.read_feather(source) if kind == "feather" else pd.read_parquet(source)
     except Exception as e:  # pyarrow raises many classes for a bad file
         raise InputError(f"cannot read {kind} file: {e}", file=str(path)) from e
     if "date" in raw.columns and "timestamp" not in raw.columns:  # freqtrade's column name
@@ -128,13 +130,14 @@ def read_ohlcv_parquet(path: Path) -> pd.DataFrame:
     )
 
 
-def read_ohlcv_json(path: Path) -> pd.DataFrame:
+def read_ohlcv_json(path: Path, content: bytes | None = None) -> pd.DataFrame:
     """freqtrade's JSON candles: ``[[epoch ms, open, high, low, close, volume], ...]``, read
-    as decimals from the text."""
+    as decimals from the text (from ``content``, the file's bytes, when given)."""
     import json
 
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal, parse_int=Decimal)
+        text = path.read_text(encoding="utf-8") if content is None else content.decode("utf-8")
+        rows = json.loads(text, parse_float=Decimal, parse_int=Decimal)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"cannot read {path.name} as JSON candles: {e}", file=str(path)) from e
     if not isinstance(rows, list) or not rows:
@@ -196,15 +199,15 @@ def ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
     return found
 
 
-def read_ohlcv_file(path: Path) -> pd.DataFrame:
-    """One OHLCV file (.csv, .parquet, or freqtrade's .feather or .json), read whole; a
-    broken contract is an InputError."""
+def read_ohlcv_file(path: Path, content: bytes | None = None) -> pd.DataFrame:
+    """One OHLCV file (.csv, .parquet, or freqtrade's .feather or .json), read whole (from
+    ``content``, its bytes, when given); a broken contract is an InputError."""
     if path.suffix == ".csv":
-        frame = read_ohlcv_csv(path)
+        frame = read_ohlcv_csv(path, content)
     elif path.suffix == ".json":
-        frame = read_ohlcv_json(path)
+        frame = read_ohlcv_json(path, content)
     else:
-        frame = read_ohlcv_parquet(path)
+        frame = read_ohlcv_parquet(path, content)
     violations = check_ohlcv(frame)
     if violations:
         first = violations[0]
@@ -224,11 +227,16 @@ def load_candles(folder: Path) -> CandleSet:
     frames: dict[str, pd.DataFrame] = {}
     manifest: list[dict[str, Any]] = []
     for path, symbol, _ in files:
-        frame = read_ohlcv_file(path)
+        # Read once: the sha256 recorded is of the very bytes parsed, even if the file is
+        # rewritten while it is read.
+        try:
+            content = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
+        frame = read_ohlcv_file(path, content)
         frames[symbol] = frame
-        manifest.append(
-            {"name": path.name, "symbol": symbol, "rows": len(frame), "sha256": sha256_file(path)}
-        )
+        digest = hashlib.sha256(content).hexdigest()
+        manifest.append({"name": path.name, "symbol": symbol, "rows": len(frame), "sha256": digest})
     return CandleSet(files[0][2], frames, manifest)
 
 

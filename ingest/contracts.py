@@ -9,6 +9,7 @@ values; in strict mode it is also a ``DataContractError``. Gaps between candles 
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import re
@@ -267,14 +268,16 @@ def _columns_at_once(raw: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(data, index=index, columns=list(OHLCV_COLUMNS))
 
 
-def read_ohlcv_csv(path: Path) -> pd.DataFrame:
-    """Read ``timestamp,open,high,low,close,volume`` (ccxt row order) with exact Decimals.
+def read_ohlcv_csv(path: Path, content: bytes | None = None) -> pd.DataFrame:
+    """Read ``timestamp,open,high,low,close,volume`` (ccxt row order) with exact Decimals;
+    from ``content``, the file's bytes already read, when given (``path`` names it).
 
     The numbers are read as text, so ``0.0027589999999999997`` stays exactly that until it is
     rounded to the market's step: no binary float ever touches the prices.
     """
+    source = path if content is None else io.BytesIO(content)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        raw = pd.read_csv(source, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as e:
         raise InputError(
             "the OHLCV file is empty",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
+import pandas as pd
 import pytest
 
+from ingest import candles
 from ingest.candles import CandleSource, generate_sample, load_candles, symbol_of, write_candles
 from ledger.clock import SimulatedClock
 from ledger.errors import ConfigError, InputError, ProviderError
@@ -44,6 +47,26 @@ def test_written_sample_files_load_back_with_the_same_digests(tmp_path: Path) ->
         assert loaded.frames[symbol].equals(sample.frames[symbol])
     by_symbol = {m["symbol"]: m for m in loaded.manifest}
     assert all(by_symbol[m["symbol"]]["sha256"] == m["sha256"] for m in sample.manifest)
+
+
+def test_the_recorded_digest_is_of_the_bytes_parsed_even_if_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample = generate_sample(seed=1, start=START, days=1, symbols=("BTC/USDT",))
+    write_candles(sample, tmp_path)
+    [path] = tmp_path.glob("*.csv")
+    parsed = path.read_bytes()
+    read = candles.read_ohlcv_file
+
+    def read_then_rewritten(file: Path, content: bytes | None = None) -> pd.DataFrame:
+        frame = read(file, content)
+        file.write_bytes(parsed + parsed.splitlines(keepends=True)[-1])  # a row more
+        return frame
+
+    monkeypatch.setattr(candles, "read_ohlcv_file", read_then_rewritten)
+    [entry] = load_candles(tmp_path).manifest
+    assert entry["sha256"] == hashlib.sha256(parsed).hexdigest()
+    assert entry["rows"] == len(sample.frames["BTC/USDT"])
 
 
 @pytest.mark.parametrize(
