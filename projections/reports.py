@@ -20,7 +20,7 @@ from ledger import events
 from ledger.market import timeframe_s
 from ledger.recorded import RecordedEvent
 from projections.portfolio import MONEY_TYPES, ZERO, PortfolioState, apply
-from projections.runs import run_span
+from projections.runs import run_events
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -155,13 +155,8 @@ def load_series(
     span: tuple[int, int | None] | None = None,
 ) -> EquitySeries:
     """The equity series of ``account`` (only ``run_id``'s events when given, read from its
-    ``span``: see ``run_span``, which finds it when not given)."""
-    first, last = (1, None) if run_id is None else span or run_span(store, run_id)
-    found = store.query(
-        types=(*MONEY_TYPES, *PRICE_TYPES, *MARKER_TYPES), from_position=first, to_position=last
-    )
-    if run_id is not None:
-        found = (r for r in found if r.run_id == run_id)
+    ``span``: see ``run_events``)."""
+    found = run_events(store, (*MONEY_TYPES, *PRICE_TYPES, *MARKER_TYPES), run_id, span)
     return equity_series(found, account, quote)
 
 

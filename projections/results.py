@@ -26,7 +26,7 @@ from ledger import events
 from ledger.market import split_symbol
 from ledger.recorded import RecordedEvent
 from projections.reports import EquitySeries
-from projections.runs import run_span
+from projections.runs import run_events, run_span
 
 if TYPE_CHECKING:
     from ledger.store import EventStore
@@ -362,14 +362,8 @@ def load_trips(
     span: tuple[int, int | None] | None = None,
 ) -> list[RoundTrip]:
     """The round trips of ``account`` in the ledger (only ``run_id``'s when given, read from
-    its ``span``: see ``run_span``, which finds it when not given)."""
-    first, last = (1, None) if run_id is None else span or run_span(store, run_id)
-    found: Iterable[RecordedEvent] = store.query(
-        types=("TradeExecuted", "FeeCharged"), from_position=first, to_position=last
-    )
-    if run_id is not None:
-        found = (r for r in found if r.run_id == run_id)
-    return round_trips(found, account)
+    its ``span``: see ``run_events``)."""
+    return round_trips(run_events(store, ("TradeExecuted", "FeeCharged"), run_id, span), account)
 
 
 def load_summary(

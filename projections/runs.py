@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -116,6 +117,21 @@ def run_span(store: EventStore, run_id: str) -> tuple[int, int | None]:
     if found is None:
         return 1, None
     return found.started.position, None if found.finished is None else found.finished.position
+
+
+def run_events(
+    store: EventStore,
+    types: Sequence[str],
+    run_id: str | None,
+    span: tuple[int, int | None] | None = None,
+) -> Iterable[RecordedEvent]:
+    """The ledger's events of ``types``; with ``run_id``, only that run's, read from its
+    ``span`` (see ``run_span``, which finds it when not given)."""
+    if run_id is None:
+        return store.query(types=types)
+    first, last = span or run_span(store, run_id)
+    found = store.query(types=types, from_position=first, to_position=last)
+    return (r for r in found if r.run_id == run_id)
 
 
 def finished_run(store: EventStore, run_id: str) -> RunRecord:

@@ -463,14 +463,12 @@ def execute_backtest(
     resume: RunProgress | None = None
     if not plan.replay:
         found = find_run(store, run_id)
-        before, after = (None, None) if found is None else (found.started, found.finished)
-        if before is not None and after is not None:
-            return summary_from_ledger(before, after)
-        if before is not None:  # an earlier start of the same inputs: resume it
-            assert isinstance(before.event, events.RunStarted)
-            started_event = before.event  # as recorded (where it first ran, too)
+        if found is not None and found.finished is not None:
+            return summary_from_ledger(found.started, found.finished)
+        if found is not None:  # an earlier start of the same inputs: resume it
+            started_event = found.start  # as recorded (where it first ran, too)
             context.check_catalog(started_event)
-            resume = progress_of(store, run_id, account, before.position)
+            resume = progress_of(store, run_id, account, found.started.position)
 
     # 2. The run, under its lease.
     lease = RunLease(store, run_id, runner or RunnerSettings(), len(times))
