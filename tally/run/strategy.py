@@ -14,7 +14,7 @@ import importlib
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, getcontext
 from typing import Any, Protocol
 
 from ingest.venues import MarketSpec, OrderIntent
@@ -51,20 +51,21 @@ class Momentum:
         self.margin = Decimal(margin)
         self.allocation = Decimal(allocation)  # share of equity put into one entry
         self._closes: dict[str, deque[Decimal]] = {}
+        self._sums: dict[str, Decimal | None] = {}  # each window's exact sum, kept as it moves
+        self._unsigned: set[str] = set()  # symbols that had a close <= 0: summed afresh
 
     def warm_up(self, symbol: str, closes: list[Decimal]) -> None:
         """Closes from before the run (oldest first), so the average is ready at once."""
         self._closes.setdefault(symbol, deque(maxlen=self.window)).extend(closes)
+        self._sums[symbol] = _exact_sum(self._closes[symbol])
 
     def decide(self, view: CycleView) -> list[OrderIntent]:
         intents = []
         for symbol in sorted(view.fresh):  # stale prices are not news: no decision on them
             price = view.marks[symbol]
-            closes = self._closes.setdefault(symbol, deque(maxlen=self.window))
-            closes.append(price)
-            if len(closes) < self.window:
+            average = self.moving_average(symbol, price)
+            if average is None:
                 continue
-            average = sum(closes, Decimal(0)) / len(closes)
             held = view.books.positions.get(symbol, Decimal(0))
             market = view.markets[symbol]
             if held == 0 and price > average * (1 + self.margin):
@@ -78,6 +79,73 @@ class Momentum:
             elif held > 0 and price < average:
                 intents.append(OrderIntent(view.account, symbol, "sell", held, intent="exit"))
         return intents
+
+    def moving_average(self, symbol: str, close: Decimal) -> Decimal | None:
+        """Add ``close`` to ``symbol``'s window; its average once the window is full.
+
+        Always the value of ``sum(window) / len(window)`` in the current decimal context."""
+        closes = self._closes.get(symbol)
+        if closes is None:
+            closes = self._closes[symbol] = deque(maxlen=self.window)
+            self._sums[symbol] = Decimal(0)
+        total = self._sums[symbol] = _slide(self._sums[symbol], closes, close)
+        if close <= 0:  # (a mark never is; the shortcut below holds for positive closes)
+            self._unsigned.add(symbol)
+        if len(closes) < self.window:
+            return None
+        if (
+            total is not None
+            and symbol not in self._unsigned
+            and _digits(total) <= getcontext().prec
+        ):
+            return total / len(closes)
+        return sum(closes, Decimal(0)) / len(closes)
+
+
+# The window's sum is kept as closes come and go instead of being summed again every cycle
+# (48 additions a symbol a cycle), in a context that never rounds: ledger amounts have at
+# most 38 digits, so this precision holds any window's sum; the trap is a guard.
+_EXACT = Context(prec=100, traps=[Inexact])
+
+
+def _exact_sum(closes: deque[Decimal]) -> Decimal | None:
+    """``sum(closes)`` with nothing rounded, or None if that cannot be had."""
+    try:
+        total = Decimal(0)
+        for close in closes:
+            total = _EXACT.add(total, close)
+        return total
+    except Inexact:
+        return None
+
+
+def _slide(total: Decimal | None, closes: deque[Decimal], price: Decimal) -> Decimal | None:
+    """Append ``price`` to the window and return its exact sum (None: sum it afresh)."""
+    if total is None:
+        closes.append(price)
+        return _exact_sum(closes)
+    try:
+        if len(closes) == closes.maxlen:
+            total = _EXACT.subtract(total, closes[0])
+        total = _EXACT.add(total, price)
+    except Inexact:
+        closes.append(price)
+        return _exact_sum(closes)
+    closes.append(price)
+    return total
+
+
+def _digits(total: Decimal) -> int:
+    """The digits of ``total`` as kept, down to the smallest place any addend had.
+
+    No more than the context's precision means that summing the window afresh, from
+    ``Decimal(0)`` in the window's order, rounds nothing on the way: every partial sum of
+    these positive closes is no larger and no finer. So ``total / n`` is then the very value
+    ``sum(closes) / n`` gives, and the decisions are the same.
+    """
+    exponent = total.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    return total.adjusted() - exponent + 1
 
 
 # Built-in strategies by the names a configuration may give them. ``runs.strategy`` was the
