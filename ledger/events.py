@@ -116,6 +116,12 @@ def _holds_datetime(hint: Any) -> bool:
 def _check_money(event: str, field: str, value: Any, positive: bool) -> None:
     values = value.values() if isinstance(value, dict) else (value,)
     for item in values:
+        if (
+            item.__class__ is Decimal
+            and plain_amount(str(item)) is not None
+            and (not positive or item > 0)
+        ):
+            continue  # the common case, as in check_money (a seal's marks: 7 a cycle)
         if item is None:
             continue
         if not isinstance(item, Decimal):

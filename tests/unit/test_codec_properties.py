@@ -63,3 +63,25 @@ def test_any_decimal_in_bounds_round_trips_exactly_and_any_other_is_refused(
         )
         == record
     )
+
+
+@settings(max_examples=300, derandomize=True)
+@given(
+    amounts=st.lists(st.decimals(places=None), min_size=1, max_size=4),
+    position=st.integers(1, 2**53),
+)
+def test_amounts_inside_a_mapping_are_checked_like_any_other(
+    amounts: list[Decimal], position: int
+) -> None:
+    balances = {f"A{i}": amount for i, amount in enumerate(amounts)}
+    event = events.BalanceObserved(account="main", venue="paper", balances=balances)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    if any(amount_problem(amount) is not None for amount in amounts):  # NaN, 1e18, 40 places
+        with pytest.raises(ValueOutOfBounds) as refused:
+            encode_record(Envelope(recorded_at=at), event, position=position, stream="s", version=1)
+        assert refused.value.exit_code == 2 and refused.value.context["field"] == "balances"
+        return
+    record = encode_record(
+        Envelope(recorded_at=at), event, position=position, stream="s", version=1
+    )
+    assert decode_record(record).event == event
