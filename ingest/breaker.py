@@ -91,6 +91,34 @@ class CircuitBreaker:
             case events.CallRejected():
                 self.counts.rejected += 1
 
+    def apply_successes(self, count: int) -> None:
+        """Apply ``count`` ``FetchSucceeded`` (a seal's folded first-attempt successes for this
+        breaker), exactly as applying them one by one: at once, unless half-open, where each
+        is a trial of its own."""
+        self.counts.calls += count
+        self.counts.successes += count
+        if self.state == HALF_OPEN or not count:
+            for _ in range(count):
+                self._outcome(failure=False)
+            return
+        self.window.extend([False] * min(count, self.settings.window_calls))
+        while len(self.window) > self.settings.window_calls:
+            self.window.popleft()
+        self.consecutive_failures = 0
+
+    def record_successes(self, symbols: list[str], emit: Emit) -> None:
+        """``record`` a first-attempt success for each of ``symbols`` (in that order). While
+        closed or open a success decides nothing, so they count at once."""
+        if self.state != HALF_OPEN:
+            self.apply_successes(len(symbols))
+            return
+        source, _, endpoint = self.name.partition(":")
+        for symbol in symbols:
+            success = events.FetchSucceeded(
+                source=source, endpoint=endpoint, symbol=symbol, attempt=1, latency_ms=0
+            )
+            self.record(success, symbol, emit)
+
     def _outcome(self, *, failure: bool) -> None:
         self.window.append(failure)
         while len(self.window) > self.settings.window_calls:
@@ -255,8 +283,8 @@ class BreakerRegistry:
             case events.FetchSucceeded() | events.FetchFailed():
                 self.get(event.source, event.endpoint).apply(event)
             case events.SnapshotSealed(fetched=fetched) if fetched:
-                for success in events.sealed_fetches(event):
-                    self.get(success.source, success.endpoint).apply(success)
+                for source, symbols in events.fetched_by_source(event).items():
+                    self.get(source, "ticker").apply_successes(len(symbols))
             case (
                 events.CircuitOpened()
                 | events.CircuitHalfOpened()

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol, cast
 
-from ingest.breaker import CLOSED, BreakerRegistry
+from ingest.breaker import CLOSED, BreakerRegistry, CircuitBreaker
 from ingest.market import Ticker
 from ingest.retry import Failed, Fetched, call_with_retry, symbol_stream
 from ingest.settings import IngestSettings
@@ -71,6 +71,9 @@ class LocalTickerSource(TickerSource, Protocol):
     def local(self) -> bool: ...
 
     def ticker_now(self, symbol: str) -> Ticker: ...
+
+
+NO_TIME = timedelta(0)
 
 
 class LastGood(NamedTuple):  # (a tuple: made for every fresh mark of every cycle)
@@ -175,9 +178,7 @@ class SnapshotTaker:
             try:
                 mark = await self._price(symbol, cycle, emit, fetched)
             except Exception as e:  # one symbol never aborts the cycle
-                reason = f"unexpected {type(e).__name__}: {e}"[:MESSAGE_LENGTH_MAX]
-                emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
-                mark = Mark(symbol, "failed", None, None, reason)
+                mark = self._skipped(symbol, e, emit)
             return mark, self.clock.now() - begun
 
         async def one(symbol: str) -> tuple[Mark, timedelta]:
@@ -185,11 +186,22 @@ class SnapshotTaker:
                 return await priced(symbol)
 
         ordered = sorted(dict.fromkeys(symbols))
-        if self.sequential:  # one at a time: the gate could never be full
-            results = [await priced(s) for s in ordered]
-        else:
+        if not self.sequential:
             results = await asyncio.gather(*(one(s) for s in ordered))
-        self.clock.settle(max((elapsed for _, elapsed in results), default=timedelta(0)))
+        else:  # one at a time: the gate could never be full
+            results = []
+            quick = self._quick_source()
+            for symbol in ordered:
+                mark = None
+                if quick is not None:
+                    try:
+                        mark = self._answered_at_once(*quick, symbol, emit, fetched)
+                    except Exception as e:  # as priced() records it
+                        mark = self._skipped(symbol, e, emit)
+                # An answer at once takes no time (no latency, no retry); anything else goes
+                # down the general path, which asks the source and records what happens.
+                results.append((mark, NO_TIME) if mark is not None else await priced(symbol))
+        self.clock.settle(max((elapsed for _, elapsed in results), default=NO_TIME))
         marks = {m.symbol: m.price for m, _ in results if m.price is not None}
         status = {m.symbol: m.status for m, _ in results}
         snapshot_id = f"{cycle}-{started.strftime('%Y%m%dT%H%M%S%fZ')}"
@@ -208,19 +220,18 @@ class SnapshotTaker:
         )
         emit(self.stream, sealed)
         # The folded successes count now, in the seal's order: as a rebuild applies them.
-        for success in events.sealed_fetches(sealed):
-            self.breakers.get(success.source, success.endpoint).record(
-                success, success.symbol, emit
-            )
+        for source, folded in events.fetched_by_source(sealed).items():
+            self.breakers.get(source, "ticker").record_successes(folded, emit)
         return Snapshot(
             snapshot_id, cycle, marks, status, log, sealed.fresh, sealed.stale, sealed.failed
         )
 
+    def _skipped(self, symbol: str, error: Exception, emit: _Emit) -> Mark:
+        reason = f"unexpected {type(error).__name__}: {error}"[:MESSAGE_LENGTH_MAX]
+        emit(symbol_stream(symbol), events.SymbolSkipped(symbol=symbol, reason=reason))
+        return Mark(symbol, "failed", None, None, reason)
+
     async def _price(self, symbol: str, cycle: int, emit: _Emit, fetched: dict[str, str]) -> Mark:
-        if self.fold:
-            quick = self._answered_at_once(symbol, emit, fetched)
-            if quick is not None:
-                return quick
         stream = symbol_stream(symbol)
         reasons: list[str] = []
         for index, source in enumerate(self.sources):
@@ -259,19 +270,31 @@ class SnapshotTaker:
                 )
         return self._fallback(symbol, "; ".join(reasons), emit)
 
-    def _answered_at_once(self, symbol: str, emit: _Emit, fetched: dict[str, str]) -> Mark | None:
-        """Catalog 3, a local first source: its answer to the first attempt, folded, as the
-        general path would record it (the breaker closed lets the call through and records
-        nothing; no announcement, no latency, no retry), without the retry machinery. None
-        sends the symbol down the general path, which asks again (a local source answers
-        the same) and records the failure, the fallback or the failover."""
+    def _quick_source(self) -> tuple[LocalTickerSource, CircuitBreaker] | None:
+        """Catalog 3 with a local first source: that source and its ticker breaker, whose
+        answers to a first attempt may be taken at once (``_answered_at_once``)."""
         source = self.sources[0]
-        if not getattr(source, "local", False):
+        if not self.fold or not getattr(source, "local", False):
             return None
-        if self.breakers.get(source.name, "ticker").state != CLOSED:
+        return cast(LocalTickerSource, source), self.breakers.get(source.name, "ticker")
+
+    def _answered_at_once(
+        self,
+        source: LocalTickerSource,
+        breaker: CircuitBreaker,
+        symbol: str,
+        emit: _Emit,
+        fetched: dict[str, str],
+    ) -> Mark | None:
+        """The local first source's answer to the first attempt, folded, as the general path
+        would record it (the breaker closed lets the call through and records nothing; no
+        announcement, no latency, no retry), without the retry machinery. None sends the
+        symbol down the general path, which asks the source and records the failure, the
+        fallback or the failover."""
+        if breaker.state != CLOSED:
             return None
         try:
-            ticker = cast(LocalTickerSource, source).ticker_now(symbol)
+            ticker = source.ticker_now(symbol)
         except Exception:  # recorded by the general path
             return None
         price = self._usable_price(ticker)

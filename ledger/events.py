@@ -405,6 +405,15 @@ class SnapshotSealed(Event, frozen=True, kw_only=True):
     fetched: dict[str, str] = {}
 
 
+def fetched_by_source(sealed: SnapshotSealed) -> dict[str, list[str]]:
+    """A catalog-3 seal's folded successes as source -> symbols (each in symbol order): the
+    ``sealed_fetches`` of one source's ticker breaker, counted together."""
+    grouped: dict[str, list[str]] = {}
+    for symbol, source in sealed.fetched.items():
+        grouped.setdefault(source, []).append(symbol)
+    return grouped
+
+
 def sealed_fetches(sealed: SnapshotSealed) -> list[FetchSucceeded]:
     """The ``FetchSucceeded`` a catalog-3 seal records in ``fetched``, in symbol order: what
     a fold that counts fetches (breakers, the monitor) applies at the seal."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ingest.breaker import CLOSED, HALF_OPEN, OPEN, BreakerRegistry
@@ -234,6 +234,91 @@ def test_breaker_opens_refuses_half_opens_and_closes() -> None:
     assert breaker.allow("S", emit)
     breaker.record(outcome(True), "S", emit)
     assert breaker.state == CLOSED and isinstance(log[-1], events.CircuitClosed)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("call"), st.booleans()),  # a success or a retryable failure
+            st.tuples(st.just("wait"), st.integers(0, 40)),  # seconds, then ask to call
+            st.tuples(st.just("seal"), st.integers(0, 25)),  # folded successes at a seal
+        ),
+        max_size=40,
+    )
+)
+# Opened by three failures, half-open after the wait: the seal's first two successes close
+# it (a CircuitClosed in the middle of the seal's successes), the rest count closed.
+@example(steps=[("call", 0), ("call", 0), ("call", 0), ("wait", 31), ("seal", 5), ("call", 0)])
+def test_a_seals_successes_count_at_once_exactly_as_one_by_one(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Two breakers take the same history; at each seal one records the folded successes
+    one ``FetchSucceeded`` at a time (as it used to), the other ``record_successes`` at once.
+    Their states, and every event they emit, stay the same in every state."""
+    clock = SimulatedClock(T0)
+    one_by_one = BreakerRegistry(BREAKER, clock).get("x", "ticker")
+    at_once = BreakerRegistry(BREAKER, clock).get("x", "ticker")
+    logs: tuple[list[events.Event], list[events.Event]] = ([], [])
+    emits = [lambda _s, e, log=log: log.append(e) for log in logs]
+    for kind, value in steps:
+        if kind == "wait":
+            clock.advance(timedelta(seconds=value))
+            for breaker, emit in zip((one_by_one, at_once), emits, strict=True):
+                breaker.allow("S", emit)
+        elif kind == "call":
+            for breaker, emit in zip((one_by_one, at_once), emits, strict=True):
+                breaker.record(outcome(bool(value)), "S", emit)
+        else:
+            symbols = [f"S{i:02d}" for i in range(value)]
+            for symbol in symbols:
+                success = events.FetchSucceeded(
+                    source="x", endpoint="ticker", symbol=symbol, attempt=1, latency_ms=0
+                )
+                one_by_one.record(success, symbol, emits[0])
+            at_once.record_successes(symbols, emits[1])
+        assert at_once.snapshot() == one_by_one.snapshot()
+        assert logs[1] == logs[0]
+
+
+@pytest.mark.parametrize("state", [CLOSED, OPEN, HALF_OPEN])
+def test_a_rebuild_counts_a_seals_successes_per_source(state: str) -> None:
+    clock = SimulatedClock(T0)
+    sealed = events.SnapshotSealed(
+        snapshot_id="1",
+        fresh=3,
+        stale=0,
+        failed=0,
+        marks={},
+        cycle=1,
+        fetched={"A/B": "files", "C/D": "other", "E/F": "files"},
+    )
+    history: list[events.Event] = [outcome(False), outcome(True)]
+    if state != CLOSED:
+        until = T0 + timedelta(seconds=30)
+        history.append(
+            events.CircuitOpened(
+                breaker="files:ticker",
+                reason="test",
+                consecutive_failures=1,
+                window_calls=2,
+                window_failures=1,
+                open_until=until,
+            )
+        )
+    if state == HALF_OPEN:
+        history.append(events.CircuitHalfOpened(breaker="files:ticker", open_s=Decimal(30)))
+    rebuilt, one_by_one = BreakerRegistry(BREAKER, clock), BreakerRegistry(BREAKER, clock)
+    for event in history:
+        rebuilt.apply(event)
+        one_by_one.apply(event)
+    rebuilt.apply(sealed)
+    for success in events.sealed_fetches(sealed):
+        one_by_one.get(success.source, success.endpoint).apply(success)
+    assert [(n, b.snapshot()) for n, b in rebuilt] == [(n, b.snapshot()) for n, b in one_by_one]
+    files = rebuilt.get("files", "ticker")
+    assert files.state == state and files.counts.successes == 2
+    assert files.trial_successes == (2 if state == HALF_OPEN else 0)
 
 
 def test_failure_rate_opens_the_breaker_only_past_the_minimum_calls() -> None:
