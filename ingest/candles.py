@@ -13,21 +13,32 @@ import hashlib
 import io
 import random
 import re
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ingest.contracts import VOLUME_STEP, check_ohlcv, epoch_ms, read_ohlcv_csv, round_ohlcv
+from ingest.contracts import (
+    VOLUME_STEP,
+    check_candles,
+    check_ohlcv,
+    epoch_ms,
+    read_csv_candles,
+    round_candle_columns,
+)
 from ingest.market import OHLCV_COLUMNS, Ticker, to_decimal, utc_from_ms
+from ingest.ohlcv import CLOSE_EXPONENT, CLOSE_UNITS, Candles, canonical_csv, closes_only
 from ingest.simulated import FaultInjector, SimulatedFaults
 from ledger.clock import Clock, to_micros
 from ledger.errors import InputError, ProviderError
 from ledger.market import TIMEFRAME_MS, check_amount, round_to_step
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)-(\d+[mhdw])\.(csv|parquet|feather|json)$")
 SUFFIXES = (".csv", ".parquet", ".feather", ".json")  # .feather, .json: freqtrade's data dir
@@ -46,22 +57,27 @@ class CandleSet:
     """Candles per symbol, one timeframe; ``manifest`` describes where they came from."""
 
     timeframe: str
-    frames: dict[str, pd.DataFrame]  # symbol -> OHLCV frame, index: candle open (UTC)
+    series: dict[str, Candles]  # symbol -> its candles (see ingest.ohlcv)
     manifest: list[dict[str, Any]]
 
     @property
     def symbols(self) -> list[str]:
-        return sorted(self.frames)
+        return sorted(self.series)
 
     @property
     def step(self) -> timedelta:
         return timedelta(milliseconds=TIMEFRAME_MS[self.timeframe])
 
+    @cached_property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """symbol -> OHLCV frame, index: candle open (UTC): the pandas view, for charts."""
+        return {symbol: candles.frame() for symbol, candles in self.series.items()}
+
     def cycle_times(self) -> list[datetime]:
         """One cycle per candle close, over the union of every symbol's candles."""
         opens: set[int] = set()
-        for frame in self.frames.values():
-            opens.update(int(v) for v in pd.DatetimeIndex(frame.index).as_unit("ms").asi8)
+        for candles in self.series.values():
+            opens.update(candles.opens)
         step = TIMEFRAME_MS[self.timeframe]
         return [utc_from_ms(ms + step) for ms in sorted(opens)]
 
@@ -96,6 +112,8 @@ def sha256_file(path: Path) -> str:
 def read_ohlcv_parquet(path: Path, content: bytes | None = None) -> pd.DataFrame:
     """Read a parquet (or freqtrade's feather) OHLCV file (from ``content``, its bytes,
     when given); numbers stored as text stay exact, floats go through repr."""
+    import pandas as pd
+
     kind = path.suffix.lstrip(".")
     source = path if content is None else io.BytesIO(content)
     try:
@@ -134,6 +152,8 @@ def read_ohlcv_json(path: Path, content: bytes | None = None) -> pd.DataFrame:
     """freqtrade's JSON candles: ``[[epoch ms, open, high, low, close, volume], ...]``, read
     as decimals from the text (from ``content``, the file's bytes, when given)."""
     import json
+
+    import pandas as pd
 
     try:
         text = path.read_text(encoding="utf-8") if content is None else content.decode("utf-8")
@@ -202,13 +222,19 @@ def ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
 def read_ohlcv_file(path: Path, content: bytes | None = None) -> pd.DataFrame:
     """One OHLCV file (.csv, .parquet, or freqtrade's .feather or .json), read whole (from
     ``content``, its bytes, when given); a broken contract is an InputError."""
+    return read_candles_file(path, content).frame()
+
+
+def read_candles_file(path: Path, content: bytes | None = None) -> Candles:
+    """``read_ohlcv_file`` as columns: a CSV file is read without pandas."""
     if path.suffix == ".csv":
-        frame = read_ohlcv_csv(path, content)
-    elif path.suffix == ".json":
-        frame = read_ohlcv_json(path, content)
+        candles = read_csv_candles(path, content)
+        violations = check_candles(candles)
     else:
-        frame = read_ohlcv_parquet(path, content)
-    violations = check_ohlcv(frame)
+        frame = (read_ohlcv_json if path.suffix == ".json" else read_ohlcv_parquet)(path, content)
+        violations = check_ohlcv(frame)
+        if not violations:
+            candles = Candles.from_frame(frame)
     if violations:
         first = violations[0]
         raise InputError(
@@ -218,13 +244,13 @@ def read_ohlcv_file(path: Path, content: bytes | None = None) -> pd.DataFrame:
             file=str(path),
             rule=first.rule,
         )
-    return frame
+    return candles
 
 
 def load_candles(folder: Path) -> CandleSet:
     """Read every OHLCV file of ``folder``; refuse mixed timeframes and broken contracts."""
     files = ohlcv_files(folder)
-    frames: dict[str, pd.DataFrame] = {}
+    series: dict[str, Candles] = {}
     manifest: list[dict[str, Any]] = []
     for path, symbol, _ in files:
         # Read once: the sha256 recorded is of the very bytes parsed, even if the file is
@@ -233,11 +259,13 @@ def load_candles(folder: Path) -> CandleSet:
             content = path.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
-        frame = read_ohlcv_file(path, content)
-        frames[symbol] = frame
+        candles = read_candles_file(path, content)
+        series[symbol] = candles
         digest = hashlib.sha256(content).hexdigest()
-        manifest.append({"name": path.name, "symbol": symbol, "rows": len(frame), "sha256": digest})
-    return CandleSet(files[0][2], frames, manifest)
+        manifest.append(
+            {"name": path.name, "symbol": symbol, "rows": len(candles), "sha256": digest}
+        )
+    return CandleSet(files[0][2], series, manifest)
 
 
 def select_candles(
@@ -248,48 +276,53 @@ def select_candles(
 ) -> CandleSet:
     """Only ``pairs`` (all when empty) and the candles opening in ``[start, stop]`` (both
     ends included, as freqtrade's ``--timerange`` reads them)."""
-    unknown = sorted(set(pairs) - set(candles.frames))
+    unknown = sorted(set(pairs) - set(candles.series))
     if unknown:
         raise InputError(
             f"--pairs names {unknown}, which the data has no file for",
             hint=f"the data holds {', '.join(candles.symbols)}",
         )
-    frames = {}
-    for symbol, frame in candles.frames.items():
+    first_us = None if start is None else to_micros(start)
+    last_us = None if stop is None else to_micros(stop)
+    series = {}
+    for symbol, held in candles.series.items():
         if pairs and symbol not in pairs:
             continue
-        index = pd.DatetimeIndex(frame.index)
         keep = [
-            (start is None or moment >= start) and (stop is None or moment <= stop)
-            for moment in index
+            i
+            for i, ms in enumerate(held.opens)
+            if (first_us is None or ms * 1000 >= first_us)
+            and (last_us is None or ms * 1000 <= last_us)
         ]
-        frames[symbol] = frame[keep]
-    if not any(len(f) for f in frames.values()):
+        series[symbol] = held.rows(keep)
+    if not any(len(c) for c in series.values()):
+        opens = [c.opens for c in candles.series.values() if len(c)]
         raise InputError(
             "the time range selects no candles",
-            hint=f"the data runs from {min(f.index[0] for f in candles.frames.values())} "
-            f"to {max(f.index[-1] for f in candles.frames.values())}",
+            hint=f"the data runs from {utc_from_ms(min(o[0] for o in opens))} "
+            f"to {utc_from_ms(max(o[-1] for o in opens))}",
         )
-    manifest = [e for e in candles.manifest if e["symbol"] in frames]
-    return CandleSet(candles.timeframe, frames, manifest)
+    manifest = [e for e in candles.manifest if e["symbol"] in series]
+    return CandleSet(candles.timeframe, series, manifest)
 
 
 def round_candles(candles: CandleSet, price_steps: Mapping[str, Decimal]) -> CandleSet:
     """Each symbol's candles at its market's price step (volumes at ``VOLUME_STEP``), half
     to even; each manifest entry records the steps, so a run says what it priced with."""
-    frames = {}
+    series = {}
     for entry in candles.manifest:
         symbol = entry["symbol"]
-        frame = round_ohlcv(candles.frames[symbol], price_steps[symbol])
-        zero = frame.index[(frame["low"] == 0).to_numpy()]
-        if len(zero):
+        rounded = round_candle_columns(candles.series[symbol], price_steps[symbol])
+        zero = next((i for i, low in enumerate(rounded.columns["low"]) if low == 0), None)
+        if zero is not None:
             raise InputError(
-                f"{entry['name']}: the low of the candle at {zero[0].isoformat()} rounds to 0 "
+                f"{entry['name']}: the low of the candle at "
+                f"{utc_from_ms(rounded.opens[zero]).isoformat()} rounds to 0 "
                 f"at {symbol}'s price step {price_steps[symbol]}",
                 hint=f"set a finer run.markets.{symbol}.price_step",
                 file=entry["name"],
             )
-        frames[symbol] = frame
+        series[symbol] = rounded
     manifest = [
         {
             **entry,
@@ -298,21 +331,12 @@ def round_candles(candles: CandleSet, price_steps: Mapping[str, Decimal]) -> Can
         }
         for entry in candles.manifest
     ]
-    return CandleSet(candles.timeframe, frames, manifest)
+    return CandleSet(candles.timeframe, series, manifest)
 
 
-def frame_digest(frame: pd.DataFrame) -> str:
-    """sha256 of a frame's canonical CSV text (what ``write_candles`` would write)."""
-    return hashlib.sha256(canonical_csv(frame).encode()).hexdigest()
-
-
-def canonical_csv(frame: pd.DataFrame) -> str:
-    stamps = pd.DatetimeIndex(frame.index).as_unit("ms").asi8
-    lines = ["timestamp," + ",".join(OHLCV_COLUMNS)]
-    columns = [frame[c].tolist() for c in OHLCV_COLUMNS]
-    for i, stamp in enumerate(stamps):
-        lines.append(f"{int(stamp)}," + ",".join(str(col[i]) for col in columns))
-    return "\n".join(lines) + "\n"
+def candles_digest(candles: Candles) -> str:
+    """sha256 of candles' canonical CSV text (what ``write_candles`` would write)."""
+    return hashlib.sha256(canonical_csv(candles).encode()).hexdigest()
 
 
 def write_candles(candles: CandleSet, folder: Path) -> list[Path]:
@@ -321,32 +345,9 @@ def write_candles(candles: CandleSet, folder: Path) -> list[Path]:
     written = []
     for symbol in candles.symbols:
         path = folder / f"{symbol.replace('/', '_')}-{candles.timeframe}.csv"
-        path.write_text(canonical_csv(candles.frames[symbol]), encoding="utf-8")
+        path.write_text(canonical_csv(candles.series[symbol]), encoding="utf-8")
         written.append(path)
     return written
-
-
-CLOSE_UNITS, CLOSE_EXPONENT = "close_units", "close_exponent"
-
-
-def closes_only(frame: pd.DataFrame) -> pd.DataFrame:
-    """A frame's closes as integers and decimal exponents: ``Decimal(units).scaleb(exp)``
-    is each close exactly, as written (``66301.15`` is 6630115 and -2). Two int64 numbers a
-    candle instead of five ``Decimal`` objects: what a long backtest holds in memory."""
-    import numpy as np
-
-    units, exponents = [], []
-    for close in frame["close"]:
-        exponent = int(close.as_tuple().exponent)
-        units.append(int(close.scaleb(-exponent)))
-        exponents.append(exponent)
-    return pd.DataFrame(
-        {
-            CLOSE_UNITS: np.array(units, dtype=np.int64),
-            CLOSE_EXPONENT: np.array(exponents, dtype=np.int8),
-        },
-        index=frame.index,
-    )
 
 
 def generate_sample(
@@ -369,7 +370,7 @@ def generate_sample(
     step_ms = TIMEFRAME_MS[timeframe]
     count = days * 86_400_000 // step_ms
     first_ms = to_micros(start) // 1000
-    frames: dict[str, pd.DataFrame] = {}
+    series: dict[str, Candles] = {}
     manifest: list[dict[str, Any]] = []
     price_step = Decimal("0.01")
     for symbol in sorted(symbols):
@@ -388,18 +389,18 @@ def generate_sample(
                 stamps.append(first_ms + i * step_ms)
                 rows.append((price, high, low, close, volume))
             price = close
-        index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
-        frame = pd.DataFrame(rows, index=index, columns=list(OHLCV_COLUMNS))
-        frames[symbol] = closes_only(frame) if compact else frame
+        columns = dict(zip(OHLCV_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+        made = Candles(stamps, columns if rows else {c: [] for c in OHLCV_COLUMNS})
+        series[symbol] = closes_only(made) if compact else made
         manifest.append(
             {
                 "name": f"{symbol.replace('/', '_')}-{timeframe}.csv (generated)",
                 "symbol": symbol,
-                "rows": len(frame),
-                "sha256": frame_digest(frame),
+                "rows": len(made),
+                "sha256": candles_digest(made),
             }
         )
-    return CandleSet(timeframe, frames, manifest)
+    return CandleSet(timeframe, series, manifest)
 
 
 class CandleSource:
@@ -421,19 +422,19 @@ class CandleSource:
         self.clock = clock
         self._step_ms = TIMEFRAME_MS[candles.timeframe]
         self._closes: dict[str, dict[int, Decimal]] = {}
-        self._compact: dict[str, tuple[Any, Any, Any]] = {}  # close times, units, exponents
-        for symbol, frame in candles.frames.items():
-            opens = pd.DatetimeIndex(frame.index).as_unit("ms").asi8
-            if CLOSE_UNITS in frame.columns:
+        # Compact candles: close times, units, exponents (looked up by bisection).
+        self._compact: dict[str, tuple[list[int], Sequence[int], Sequence[int]]] = {}
+        for symbol, held in candles.series.items():
+            if held.compact:
                 self._compact[symbol] = (
-                    opens + self._step_ms,
-                    frame[CLOSE_UNITS].to_numpy(),
-                    frame[CLOSE_EXPONENT].to_numpy(),
+                    [ms + self._step_ms for ms in held.opens],
+                    held.columns[CLOSE_UNITS],
+                    held.columns[CLOSE_EXPONENT],
                 )
                 continue
             self._closes[symbol] = {
-                int(ms) + self._step_ms: close
-                for ms, close in zip(opens, frame["close"], strict=True)
+                ms + self._step_ms: close
+                for ms, close in zip(held.opens, held.columns["close"], strict=True)
             }
         self._faults = (
             FaultInjector(name, seed=seed, clock=clock, faults=faults)
@@ -442,13 +443,11 @@ class CandleSource:
         )
 
     def _compact_close(self, symbol: str, close_ms: int) -> Decimal | None:
-        import numpy as np
-
         times, units, exponents = self._compact[symbol]
-        index = int(np.searchsorted(times, close_ms))
-        if index >= len(times) or int(times[index]) != close_ms:
+        index = bisect_left(times, close_ms)
+        if index >= len(times) or times[index] != close_ms:
             return None
-        return Decimal(int(units[index])).scaleb(int(exponents[index]))
+        return Decimal(units[index]).scaleb(exponents[index])
 
     @property
     def local(self) -> bool:

@@ -9,20 +9,21 @@ values; in strict mode it is also a ``DataContractError``. Gaps between candles 
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 import math
+import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from ingest.market import OHLCV_COLUMNS, to_decimal
+from ingest.market import OHLCV_COLUMNS, to_decimal, utc_from_ms
+from ingest.ohlcv import Candles
 from ledger import events
 from ledger.errors import DataContractError, InputError
 from ledger.market import (
@@ -42,6 +43,11 @@ _bounded_text = re.compile(
     r"-?[0-9]{1,18}(?:\.[0-9]{1,20})?|-?[0-9](?:\.[0-9]{1,17})?[eE]-0?[1-9]"
 ).fullmatch
 Emit = Callable[[str, events.Event], None]
+ZERO = Decimal(0)
+CSV_HEADER = ["timestamp", *OHLCV_COLUMNS]
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class Violation:
 
 def check_ohlcv(frame: pd.DataFrame) -> list[Violation]:
     """Return every broken rule of the contract (an empty list: the frame is good)."""
+    import pandas as pd
+
     missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
     if missing:
         return [Violation("required_columns", [], missing)]
@@ -61,24 +69,38 @@ def check_ohlcv(frame: pd.DataFrame) -> list[Violation]:
     if not isinstance(index, pd.DatetimeIndex) or str(index.tz) != "UTC":
         found.append(Violation("utc_index", [], [str(getattr(index, "tz", index.dtype))]))
     else:
-        order = index.asi8
-        found += _rows(
-            "sorted",
-            [i for i in range(1, len(order)) if order[i] < order[i - 1]],
-            lambda i: str(index[i]),
-        )
-        found += _rows(
-            "no_duplicates",
-            [int(i) for i in (index.duplicated()).nonzero()[0]],
-            lambda i: str(index[i]),
-        )
-    cells = {c: list(frame[c]) for c in OHLCV_COLUMNS}
+        found += _order_rules(index.asi8.tolist(), lambda i: str(index[i]))
+    return found + _value_rules({c: list(frame[c]) for c in OHLCV_COLUMNS})
+
+
+def check_candles(candles: Candles) -> list[Violation]:
+    """``check_ohlcv`` of the same candles as columns (their times are UTC by making)."""
+    opens = candles.opens
+    found = _order_rules(opens, lambda i: str(utc_from_ms(opens[i])))
+    return found + _value_rules({c: list(candles.columns[c]) for c in OHLCV_COLUMNS})
+
+
+def _order_rules(stamps: Sequence[int], show: Callable[[int], str]) -> list[Violation]:
+    """Sorted by time, and no time twice (a repeat after its first is the duplicate)."""
+    found = _rows("sorted", [i for i in range(1, len(stamps)) if stamps[i] < stamps[i - 1]], show)
+    seen: set[int] = set()
+    repeated = []
+    for i, stamp in enumerate(stamps):
+        if stamp in seen:
+            repeated.append(i)
+        seen.add(stamp)
+    return found + _rows("no_duplicates", repeated, show)
+
+
+def _value_rules(cells: dict[str, list[Any]]) -> list[Violation]:
+    """No missing value, then the value rules over the rows that have every value."""
     if not any(_has_missing(cells[c]) for c in OHLCV_COLUMNS):
-        return found + _rules_at_once(cells)
-    nan = [i for i in range(len(frame)) if any(_missing(cells[c][i]) for c in OHLCV_COLUMNS)]
-    found += _rows("no_missing_values", nan, lambda i: str({c: cells[c][i] for c in cells}))
+        return _rules_at_once(cells)
+    count = len(cells["open"])
+    nan = [i for i in range(count) if any(_missing(cells[c][i]) for c in OHLCV_COLUMNS)]
+    found = _rows("no_missing_values", nan, lambda i: str({c: cells[c][i] for c in cells}))
     absent = set(nan)
-    good = [i for i in range(len(frame)) if i not in absent]
+    good = [i for i in range(count) if i not in absent]
     return found + _rules(cells, good)
 
 
@@ -105,16 +127,18 @@ def _rules(cells: dict[str, list[Any]], good: list[int]) -> list[Violation]:
 
 
 def _rules_at_once(cells: dict[str, list[Any]]) -> list[Violation]:
-    """``_rules`` over every row of a frame with no missing value, a column at a time: the
-    same exact comparisons (numpy calls each value's own, Decimal's), without a Python
-    loop per row; the rows of a broken rule are then named as ``_rules`` names them."""
-    o, h, low, c, v = (np.array(cells[k], dtype=object) for k in OHLCV_COLUMNS)
+    """``_rules`` over every row of candles with no missing value, a column at a time: the
+    same exact comparisons (each value's own, Decimal's) in C loops, without a Python loop
+    per row; only if a rule is broken are the rows named, as ``_rules`` names them."""
+    o, h, low, c, v = (cells[k] for k in OHLCV_COLUMNS)
+    le, lt, gt = operator.le, operator.lt, operator.gt
     broken = (
-        (o <= 0) | (h <= 0) | (low <= 0) | (c <= 0)
-        | (h < np.maximum(o, c)) | (low > np.minimum(o, c)) | (v < 0)
+        any(map(le, o, repeat(ZERO))) or any(map(le, h, repeat(ZERO)))
+        or any(map(le, low, repeat(ZERO))) or any(map(le, c, repeat(ZERO)))
+        or any(map(lt, h, map(max, o, c))) or any(map(gt, low, map(min, o, c)))
+        or any(map(lt, v, repeat(ZERO)))
     )  # fmt: skip
-    rows = [int(i) for i in broken.nonzero()[0]]
-    return _rules(cells, rows) if rows else []
+    return _rules(cells, list(range(len(o)))) if broken else []
 
 
 def _has_missing(values: list[Any]) -> bool:
@@ -173,6 +197,23 @@ def round_ohlcv(
 ) -> pd.DataFrame:
     """Round prices (and volumes) to the market's steps, explicitly, half to even: what
     ``run --data`` prices with and ``import ohlcv`` records, so the two never differ."""
+    import pandas as pd
+
+    data = _rounded({c: frame[c].tolist() for c in OHLCV_COLUMNS}, price_step, volume_step)
+    return pd.DataFrame(data, index=frame.index, columns=list(OHLCV_COLUMNS))
+
+
+def round_candle_columns(
+    candles: Candles, price_step: Decimal, volume_step: Decimal | None = VOLUME_STEP
+) -> Candles:
+    """``round_ohlcv`` of candles as columns."""
+    values = {c: list(candles.columns[c]) for c in OHLCV_COLUMNS}
+    return Candles(candles.opens, _rounded(values, price_step, volume_step))
+
+
+def _rounded(
+    columns: dict[str, list[Any]], price_step: Decimal, volume_step: Decimal | None
+) -> dict[str, list[Any]]:
     steps = {
         "open": price_step,
         "high": price_step,
@@ -180,16 +221,16 @@ def round_ohlcv(
         "close": price_step,
         "volume": volume_step,
     }
-    data: dict[str, list[object]] = {}
+    data: dict[str, list[Any]] = {}
     for column, step in steps.items():
-        values = frame[column].tolist()
+        values = columns[column]
         if step is not None and set(map(type, values)) <= {Decimal}:
             values = round_all(values, step)  # a column at once, in C for a power of ten
         elif step is not None:
             rounded = step_rounder(step)
             values = [rounded(v) if isinstance(v, Decimal) else v for v in values]
         data[column] = values
-    return pd.DataFrame(data, index=frame.index, columns=list(OHLCV_COLUMNS))
+    return data
 
 
 def candle_gaps(frame: pd.DataFrame, timeframe: str) -> list[tuple[int, int, int]]:
@@ -199,6 +240,8 @@ def candle_gaps(frame: pd.DataFrame, timeframe: str) -> list[tuple[int, int, int
         raise InputError(
             f"unknown timeframe {timeframe!r}", hint=f"use one of {sorted(TIMEFRAME_MS)}"
         )
+    import pandas as pd
+
     stamps = pd.DatetimeIndex(frame.index).as_unit("ms").asi8  # whatever the stored unit
     gaps = []
     for before, after in itertools.pairwise(stamps):
@@ -246,71 +289,68 @@ def epoch_ms(stamp: int) -> int:
     return stamp
 
 
-def _columns_at_once(raw: pd.DataFrame) -> pd.DataFrame | None:
-    """The frame of a well-formed file, a column at a time (no per-row Python loop); None
-    when any value is bad, so the caller reads row by row and names the line."""
-    try:
-        stamps = [epoch_ms(int(text)) for text in raw["timestamp"].tolist()]
-        data: dict[str, list[Decimal | None]] = {}
-        for column in OHLCV_COLUMNS:
-            texts = raw[column].tolist()
-            if all(map(_bounded_text, texts)):  # every one within the bounds by its text
-                data[column] = list(map(Decimal, texts))
-                continue
-            values = [Decimal(text) if text else None for text in texts]
-            for value in values:
-                if value is not None:
-                    check_amount(value, column)
-            data[column] = values
-    except (TypeError, ValueError, ArithmeticError):
-        return None
-    index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
-    return pd.DataFrame(data, index=index, columns=list(OHLCV_COLUMNS))
-
-
 def read_ohlcv_csv(path: Path, content: bytes | None = None) -> pd.DataFrame:
+    """``read_csv_candles`` as a pandas frame (a UTC ``timestamp`` index, Decimal columns)."""
+    return read_csv_candles(path, content).frame()
+
+
+def read_csv_candles(path: Path, content: bytes | None = None) -> Candles:
     """Read ``timestamp,open,high,low,close,volume`` (ccxt row order) with exact Decimals;
     from ``content``, the file's bytes already read, when given (``path`` names it).
 
     The numbers are read as text, so ``0.0027589999999999997`` stays exactly that until it is
-    rounded to the market's step: no binary float ever touches the prices.
+    rounded to the market's step: no binary float ever touches the prices. Blank lines are
+    skipped; anything else that is not a candle is an ``InputError`` naming its line.
     """
-    source = path if content is None else io.BytesIO(content)
     try:
-        raw = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError as e:
+        text = (path.read_bytes() if content is None else content).decode("utf-8")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        numbered = [(reader.line_num, row) for row in reader if row]
+    except OSError as e:
+        raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(
+            f"cannot read OHLCV file: {e}", hint="save it as UTF-8 CSV text", file=str(path)
+        ) from e
+    if not numbered:
         raise InputError(
             "the OHLCV file is empty",
             hint="export candles with a header line timestamp,open,high,low,close,volume",
             file=str(path),
-        ) from e
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
-    expected = ["timestamp", *OHLCV_COLUMNS]
-    if list(raw.columns) != expected:
+        )
+    header, body = numbered[0][1], numbered[1:]
+    if header != CSV_HEADER:
         raise InputError(
-            f"OHLCV columns must be {','.join(expected)}; found {','.join(raw.columns)}",
+            f"OHLCV columns must be {','.join(CSV_HEADER)}; found {','.join(header)}",
             hint="export candles in ccxt row order with a header line",
             file=str(path),
         )
-    if raw.empty:
+    if not body:
         raise InputError(
             "the OHLCV file holds a header but no candles",
             hint="export at least one candle row under the header",
             file=str(path),
         )
-    fast = _columns_at_once(raw)
+    for line, row in body:
+        if len(row) != len(CSV_HEADER):
+            raise InputError(
+                f"bad OHLCV row: {len(row)} fields where {','.join(CSV_HEADER)} are 6",
+                hint="fix or remove the row",
+                file=str(path),
+                line=line,
+            )
+    fast = _columns_at_once([row for _, row in body])
     if fast is not None:
         return fast
     # Something in the file is wrong: read it row by row to name the line.
     data: dict[str, list[Decimal | None]] = {c: [] for c in OHLCV_COLUMNS}
     stamps: list[int] = []
-    for line, row in enumerate(raw.itertuples(index=False), start=2):
+    for line, row in body:
         column = "timestamp"
         try:
             stamps.append(epoch_ms(int(row[0])))
-            for column, text in zip(OHLCV_COLUMNS, row[1:], strict=True):
-                value = to_decimal(text)
+            for column, cell in zip(OHLCV_COLUMNS, row[1:], strict=True):
+                value = to_decimal(cell)
                 if value is not None:
                     check_amount(value, column)
                 data[column].append(value)
@@ -322,5 +362,25 @@ def read_ohlcv_csv(path: Path, content: bytes | None = None) -> pd.DataFrame:
                 line=line,
                 column=column,
             ) from e
-    index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp")
-    return pd.DataFrame(data, index=index, columns=list(OHLCV_COLUMNS))
+    return Candles(stamps, data)
+
+
+def _columns_at_once(rows: list[list[str]]) -> Candles | None:
+    """The candles of a well-formed file, a column at a time (no per-row Python loop); None
+    when any value is bad, so the caller reads row by row and names the line."""
+    times, *texts = zip(*rows, strict=True)
+    try:
+        stamps = [epoch_ms(int(text)) for text in times]
+        data: dict[str, list[Decimal | None]] = {}
+        for column, values in zip(OHLCV_COLUMNS, texts, strict=True):
+            if all(map(_bounded_text, values)):  # every one within the bounds by its text
+                data[column] = list(map(Decimal, values))
+                continue
+            parsed = [Decimal(text) if text else None for text in values]
+            for value in parsed:
+                if value is not None:
+                    check_amount(value, column)
+            data[column] = parsed
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    return Candles(stamps, data)

@@ -13,14 +13,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ingest.market import OHLCV_COLUMNS, Balance, Ticker, utc_from_ms
 from ingest.provider_errors import simulated_error
 from ledger.clock import Clock
 from ledger.errors import ProviderError
 from ledger.market import round_to_step
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PRICE_STEP = Decimal("0.00000001")
 
@@ -122,6 +124,8 @@ class SimulatedSource:
         for moment in times:
             opened, closed = self.price_at(symbol, moment), self.price_at(symbol, moment + span)
             rows.append((opened, max(opened, closed), min(opened, closed), closed, Decimal(0)))
+        import pandas as pd  # (only here: a backtest never asks for candles this way)
+
         index = pd.DatetimeIndex(pd.to_datetime(times, utc=True), name="timestamp")
         return pd.DataFrame(rows, index=index, columns=list(OHLCV_COLUMNS))
 

@@ -97,13 +97,14 @@ def test_bad_folders_are_refused(tmp_path: Path) -> None:
 
 def test_the_candle_source_serves_closes_and_fails_a_missing_candle() -> None:
     sample = generate_sample(seed=2, start=START, days=1, symbols=("BTC/USDT",), missing_share=0.0)
-    frame = sample.frames["BTC/USDT"].drop(sample.frames["BTC/USDT"].index[10])
-    candles = type(sample)("5m", {"BTC/USDT": frame}, sample.manifest)
+    held = sample.series["BTC/USDT"]
+    gapped = held.rows([i for i in range(len(held)) if i != 10])
+    candles = type(sample)("5m", {"BTC/USDT": gapped}, sample.manifest)
     times = sample.cycle_times()
     clock = SimulatedClock(times[0])
     source = CandleSource(candles, clock=clock, seed=1)
     ticker = asyncio.run(source.fetch_ticker("BTC/USDT"))
-    assert ticker.last == frame["close"].iloc[0]
+    assert ticker.last == gapped.columns["close"][0] == sample.frames["BTC/USDT"]["close"].iloc[0]
     clock.set(times[10] + timedelta(seconds=1))  # a retry's offset stays in the same candle
     with pytest.raises(ProviderError, match="no candle") as raised:
         asyncio.run(source.fetch_ticker("BTC/USDT"))
