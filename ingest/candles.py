@@ -13,6 +13,7 @@ import hashlib
 import io
 import random
 import re
+from array import array
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -423,11 +424,11 @@ class CandleSource:
         self._step_ms = TIMEFRAME_MS[candles.timeframe]
         self._closes: dict[str, dict[int, Decimal]] = {}
         # Compact candles: close times, units, exponents (looked up by bisection).
-        self._compact: dict[str, tuple[list[int], Sequence[int], Sequence[int]]] = {}
+        self._compact: dict[str, tuple[Sequence[int], Sequence[int], Sequence[int]]] = {}
         for symbol, held in candles.series.items():
             if held.compact:
                 self._compact[symbol] = (
-                    [ms + self._step_ms for ms in held.opens],
+                    array("q", (ms + self._step_ms for ms in held.opens)),
                     held.columns[CLOSE_UNITS],
                     held.columns[CLOSE_EXPONENT],
                 )

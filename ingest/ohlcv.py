@@ -48,7 +48,9 @@ class Candles:
 
     def rows(self, keep: Sequence[int]) -> Candles:
         """Only the rows ``keep`` (in that order)."""
-        opens = [self.opens[i] for i in keep]
+        opens: Sequence[int] = [self.opens[i] for i in keep]
+        if isinstance(self.opens, array):
+            opens = array(self.opens.typecode, opens)
         columns: dict[str, Sequence[Any]] = {}
         for name, values in self.columns.items():
             picked = [values[i] for i in keep]
@@ -82,7 +84,7 @@ class Candles:
         opens = [int(v) for v in pd.DatetimeIndex(frame.index).as_unit("ms").asi8]
         if CLOSE_UNITS in frame.columns:
             return cls(
-                opens,
+                array("q", opens),
                 {
                     CLOSE_UNITS: array("q", (int(v) for v in frame[CLOSE_UNITS])),
                     CLOSE_EXPONENT: array("b", (int(v) for v in frame[CLOSE_EXPONENT])),
@@ -100,7 +102,8 @@ def closes_only(candles: Candles) -> Candles:
         exponent = int(close.as_tuple().exponent)
         units.append(int(close.scaleb(-exponent)))
         exponents.append(exponent)
-    return Candles(candles.opens, {CLOSE_UNITS: units, CLOSE_EXPONENT: exponents})
+    opens = array("q", candles.opens)  # (8 bytes a candle, where a list holds int objects)
+    return Candles(opens, {CLOSE_UNITS: units, CLOSE_EXPONENT: exponents})
 
 
 def canonical_csv(candles: Candles) -> str:
