@@ -61,6 +61,62 @@ def test_init_of_a_current_ledger_leaves_alembic_unloaded(ledger_url: str) -> No
     assert done.stdout.split() == [f"('{SCHEMA_REVISION}',", f"'{SCHEMA_REVISION}')", "False"]
 
 
+def schema_of(path: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], int]:
+    """Everything SQLite keeps of a ledger's schema: its objects, revision, page size."""
+    with sqlite3.connect(path) as conn:
+        objects = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid"
+        ).fetchall()
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return objects, revision, page_size
+
+
+def test_the_sqlite_head_file_is_what_the_migrations_make(tmp_path: Path) -> None:
+    """A new SQLite ledger is made from migrations/head.sqlite.sql at once: it must be the
+    very schema every migration in turn makes (regenerate it after adding a migration:
+    python -c 'from ledger.store.migrate import write_sqlite_head; write_sqlite_head()')."""
+    from ledger.store.backend import open_backend
+    from ledger.store.migrate import SQLITE_HEAD, upgrade, write_sqlite_head
+
+    regenerated = tmp_path / "head.sql"
+    write_sqlite_head(regenerated)
+    assert SQLITE_HEAD.read_text() == regenerated.read_text()
+    made: dict[str, Path] = {}
+    for how, through in (("head", False), ("migrations", True)):
+        made[how] = tmp_path / f"{how}.db"
+        backend = open_backend(f"sqlite:///{made[how]}")
+        try:
+            assert upgrade(backend, through_migrations=through) == (None, SCHEMA_REVISION)
+        finally:
+            backend.close()
+    assert schema_of(made["head"]) == schema_of(made["migrations"])
+    objects, revision, _ = schema_of(made["head"])
+    assert revision == [(SCHEMA_REVISION,)] and len(objects) > 5
+
+
+def test_a_new_sqlite_ledger_is_made_without_alembic_and_works(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    probe = (
+        "import sys\n"
+        "from ledger import init_store\n"
+        f"print(init_store({url!r}), 'alembic' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.split() == ["(None,", f"'{SCHEMA_REVISION}')", "False"]
+    with open_store(url) as store:  # and it is a ledger: appends, verifies, refuses edits
+        store.append(
+            "s",
+            [events.FundsDeposited(account="m", asset="X", amount=Decimal(1))],
+            expected_version=0,
+        )
+        assert store.verify().events == 1
+    with sqlite3.connect(tmp_path / "new.db") as conn, pytest.raises(sqlite3.DatabaseError):
+        conn.execute("DELETE FROM events")
+
+
 @pytest.mark.smoke
 def test_open_store_never_creates_a_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
