@@ -17,6 +17,7 @@ Issue 14's target: Tally's wall time <= 0.5x freqtrade's.
 from __future__ import annotations
 
 import argparse
+import compileall
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 TALLY = str(Path(sys.executable).with_name("tally"))
 
 
@@ -64,6 +66,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     python = freqtrade_python(args)
+    # Both tools run from compiled bytecode, as installed packages do: pip compiled
+    # freqtrade's at install; an editable install compiles Tally's at its first run, unless
+    # PYTHONDONTWRITEBYTECODE is set (as on the development machine), so compile it here.
+    for package in ("ledger", "ingest", "projections", "tally", "migrations"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         work = folder / "freqtrade"

@@ -39,9 +39,9 @@ ROWS_SHOWN_MAX = 10
 # plain digits (``plain_amount``), or a float's scientific form as files carry it, one digit
 # and at most 17 after the point with an exponent of -1 to -9 (below 10, at most 18 digits
 # and 26 places). Anything else is checked value by value.
-_bounded_text = re.compile(
-    r"-?[0-9]{1,18}(?:\.[0-9]{1,20})?|-?[0-9](?:\.[0-9]{1,17})?[eE]-0?[1-9]"
-).fullmatch
+_BOUNDED = r"-?[0-9]{1,18}(?:\.[0-9]{1,20})?|-?[0-9](?:\.[0-9]{1,17})?[eE]-0?[1-9]"
+# A whole column of them, one a line: one C call for the column instead of one a value.
+_bounded_column = re.compile(rf"(?:{_BOUNDED})(?:\n(?:{_BOUNDED}))*").fullmatch
 Emit = Callable[[str, events.Event], None]
 ZERO = Decimal(0)
 CSV_HEADER = ["timestamp", *OHLCV_COLUMNS]
@@ -373,7 +373,7 @@ def _columns_at_once(rows: list[list[str]]) -> Candles | None:
         stamps = [epoch_ms(int(text)) for text in times]
         data: dict[str, list[Decimal | None]] = {}
         for column, values in zip(OHLCV_COLUMNS, texts, strict=True):
-            if all(map(_bounded_text, values)):  # every one within the bounds by its text
+            if _bounded_column("\n".join(values)):  # every one within the bounds by its text
                 data[column] = list(map(Decimal, values))
                 continue
             parsed = [Decimal(text) if text else None for text in values]
