@@ -14,7 +14,7 @@ import importlib
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Context, Decimal, Inexact, getcontext
+from decimal import Context, Decimal, Inexact, Rounded, getcontext
 from typing import Any, Protocol
 
 from ingest.venues import MarketSpec, OrderIntent
@@ -93,11 +93,7 @@ class Momentum:
             self._unsigned.add(symbol)
         if len(closes) < self.window:
             return None
-        if (
-            total is not None
-            and symbol not in self._unsigned
-            and _digits(total) <= getcontext().prec
-        ):
+        if total is not None and symbol not in self._unsigned and _fits(total):
             return total / len(closes)
         return sum(closes, Decimal(0)) / len(closes)
 
@@ -135,17 +131,27 @@ def _slide(total: Decimal | None, closes: deque[Decimal], price: Decimal) -> Dec
     return total
 
 
-def _digits(total: Decimal) -> int:
-    """The digits of ``total`` as kept, down to the smallest place any addend had.
+def _fits(total: Decimal) -> bool:
+    """Whether ``total``'s digits as kept, down to the smallest place any addend had, are no
+    more than the current context's precision (else ``plus`` would round them: ``Rounded``).
 
-    No more than the context's precision means that summing the window afresh, from
-    ``Decimal(0)`` in the window's order, rounds nothing on the way: every partial sum of
-    these positive closes is no larger and no finer. So ``total / n`` is then the very value
-    ``sum(closes) / n`` gives, and the decisions are the same.
+    Then summing the window afresh, from ``Decimal(0)`` in the window's order, rounds
+    nothing on the way: every partial sum of these positive closes is no larger and no
+    finer. So ``total / n`` is the very value ``sum(closes) / n`` gives, and the decisions
+    are the same.
     """
-    exponent = total.as_tuple().exponent
-    assert isinstance(exponent, int)  # finite
-    return total.adjusted() - exponent + 1
+    precision = getcontext().prec
+    check = _FITS.get(precision)
+    if check is None:
+        check = _FITS[precision] = Context(prec=precision, traps=[Rounded])
+    try:
+        check.plus(total)
+    except Rounded:
+        return False
+    return True
+
+
+_FITS: dict[int, Context] = {}  # a trapping context per precision met
 
 
 # Built-in strategies by the names a configuration may give them. ``runs.strategy`` was the
