@@ -136,3 +136,27 @@ def test_a_run_of_csv_files_imports_neither_pandas_nor_numpy(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_plain_file_and_the_same_candles_as_general_csv_read_alike(tmp_path: Path) -> None:
+    """A file as ccxt writes it is split into columns at once; the same rows with a blank
+    line, a quote or CRLF endings go through the CSV parser: the candles are the same."""
+    rows = ["1767225600000,1.10,2,1,2,5", "1767225900000,2,2.5,1.9,2.2,0.00000001"]
+    variants = {
+        "plain": HEADER + "\n".join(rows) + "\n",
+        "no final newline": HEADER + "\n".join(rows),
+        "blank line": HEADER + "\n".join(rows) + "\n\n",
+        "quoted": HEADER + rows[0] + '\n"1767225900000",2,2.5,1.9,2.2,0.00000001\n',
+        "crlf": (HEADER + "\n".join(rows) + "\n").replace("\n", "\r\n"),
+    }
+    read = {}
+    for name, text in variants.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.csv"
+        path.write_text(text, newline="")
+        candles = read_csv_candles(path)
+        read[name] = (
+            list(candles.opens),
+            {c: list(map(str, v)) for c, v in candles.columns.items()},
+        )
+    assert all(got == read["plain"] for got in read.values()), read
+    assert read["plain"][1]["open"] == ["1.10", "2"]
