@@ -248,18 +248,28 @@ def read_candles_file(path: Path, content: bytes | None = None) -> Candles:
     return candles
 
 
-def load_candles(folder: Path) -> CandleSet:
-    """Read every OHLCV file of ``folder``; refuse mixed timeframes and broken contracts."""
+def read_files(folder: Path) -> dict[Path, bytes]:
+    """The bytes of every OHLCV file of ``folder`` (see ``ohlcv_files``), read once each."""
+    contents = {}
+    for path, _, _ in ohlcv_files(folder):
+        try:
+            contents[path] = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
+    return contents
+
+
+def load_candles(folder: Path, contents: Mapping[Path, bytes] | None = None) -> CandleSet:
+    """Read every OHLCV file of ``folder`` (or parse ``contents``, their bytes already read by
+    ``read_files``); refuse mixed timeframes and broken contracts."""
     files = ohlcv_files(folder)
     series: dict[str, Candles] = {}
     manifest: list[dict[str, Any]] = []
+    read = read_files(folder) if contents is None else contents
     for path, symbol, _ in files:
         # Read once: the sha256 recorded is of the very bytes parsed, even if the file is
         # rewritten while it is read.
-        try:
-            content = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
+        content = read[path]
         candles = read_candles_file(path, content)
         series[symbol] = candles
         digest = hashlib.sha256(content).hexdigest()

@@ -9,11 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import msgspec
-import pandas as pd
 import pytest
 
 from ingest import candles
 from ingest.candles import CandleSource, generate_sample, load_candles, symbol_of, write_candles
+from ingest.ohlcv import Candles
 from ledger.clock import SimulatedClock
 from ledger.errors import ConfigError, InputError, ProviderError
 from ledger.recorded import RecordedEvent
@@ -56,17 +56,20 @@ def test_the_recorded_digest_is_of_the_bytes_parsed_even_if_the_file_changes(
     write_candles(sample, tmp_path)
     [path] = tmp_path.glob("*.csv")
     parsed = path.read_bytes()
-    read = candles.read_ohlcv_file
+    read = candles.read_candles_file
+    rewritten = []
 
-    def read_then_rewritten(file: Path, content: bytes | None = None) -> pd.DataFrame:
-        frame = read(file, content)
+    def read_then_rewritten(file: Path, content: bytes | None = None) -> Candles:
+        held = read(file, content)
         file.write_bytes(parsed + parsed.splitlines(keepends=True)[-1])  # a row more
-        return frame
+        rewritten.append(file)
+        return held
 
-    monkeypatch.setattr(candles, "read_ohlcv_file", read_then_rewritten)
+    monkeypatch.setattr(candles, "read_candles_file", read_then_rewritten)
     [entry] = load_candles(tmp_path).manifest
+    assert rewritten == [path]  # (the file did change under the reader)
     assert entry["sha256"] == hashlib.sha256(parsed).hexdigest()
-    assert entry["rows"] == len(sample.frames["BTC/USDT"])
+    assert entry["rows"] == len(sample.series["BTC/USDT"])
 
 
 @pytest.mark.parametrize(
