@@ -48,17 +48,23 @@ def test_init_is_safe_to_run_twice_and_keeps_events(ledger_url: str) -> None:
         assert store.verify().events == 1
 
 
-def test_init_of_a_current_ledger_leaves_alembic_unloaded(ledger_url: str) -> None:
-    # A run into an existing ledger calls init: at the head it must not pay for alembic.
+def init_in_a_fresh_process(url: str) -> list[str]:
+    """``init_store(url)``'s answer in a new process, and whether it imported alembic."""
     probe = (
         "import sys\n"
         "from ledger import init_store\n"
-        f"print(init_store({ledger_url!r}), 'alembic' in sys.modules)\n"
+        f"print(init_store({url!r}), 'alembic' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert done.stdout.split() == [f"('{SCHEMA_REVISION}',", f"'{SCHEMA_REVISION}')", "False"]
+    return done.stdout.split()
+
+
+def test_init_of_a_current_ledger_leaves_alembic_unloaded(ledger_url: str) -> None:
+    # A run into an existing ledger calls init: at the head it must not pay for alembic.
+    answer = init_in_a_fresh_process(ledger_url)
+    assert answer == [f"('{SCHEMA_REVISION}',", f"'{SCHEMA_REVISION}')", "False"]
 
 
 def schema_of(path: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], int]:
@@ -97,15 +103,7 @@ def test_the_sqlite_head_file_is_what_the_migrations_make(tmp_path: Path) -> Non
 
 def test_a_new_sqlite_ledger_is_made_without_alembic_and_works(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    probe = (
-        "import sys\n"
-        "from ledger import init_store\n"
-        f"print(init_store({url!r}), 'alembic' in sys.modules)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert done.stdout.split() == ["(None,", f"'{SCHEMA_REVISION}')", "False"]
+    assert init_in_a_fresh_process(url) == ["(None,", f"'{SCHEMA_REVISION}')", "False"]
     with open_store(url) as store:  # and it is a ledger: appends, verifies, refuses edits
         store.append(
             "s",
