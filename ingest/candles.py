@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.contracts import (
     VOLUME_STEP,
+    Violation,
     check_candles,
     check_ohlcv,
     epoch_ms,
@@ -223,19 +224,32 @@ def ohlcv_files(folder: Path) -> list[tuple[Path, str, str]]:
 def read_ohlcv_file(path: Path, content: bytes | None = None) -> pd.DataFrame:
     """One OHLCV file (.csv, .parquet, or freqtrade's .feather or .json), read whole (from
     ``content``, its bytes, when given); a broken contract is an InputError."""
-    return read_candles_file(path, content).frame()
+    if path.suffix == ".csv":
+        return read_candles_file(path, content).frame()
+    frame = _read_frame(path, content)
+    _refuse(path, check_ohlcv(frame))
+    return frame
 
 
 def read_candles_file(path: Path, content: bytes | None = None) -> Candles:
     """``read_ohlcv_file`` as columns: a CSV file is read without pandas."""
     if path.suffix == ".csv":
         candles = read_csv_candles(path, content)
-        violations = check_candles(candles)
-    else:
-        frame = (read_ohlcv_json if path.suffix == ".json" else read_ohlcv_parquet)(path, content)
-        violations = check_ohlcv(frame)
-        if not violations:
-            candles = Candles.from_frame(frame)
+        _refuse(path, check_candles(candles))
+        return candles
+    frame = _read_frame(path, content)
+    _refuse(path, check_ohlcv(frame))
+    return Candles.from_frame(frame)
+
+
+def _read_frame(path: Path, content: bytes | None) -> pd.DataFrame:
+    if path.suffix == ".json":
+        return read_ohlcv_json(path, content)
+    return read_ohlcv_parquet(path, content)
+
+
+def _refuse(path: Path, violations: list[Violation]) -> None:
+    """The first broken rule of a file's contract as an InputError (none: nothing)."""
     if violations:
         first = violations[0]
         raise InputError(
@@ -245,7 +259,6 @@ def read_candles_file(path: Path, content: bytes | None = None) -> Candles:
             file=str(path),
             rule=first.rule,
         )
-    return candles
 
 
 def read_files(folder: Path) -> dict[Path, bytes]:
