@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.candles import generate_sample, write_candles
 from ingest.contracts import (
@@ -160,3 +162,55 @@ def test_a_plain_file_and_the_same_candles_as_general_csv_read_alike(tmp_path: P
         )
     assert all(got == read["plain"] for got in read.values()), read
     assert read["plain"][1]["open"] == ["1.10", "2"]
+
+
+number_texts = st.one_of(
+    st.decimals(min_value=Decimal("1e-8"), max_value=Decimal("1e9"), places=8).map(str),
+    st.floats(min_value=1e-9, max_value=9.9, allow_nan=False).map(repr),  # float noise, 1e-05
+    st.integers(min_value=1, max_value=10**12).map(str),
+)
+
+
+@settings(max_examples=120, derandomize=True, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 10**6), number_texts, number_texts, st.booleans()),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda r: r[0],
+    ),
+    ending=st.sampled_from(["\n", "\r\n"]),
+    last_newline=st.booleans(),
+    blank_line=st.booleans(),
+    quoted=st.booleans(),
+)
+def test_any_well_formed_file_reads_as_pandas_reads_its_text(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[int, str, str, bool]],
+    ending: str,
+    last_newline: bool,
+    blank_line: bool,
+    quoted: bool,
+) -> None:
+    """Random candles written in the forms files take (CRLF, a blank line, quotes, a last
+    line without its newline, float noise and exponents): the columns read are the texts
+    pandas reads, digit for digit, whichever of the two paths reads them."""
+    lines = []
+    for n, (step, one, other, keep_volume) in enumerate(sorted(rows)):
+        stamp = 1_767_225_600_000 + 300_000 * step
+        low, high = sorted((one, other), key=Decimal)  # open = low, close = high: a good candle
+        fields = [str(stamp), low, high, low, high, "5" if keep_volume else "0"]
+        if quoted and n == 0:
+            fields = [f'"{f}"' for f in fields]
+        lines.append(",".join(fields))
+    if blank_line:
+        lines.insert(len(lines) // 2, "")
+    text = ending.join([HEADER.strip(), *lines]) + (ending if last_newline else "")
+    path = tmp_path_factory.mktemp("csv") / "X_Y-5m.csv"
+    path.write_bytes(text.encode())
+    candles = read_csv_candles(path)
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(candles.opens) == [int(t) for t in raw["timestamp"]]
+    for column in OHLCV_COLUMNS:
+        assert [str(v) for v in candles.columns[column]] == [str(Decimal(t)) for t in raw[column]]
+    assert check_candles(candles) == check_ohlcv(read_ohlcv_csv(path)) == []
