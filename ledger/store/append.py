@@ -132,14 +132,12 @@ class Appender:
             # Read the clock under the append lock: on one machine, times follow positions.
             now: datetime | None = None
             # Keys seen before (or earlier in this call): their appends replay.
-            seen = self._seen(
-                cursor,
-                [
-                    a.idempotency_key
-                    for a, count in zip(appends, counts, strict=True)
-                    if a.idempotency_key is not None and count
-                ],
-            )
+            keyed = [
+                a.idempotency_key
+                for a, count in zip(appends, counts, strict=True)
+                if a.idempotency_key is not None and count
+            ]
+            seen = self._seen(cursor, keyed) if keyed else {}
             known = self._known
             versions: dict[str, int] = {}
             head: tuple[int, bytes] | None = None

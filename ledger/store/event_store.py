@@ -82,13 +82,14 @@ class EventStore:
         original append when the events are the same, and raises ``IdempotencyConflict``
         when they differ.
         """
-        (positions,) = self._appender.append_many(
+        append = Append(
             [StreamAppend(stream, events, expected_version)],
-            idempotency_key=idempotency_key,
-            run_id=run_id,
-            causation_id=causation_id,
-            correlation_id=correlation_id,
+            idempotency_key,
+            run_id,
+            causation_id,
+            correlation_id,
         )
+        ((positions,),) = self._appender.append_all([append])
         return positions
 
     def append_many(
