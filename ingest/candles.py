@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ingest.contracts import (
     VOLUME_STEP,
@@ -261,31 +261,39 @@ def _refuse(path: Path, violations: list[Violation]) -> None:
         )
 
 
-def read_files(folder: Path) -> dict[Path, bytes]:
-    """The bytes of every OHLCV file of ``folder`` (see ``ohlcv_files``), read once each."""
-    contents = {}
-    for path, _, _ in ohlcv_files(folder):
+class FileBytes(NamedTuple):
+    """An OHLCV file's bytes, read once, and their sha256 (what a run's manifest records)."""
+
+    content: bytes
+    sha256: str
+
+
+def read_files(files: Sequence[tuple[Path, str, str]]) -> dict[Path, FileBytes]:
+    """The bytes and sha256 of each of ``files`` (``ohlcv_files``' list), read once each."""
+    read = {}
+    for path, _, _ in files:
         try:
-            contents[path] = path.read_bytes()
+            content = path.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
-    return contents
+        read[path] = FileBytes(content, hashlib.sha256(content).hexdigest())
+    return read
 
 
-def load_candles(folder: Path, contents: Mapping[Path, bytes] | None = None) -> CandleSet:
-    """Read every OHLCV file of ``folder`` (or parse ``contents``, their bytes already read by
+def load_candles(folder: Path, read: Mapping[Path, FileBytes] | None = None) -> CandleSet:
+    """Read every OHLCV file of ``folder`` (or parse ``read``, their bytes already read by
     ``read_files``); refuse mixed timeframes and broken contracts."""
     files = ohlcv_files(folder)
+    if read is None:
+        read = read_files(files)
     series: dict[str, Candles] = {}
     manifest: list[dict[str, Any]] = []
-    read = read_files(folder) if contents is None else contents
     for path, symbol, _ in files:
         # Read once: the sha256 recorded is of the very bytes parsed, even if the file is
         # rewritten while it is read.
-        content = read[path]
+        content, digest = read[path]
         candles = read_candles_file(path, content)
         series[symbol] = candles
-        digest = hashlib.sha256(content).hexdigest()
         manifest.append(
             {"name": path.name, "symbol": symbol, "rows": len(candles), "sha256": digest}
         )

@@ -15,7 +15,7 @@ import itertools
 import math
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import repeat
@@ -77,7 +77,7 @@ def check_candles(candles: Candles) -> list[Violation]:
     """``check_ohlcv`` of the same candles as columns (their times are UTC by making)."""
     opens = candles.opens
     found = _order_rules(opens, lambda i: str(utc_from_ms(opens[i])))
-    return found + _value_rules({c: list(candles.columns[c]) for c in OHLCV_COLUMNS})
+    return found + _value_rules({c: candles.columns[c] for c in OHLCV_COLUMNS})
 
 
 def _order_rules(stamps: Sequence[int], show: Callable[[int], str]) -> list[Violation]:
@@ -95,7 +95,7 @@ def _order_rules(stamps: Sequence[int], show: Callable[[int], str]) -> list[Viol
     return found + _rows("no_duplicates", repeated, show)
 
 
-def _value_rules(cells: dict[str, list[Any]]) -> list[Violation]:
+def _value_rules(cells: Mapping[str, Sequence[Any]]) -> list[Violation]:
     """No missing value, then the value rules over the rows that have every value."""
     if not any(_has_missing(cells[c]) for c in OHLCV_COLUMNS):
         return _rules_at_once(cells)
@@ -107,7 +107,7 @@ def _value_rules(cells: dict[str, list[Any]]) -> list[Violation]:
     return found + _rules(cells, good)
 
 
-def _rules(cells: dict[str, list[Any]], good: list[int]) -> list[Violation]:
+def _rules(cells: Mapping[str, Sequence[Any]], good: list[int]) -> list[Violation]:
     """The value rules over the rows ``good`` (the ones with every value present)."""
     o, h, low, c, v = (cells[k] for k in OHLCV_COLUMNS)
     found = _rows(
@@ -129,7 +129,7 @@ def _rules(cells: dict[str, list[Any]], good: list[int]) -> list[Violation]:
     return found
 
 
-def _rules_at_once(cells: dict[str, list[Any]]) -> list[Violation]:
+def _rules_at_once(cells: Mapping[str, Sequence[Any]]) -> list[Violation]:
     """``_rules`` over every row of candles with no missing value, a column at a time: the
     same exact comparisons (each value's own, Decimal's) in C loops, without a Python loop
     per row; only if a rule is broken are the rows named, as ``_rules`` names them."""
@@ -144,7 +144,7 @@ def _rules_at_once(cells: dict[str, list[Any]]) -> list[Violation]:
     return _rules(cells, list(range(len(o)))) if broken else []
 
 
-def _has_missing(values: list[Any]) -> bool:
+def _has_missing(values: Sequence[Any]) -> bool:
     """Whether any of ``values`` is missing (``_missing``), in C loops for Decimal columns."""
     if set(map(type, values)) <= {Decimal}:
         return any(map(Decimal.is_nan, values))
@@ -210,13 +210,12 @@ def round_candle_columns(
     candles: Candles, price_step: Decimal, volume_step: Decimal | None = VOLUME_STEP
 ) -> Candles:
     """``round_ohlcv`` of candles as columns."""
-    values = {c: list(candles.columns[c]) for c in OHLCV_COLUMNS}
-    return Candles(candles.opens, _rounded(values, price_step, volume_step))
+    return Candles(candles.opens, _rounded(candles.columns, price_step, volume_step))
 
 
 def _rounded(
-    columns: dict[str, list[Any]], price_step: Decimal, volume_step: Decimal | None
-) -> dict[str, list[Any]]:
+    columns: Mapping[str, Sequence[Any]], price_step: Decimal, volume_step: Decimal | None
+) -> dict[str, Sequence[Any]]:
     steps = {
         "open": price_step,
         "high": price_step,
@@ -224,7 +223,7 @@ def _rounded(
         "close": price_step,
         "volume": volume_step,
     }
-    data: dict[str, list[Any]] = {}
+    data: dict[str, Sequence[Any]] = {}
     for column, step in steps.items():
         values = columns[column]
         if step is not None and set(map(type, values)) <= {Decimal}:

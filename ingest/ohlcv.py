@@ -11,7 +11,6 @@ from __future__ import annotations
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ingest.market import OHLCV_COLUMNS
@@ -38,13 +37,6 @@ class Candles:
     @property
     def compact(self) -> bool:
         return CLOSE_UNITS in self.columns
-
-    def closes(self) -> list[Decimal]:
-        """Every close, exactly (a compact set's made from its units and exponents)."""
-        if not self.compact:
-            return list(self.columns["close"])
-        units, exponents = self.columns[CLOSE_UNITS], self.columns[CLOSE_EXPONENT]
-        return [Decimal(u).scaleb(e) for u, e in zip(units, exponents, strict=True)]
 
     def rows(self, keep: Sequence[int]) -> Candles:
         """Only the rows ``keep`` (in that order)."""
@@ -78,18 +70,10 @@ class Candles:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Candles:
-        """A frame with a datetime index (any unit) as columns."""
+        """An OHLCV frame with a datetime index (any unit) as columns."""
         import pandas as pd
 
         opens = [int(v) for v in pd.DatetimeIndex(frame.index).as_unit("ms").asi8]
-        if CLOSE_UNITS in frame.columns:
-            return cls(
-                array("q", opens),
-                {
-                    CLOSE_UNITS: array("q", (int(v) for v in frame[CLOSE_UNITS])),
-                    CLOSE_EXPONENT: array("b", (int(v) for v in frame[CLOSE_EXPONENT])),
-                },
-            )
         return cls(opens, {c: frame[c].tolist() for c in OHLCV_COLUMNS})
 
 

@@ -7,7 +7,7 @@ them), so it lives in the core.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 from itertools import repeat
@@ -152,7 +152,7 @@ def step_rounder(step: Decimal) -> Callable[[Decimal], Decimal]:
 _HALF_EVEN = Context(rounding=ROUND_HALF_EVEN)
 
 
-def round_all(values: list[Decimal], step: Decimal) -> list[Decimal]:
+def round_all(values: Iterable[Decimal], step: Decimal) -> list[Decimal]:
     """``round_to_step`` of every value (half to even), as ``step_rounder`` rounds them."""
     if step > 0 and step.as_tuple().digits == (1,):  # a power of ten: see step_rounder
         return list(map(_HALF_EVEN.quantize, values, repeat(step)))

@@ -15,7 +15,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 # The SQLite schema the migrations make, as the statements that make it at once (with the
 # revision they reach): a new SQLite ledger is created from it without importing alembic
 # (a tenth of a second of the first run on a machine, and of every sweep into a new file).
-# tests/integration/test_migrations.py keeps it equal to what the migrations make.
+# tests/integration/test_schema_and_bad_input.py keeps it equal to what the migrations make.
 SQLITE_HEAD = MIGRATIONS_DIR / "head.sqlite.sql"
 _HEAD_MARK = "-- revision "
 _OUR_TABLES = {"alembic_version", "events", "idempotency_keys", "checkpoints", "run_leases"}

@@ -8,7 +8,6 @@ holds it finds the finished run and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -212,8 +211,8 @@ def _files_as_priced(
 ) -> CandleSet:
     """The folder's candles, selected and rounded to the steps (cached, see _PREPARED)."""
     files = ohlcv_files(data_dir)
-    read = read_files(data_dir)  # once: hashed for the key, parsed on a miss
-    contents = tuple((path.name, hashlib.sha256(read[path]).hexdigest()) for path, _, _ in files)
+    read = read_files(files)  # once: hashed for the key, parsed on a miss
+    contents = tuple((path.name, read[path].sha256) for path, _, _ in files)
     if price_steps is None:  # the markets' steps (a recorded run passes its own)
         symbols = [s for _, s, _ in files if not selection.pairs or s in selection.pairs]
         specs = market_specs(settings, symbols)
