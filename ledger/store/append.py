@@ -3,7 +3,9 @@
 One transaction per append (or per unit of work) holds the backend's append lock, reads the
 stream versions and the chain head, re-checks the head row's own hash (never chain onto a
 tampered row), encodes and hashes every event and inserts the rows. Positions are therefore
-gapless and in commit order on both backends.
+gapless and in commit order on both backends. A write connection whose own append left the
+head, with no other connection's commit since (``Backend.memo``: SQLite's data version),
+chains onto the hash it wrote instead of reading the row again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ledger.codec import (
 )
 from ledger.errors import ConcurrencyError, IdempotencyConflict
 from ledger.events import Event, check_money
+from ledger.store.backend import Backend
 from ledger.store.names import (
     ENVELOPE_ID_LENGTH_MAX,
     KEY_LENGTH_MAX,
@@ -71,11 +74,15 @@ class Append(NamedTuple):
 
 # Keys looked up in one statement (SQLite allowed 999 parameters before 3.32).
 KEYS_LOOKED_UP_MAX = 500
+# Stream versions a write connection keeps between appends (see Backend.memo); beyond that
+# they are forgotten and read again as streams are met.
+STREAMS_KEPT_MAX = 10_000
 
 
 @dataclass
 class _Known:
-    """What a unit of work's own appends left: the head and the streams' versions."""
+    """What our own appends left: the head and the streams' versions (in a unit of work, or
+    kept by the write connection between transactions: ``Backend.memo``)."""
 
     head: tuple[int, bytes] | None = None
     versions: dict[str, int] = field(default_factory=dict)
@@ -139,6 +146,9 @@ class Appender:
             ]
             seen = self._seen(cursor, keyed) if keyed else {}
             known = self._known
+            kept: _Known | None = None
+            if known is None:  # not in a unit of work: what this connection's last append left
+                known = kept = backend.memo(cursor) or _Known()
             versions: dict[str, int] = {}
             head: tuple[int, bytes] | None = None
             rows: list[tuple[Any, ...]] = []
@@ -170,7 +180,9 @@ class Appender:
                     idempotency_key=key,
                 )
                 first = head[0] + 1
-                head = self._rows(cursor, envelope, append.batches, payloads, head, versions, rows)
+                head = self._rows(
+                    cursor, envelope, append.batches, payloads, head, versions, known, rows
+                )
                 if key is not None:
                     keys.append((key, first, count, digest))
                     seen[key] = (first, count, digest)
@@ -179,9 +191,11 @@ class Appender:
                 backend.insert_rows(cursor, rows)
             if keys:
                 cursor.executemany(sql.insert_key, keys)
-            if known is not None and head is not None:
+            if head is not None:
                 known.head = head
                 known.versions.update(versions)
+            if kept is not None:
+                _keep(backend, cursor, kept)
         return placed
 
     def _seen(self, cursor: Any, keys: list[str]) -> dict[str, tuple[Any, ...]]:
@@ -203,17 +217,18 @@ class Appender:
         payloads: list[list[bytes]] | None,
         head: tuple[int, bytes],
         versions: dict[str, int],
+        known: _Known,
         rows: list[tuple[Any, ...]],
     ) -> tuple[int, bytes]:
         """Add the rows of one append's ``batches`` after ``head`` to ``rows``; return the
-        new head. ``versions`` holds the streams' versions, read as they are first met."""
-        known = self._known
+        new head. ``versions`` holds the streams' versions, read as they are first met
+        (from ``known`` when it has them)."""
         position, prev = head
         recorded_at_us = to_micros(envelope.recorded_at)
         for index, batch in enumerate(batches):
             stream = batch.stream
             if stream not in versions:
-                if known is not None and stream in known.versions:
+                if stream in known.versions:
                     versions[stream] = known.versions[stream]
                 else:
                     cursor.execute(self.reader.sql.stream_version, (stream,))
@@ -244,12 +259,13 @@ class Appender:
         return position, prev
 
     def _head(
-        self, cursor: Any, stream: str, versions: dict[str, int], known: _Known | None
+        self, cursor: Any, stream: str, versions: dict[str, int], known: _Known
     ) -> tuple[int, bytes]:
         """The head's position and hash (and ``stream``'s version into ``versions``)."""
-        if known is not None and known.head is not None:
-            # Inside a unit of work, after an append of our own: the head and the versions
-            # are what that append left (the lock has been ours since).
+        if known.head is not None:
+            # After an append of our own, in this unit of work (the lock has been ours
+            # since) or on this connection with nothing committed by anyone else since
+            # (``Backend.memo``): the head and the versions are what that append left.
             return known.head
         cursor.execute(self.reader.sql.version_and_head, (stream,))
         head = cursor.fetchone()
@@ -269,12 +285,13 @@ class Appender:
         reader = self.reader
         with reader.backend.guard(), reader.backend.write(reader.engine) as cursor:
             self._unit = cursor
-            self._local.known = _Known()
+            self._local.known = known = reader.backend.memo(cursor) or _Known()
             try:
                 yield
             finally:
                 self._unit = None
                 self._local.known = None
+            _keep(reader.backend, cursor, known)
 
     def _writing(self) -> AbstractContextManager[Any]:
         """The open unit of work's cursor, or a transaction of its own."""
@@ -355,6 +372,13 @@ def _records(
         )
         for i, (event, payload) in enumerate(pairs, start=1)
     ]
+
+
+def _keep(backend: Backend, cursor: Any, known: _Known) -> None:
+    """Leave ``known`` to the connection's next transaction (``Backend.memo``), bounded."""
+    if len(known.versions) > STREAMS_KEPT_MAX:
+        known.versions.clear()
+    backend.keep(cursor, known)
 
 
 def _split(first: int, sizes: list[int]) -> list[list[int]]:

@@ -46,6 +46,16 @@ class Backend(Protocol):
         """Close any connection the backend holds outside the engine's pool."""
         ...
 
+    def memo(self, cursor: Any) -> Any:
+        """What the last transaction on this write connection left with ``keep``, if no
+        other connection has committed since; None otherwise (or if the backend cannot
+        tell). Called inside ``write``'s transaction, under the append lock."""
+        ...
+
+    def keep(self, cursor: Any, memo: Any) -> None:
+        """Leave ``memo`` for the next transaction on this connection if this one commits."""
+        ...
+
     def cursor(self, conn: Connection) -> Any:
         """A DBAPI cursor on ``conn`` (PostgreSQL's bounds each call by a deadline)."""
         ...

@@ -186,6 +186,14 @@ class PostgresBackend:
     def close(self) -> None:
         """Nothing to close: every connection is the pool's."""
 
+    def memo(self, cursor: BoundedCursor) -> None:
+        """Never anything: pooled connections, and no cheap sign of other writers' commits
+        (every append reads the head)."""
+        return None
+
+    def keep(self, cursor: BoundedCursor, memo: object) -> None:
+        """Nothing is kept (see ``memo``)."""
+
     def insert_rows(self, cursor: BoundedCursor, rows: list[tuple[Any, ...]]) -> None:
         """Insert full rows inside the write transaction."""
         # COPY is PostgreSQL's bulk path: one stream instead of a statement per row.

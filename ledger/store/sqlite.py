@@ -53,14 +53,28 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
+class _Kept:
+    """What a write connection's last committed transaction left for its next one (the
+    appender's head and stream versions), and the connection's ``PRAGMA data_version`` when
+    it was left: that number changes when any other connection commits, and only then."""
+
+    __slots__ = ("data_version", "memo")
+
+    def __init__(self) -> None:
+        self.data_version = -1
+        self.memo: object = None
+
+
 class _Transaction:
     """BEGIN IMMEDIATE, the block, COMMIT; ROLLBACK if the block or the commit raises. The
-    connection goes back to its writers when the transaction ends, however it ends."""
+    connection goes back to its writers when the transaction ends, however it ends; what it
+    kept is dropped unless the transaction committed."""
 
-    __slots__ = ("conn", "cursor", "release")
+    __slots__ = ("conn", "cursor", "kept", "release")
 
-    def __init__(self, conn: sqlite3.Connection, release: Callable[[], None]) -> None:
+    def __init__(self, conn: sqlite3.Connection, kept: _Kept, release: Callable[[], None]) -> None:
         self.conn = conn
+        self.kept = kept
         self.release = release
 
     def __enter__(self) -> sqlite3.Cursor:
@@ -83,9 +97,11 @@ class _Transaction:
                     conn.commit()
                     return
                 except BaseException:
+                    self.kept.memo = None
                     if conn.in_transaction:
                         conn.rollback()
                     raise
+            self.kept.memo = None
             if conn.in_transaction:
                 conn.rollback()
         finally:
@@ -111,6 +127,7 @@ class SqliteBackend:
         self._connect: Callable[[], sqlite3.Connection] | None = None
         self._idle: list[sqlite3.Connection] = []
         self._idle_lock = threading.Lock()
+        self._kept: dict[sqlite3.Connection, _Kept] = {}  # per write connection, open or idle
         self._closed = False
 
     def engine(self, *, create: bool) -> Engine:
@@ -193,7 +210,8 @@ class SqliteBackend:
         if conn is None:
             assert self._connect is not None, "write() needs the engine made by engine()"
             conn = self._connect()
-        return _Transaction(conn, lambda: self._release(conn))
+            self._kept[conn] = _Kept()
+        return _Transaction(conn, self._kept[conn], lambda: self._release(conn))
 
     def _release(self, conn: sqlite3.Connection) -> None:
         """Keep ``conn`` for the next write, or close it (enough are idle, or closed)."""
@@ -201,7 +219,25 @@ class SqliteBackend:
             if not self._closed and len(self._idle) < WRITERS_IDLE_MAX:
                 self._idle.append(conn)
                 return
+        self._kept.pop(conn, None)
         conn.close()
+
+    def memo(self, cursor: sqlite3.Cursor) -> object:
+        """What this connection's last committed transaction kept, if no other connection
+        has committed since. An append then chains onto the head it wrote itself instead of
+        reading (and re-hashing) the head row: one pragma instead of that query, and a row
+        changed by anyone else is still re-read and checked, since its commit moved the
+        data version."""
+        kept = self._kept[cursor.connection]
+        cursor.execute("PRAGMA data_version")
+        version = cursor.fetchone()[0]
+        memo, kept.memo = kept.memo, None
+        unchanged, kept.data_version = version == kept.data_version, version
+        return memo if unchanged else None
+
+    def keep(self, cursor: sqlite3.Cursor, memo: object) -> None:
+        """Leave ``memo`` for this connection's next transaction, if this one commits."""
+        self._kept[cursor.connection].memo = memo
 
     def close(self) -> None:
         """Close the idle write connections; one still writing closes when it ends."""
@@ -209,6 +245,7 @@ class SqliteBackend:
             self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
+            self._kept.pop(conn, None)
             conn.close()
 
     def cursor(self, conn: Connection) -> sqlite3.Cursor:

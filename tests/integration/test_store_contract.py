@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -420,3 +421,53 @@ def test_a_sqlite_store_keeps_few_write_connections_however_many_threads_wrote(
     assert 1 <= len(backend._idle) <= WRITERS_IDLE_MAX  # the rest were closed
     store.close()
     assert backend._idle == []
+
+
+def test_two_stores_on_one_ledger_append_in_turn(ledger_url: str) -> None:
+    # Each store's write connection keeps the head it wrote (SQLite: Backend.memo); the
+    # other store's commits in between must make it read the head again, or it would chain
+    # onto a stale head (a position taken twice) or misjudge an expected version.
+    with open_store(ledger_url) as one, open_store(ledger_url) as two:
+        writers = itertools.cycle([one, two])
+        for version in range(12):
+            writer = next(writers)
+            assert writer.append("s", [deposit(str(version + 1))], expected_version=version) == [
+                version + 1
+            ]
+            with pytest.raises(ConcurrencyError):  # the other store's view is current too
+                next(writers).append("s", [deposit("9")], expected_version=version)
+            next(writers)
+        one.append("mine", [deposit("1")], expected_version=0)
+        with two.unit_of_work():
+            two.append("mine", [deposit("2")], expected_version=1)
+            two.append("theirs", [deposit("3")], expected_version=0)
+        assert one.append("mine", [deposit("4")], expected_version=2) == [16]
+        assert one.verify().events == two.verify().events == 16
+        assert [r.position for r in one.read_all()] == list(range(1, 17))
+
+
+def test_a_write_connection_keeps_a_memo_only_while_nobody_else_commits(sqlite_url: str) -> None:
+    from ledger.store.sqlite import SqliteBackend
+
+    with open_store(sqlite_url) as store, open_store(sqlite_url) as other:
+        backend = store.backend
+        assert isinstance(backend, SqliteBackend)
+
+        def memo_after(keep: object, between: object = None, fail: bool = False) -> object:
+            failing = pytest.raises(RuntimeError) if fail else contextlib.nullcontext()
+            with failing, backend.write(store.engine) as cursor:
+                backend.memo(cursor)
+                backend.keep(cursor, keep)
+                if fail:
+                    raise RuntimeError("the transaction fails after keep")
+            if between is not None:
+                other.append("x", [deposit("1")], expected_version=None)
+            with backend.write(store.engine) as cursor:
+                return backend.memo(cursor)
+
+        kept = object()
+        assert memo_after(kept) is kept  # committed, nobody else wrote
+        assert memo_after(kept, between=True) is None  # another connection committed
+        assert memo_after(kept, fail=True) is None  # rolled back: nothing kept
+        store.append("y", [deposit("1")], expected_version=0)  # the writes' own commits ...
+        assert memo_after(kept) is kept  # ... do not count as someone else's
