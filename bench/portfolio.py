@@ -8,16 +8,19 @@ Two SQLite ledgers (durable), each measured in the same run against eventsourcin
 2. a trade-heavy worst case: per cycle one snapshot, two trades, two fees, one validation.
 tally: ``portfolio.rebuild`` from the first event (reads the money events, checks every
 row's hash, decodes, folds). eventsourcing: the same trades and fees only, as aggregate
-events (1,000 per aggregate), rebuilt with ``repository.get``. Then a checkpointed restart:
+events (1,000 per aggregate), rebuilt with ``repository.get``. Each rebuild runs three times,
+the systems taking turns; the medians are compared. Then a checkpointed restart:
 checkpoint at the head, 10,000 more events, rebuild again.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,11 +34,12 @@ from eventsourcing.domain import Aggregate, event  # noqa: E402
 from ledger import events, init_store, open_store  # noqa: E402
 from ledger.store import StreamAppend, group_appends  # noqa: E402
 from projections import portfolio  # noqa: E402
-from tally.run.backtest import run_backtest  # noqa: E402
+from tally.run.backtest import RunSummary, run_backtest  # noqa: E402
 from tally.settings import load_settings  # noqa: E402
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 PER_CYCLE = 6
+REPEATS = 3  # rebuilds timed per system and ledger; the median is reported
 
 
 def cycle_events(cycle: int) -> list[events.Event]:
@@ -121,30 +125,35 @@ class Books(Application[Any]):
     pass
 
 
-def eventsourcing_rebuild(folder: str, money: list[events.Event]) -> tuple[float, int]:
-    """Store ``money`` (trades and fees) as aggregate events, 1,000 per aggregate, and time
-    rebuilding every aggregate with ``repository.get``."""
-    app = Books(
-        env={
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": f"{folder}/es-{len(money)}.db",
-        }
-    )
-    ids = []
-    for start in range(0, len(money), 1000):
-        account = Account()
-        for e in money[start : start + 1000]:
-            if isinstance(e, events.TradeExecuted):
-                account.trade(e.symbol, e.side, e.qty, e.price)
-            elif isinstance(e, events.FeeCharged):
-                account.fee(e.amount)
-        app.save(account)
-        ids.append(account.id)
-    started = time.perf_counter()
-    count = sum(app.repository.get(i).version for i in ids)
-    elapsed = time.perf_counter() - started
-    app.close()
-    return elapsed, count
+class EventsourcingBooks:
+    """``money`` (trades and fees) stored as eventsourcing aggregate events, 1,000 per
+    aggregate; ``rebuild`` times rebuilding every aggregate with ``repository.get``."""
+
+    def __init__(self, folder: str, money: Sequence[events.Event]) -> None:
+        self.app = Books(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": f"{folder}/es-{len(money)}.db",
+            }
+        )
+        self.ids = []
+        for start in range(0, len(money), 1000):
+            account = Account()
+            for e in money[start : start + 1000]:
+                if isinstance(e, events.TradeExecuted):
+                    account.trade(e.symbol, e.side, e.qty, e.price)
+                elif isinstance(e, events.FeeCharged):
+                    account.fee(e.amount)
+            self.app.save(account)
+            self.ids.append(account.id)
+
+    def rebuild(self) -> tuple[float, int]:
+        started = time.perf_counter()
+        count = sum(self.app.repository.get(i).version for i in self.ids)
+        return time.perf_counter() - started, count
+
+    def close(self) -> None:
+        self.app.close()
 
 
 def real_run_events() -> tuple[str, list[tuple[str, events.Event]]]:
@@ -157,7 +166,8 @@ def real_run_events() -> tuple[str, list[tuple[str, events.Event]]]:
             summary = run_backtest(
                 store, settings.run, settings.ingest, config=settings.run_config()
             )
-            found = [(r.stream, r.event) for r in store.read_all()]
+            found: list[tuple[str, events.Event]] = [(r.stream, r.event) for r in store.read_all()]
+    assert isinstance(summary, RunSummary), "the default run is never stopped"
     return summary.account, found
 
 
@@ -182,27 +192,42 @@ def fill_with_run(url: str, total: int) -> tuple[int, dict[str, int], list[event
 
 
 def measure(
-    label: str, url: str, folder: str, head: int, account: str, money: list[events.Event]
+    label: str, url: str, folder: str, head: int, account: str, money: Sequence[events.Event]
 ) -> float:
-    with open_store(url) as store:
-        started = time.perf_counter()
-        portfolio.rebuild(store, account=account, checkpoint=False)
-        full = time.perf_counter() - started
-    es_time, es_events = eventsourcing_rebuild(folder, money)
+    """Each system's rebuild REPEATS times, taking turns (tally, eventsourcing, tally, ...),
+    so a slow minute of this shared machine falls on both; the medians are compared."""
+    books = EventsourcingBooks(folder, money)
+    tally_times, es_times, es_events = [], [], 0
+    try:
+        for _ in range(REPEATS):
+            with open_store(url) as store:
+                started = time.perf_counter()
+                portfolio.rebuild(store, account=account, checkpoint=False)
+                tally_times.append(time.perf_counter() - started)
+            es_time, es_events = books.rebuild()
+            es_times.append(es_time)
+    finally:
+        books.close()
+    full, es_time = statistics.median(tally_times), statistics.median(es_times)
     print(
         f"[{label}] tally rebuild from zero: {head:,} events in {full:.2f} s = "
-        f"{head / full:,.0f} events/s  (target >= 400,000: "
-        f"{'met' if head / full >= 400_000 else 'MISSED'})"
+        f"{head / full:,.0f} events/s, median of {REPEATS} ({_rates(head, tally_times)}) "
+        f"(target >= 400,000: {'met' if head / full >= 400_000 else 'MISSED'})"
     )
     print(
         f"[{label}] eventsourcing 9.5 aggregate rebuild of the same trades and fees only: "
-        f"{es_events:,} events in {es_time:.2f} s = {es_events / es_time:,.0f} events/s"
+        f"{es_events:,} events in {es_time:.2f} s = {es_events / es_time:,.0f} events/s, "
+        f"median of {REPEATS} ({_rates(es_events, es_times)})"
     )
     print(
         f"[{label}] same portfolio, time ratio: tally {es_time / full:.2f}x faster; "
         f"events/s ratio {head / full / (es_events / es_time):.2f}x"
     )
     return full
+
+
+def _rates(count: int, times: list[float]) -> str:
+    return " / ".join(f"{count / t:,.0f}" for t in times)
 
 
 def main() -> None:
