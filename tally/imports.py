@@ -327,7 +327,7 @@ def import_ohlcv(
     nothing, keyed by the files' names and sha256 (the same files import once).
 
     Prices are rounded to ``price_steps(symbol)`` and volumes to ``VOLUME_STEP``, exactly
-    as ``tally run --data`` rounds them (``round_ohlcv``); a ``CandlesImported`` after each
+    as ``tally run --data`` rounds them (``round_candle_columns``); a ``CandlesImported`` after each
     file records the steps used."""
     files = ohlcv_files(folder)
     digests = {p: _file_digest(p) for p, _, _ in files}

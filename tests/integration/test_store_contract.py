@@ -428,15 +428,13 @@ def test_two_stores_on_one_ledger_append_in_turn(ledger_url: str) -> None:
     # other store's commits in between must make it read the head again, or it would chain
     # onto a stale head (a position taken twice) or misjudge an expected version.
     with open_store(ledger_url) as one, open_store(ledger_url) as two:
-        writers = itertools.cycle([one, two])
-        for version in range(12):
-            writer = next(writers)
+        turns = itertools.cycle([(one, two), (two, one)])
+        for version, (writer, other) in zip(range(12), turns, strict=False):
             assert writer.append("s", [deposit(str(version + 1))], expected_version=version) == [
                 version + 1
             ]
             with pytest.raises(ConcurrencyError):  # the other store's view is current too
-                next(writers).append("s", [deposit("9")], expected_version=version)
-            next(writers)
+                other.append("s", [deposit("9")], expected_version=version)
         one.append("mine", [deposit("1")], expected_version=0)
         with two.unit_of_work():
             two.append("mine", [deposit("2")], expected_version=1)
