@@ -51,7 +51,8 @@ class SystemClock:
 
     def now(self) -> datetime:
         """The operating system's time, UTC, to the microsecond."""
-        return EPOCH + timedelta(microseconds=time.time_ns() // 1000)
+        # (timedelta's arguments by position: its keywords cost a third of this call.)
+        return EPOCH + timedelta(0, 0, time.time_ns() // 1000)
 
     async def sleep(self, seconds: float) -> None:
         """Wait for real."""

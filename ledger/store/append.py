@@ -130,6 +130,52 @@ class Appender:
         """Several appends in one transaction, each as ``append_many`` would make it (its
         own envelope, idempotency key and time); their rows are inserted with one statement.
         Return the positions per append and batch. All or nothing."""
+        if len(appends) == 1 and appends[0].idempotency_key is None:
+            return [self._append_plain(appends[0])]
+        return self._append_general(appends)
+
+    def _append_plain(self, append: Append) -> list[list[int]]:
+        """One append without an idempotency key (``EventStore.append``'s common case):
+        the rows ``_append_general`` writes, byte for byte (a test compares the two), with
+        none of its bookkeeping for keys and for several appends. Beside a one-event
+        append's SQL, its Python is the cost, and between a disk's fsyncs it runs with cold
+        caches: measured there, three times what it costs on a memory file system."""
+        batches = append.batches
+        _check_names(batches, None, append.run_id, append.causation_id, append.correlation_id)
+        sizes = []
+        for batch in batches:
+            for event in batch.events:
+                check_money(event)
+            sizes.append(len(batch.events))
+        if not any(sizes):
+            return [[] for _ in sizes]
+        backend = self.reader.backend
+        with backend.guard(), self._writing() as cursor:
+            known = self._known
+            kept: _Known | None = None
+            if known is None:  # not in a unit of work: what this connection's last append left
+                known = kept = backend.memo(cursor) or _Known()
+            versions: dict[str, int] = {}
+            head = self._head(cursor, batches[0].stream, versions, known)
+            # The clock is read under the append lock, as in _append_general.
+            at = self.now() if append.recorded_at is None else append.recorded_at
+            envelope = Envelope(
+                recorded_at=at.astimezone(UTC),
+                run_id=append.run_id,
+                causation_id=append.causation_id,
+                correlation_id=append.correlation_id,
+            )
+            rows: list[tuple[Any, ...]] = []
+            last = self._rows(cursor, envelope, batches, None, head, versions, known, rows)
+            backend.insert_rows(cursor, rows)
+            known.head = last
+            known.versions.update(versions)
+            if kept is not None:
+                _keep(backend, cursor, kept)
+        return _split(head[0] + 1, sizes)
+
+    def _append_general(self, appends: Sequence[Append]) -> list[list[list[int]]]:
+        """``append_all`` of any appends: keys looked up and replayed, envelopes per append."""
         prepared = [_prepare(append) for append in appends]
         counts = [sum(sizes) for sizes, _, _ in prepared]
         if not any(counts):

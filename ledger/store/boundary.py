@@ -35,7 +35,8 @@ class DriverErrors:
     """Run the block; translate any driver error raised inside (``raise ... from``).
 
     A class rather than a generator context manager: it wraps every append, and the
-    generator's machinery cost more than the rest of a one-event append's Python.
+    generator's machinery cost more than the rest of a one-event append's Python. It keeps
+    no state between entering and leaving, so a backend makes one and reuses it.
     """
 
     __slots__ = ("backend",)

@@ -38,13 +38,24 @@ class EventStore:
     def __init__(self, backend: Backend, engine: Engine, *, clock: Clock | None = None) -> None:
         self.backend = backend
         self.engine = engine
-        # Public and replaceable: a run hands the store its own (simulated) clock.
-        self.clock: Clock = clock or SystemClock()
         self._reader = Reader(backend, engine, Statements.for_backend(backend.sql))
-        # A lambda, not self.clock.now: the clock may be replaced after the store is opened.
-        self._appender = Appender(self._reader, lambda: self.clock.now())  # noqa: PLW0108
+        self._clock: Clock = clock or SystemClock()
+        self._appender = Appender(self._reader, self._clock.now)
         self._checkpoints = Checkpoints(self._reader)
         self.leases = Leases(self._reader)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock appends read their time from."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        # Public and replaceable: a run hands the store its own (simulated) clock. The
+        # appender holds the bound ``now``, not a lambda over this attribute: one call
+        # fewer in every append.
+        self._clock = clock
+        self._appender.now = clock.now
 
     @property
     def url(self) -> str:

@@ -111,6 +111,7 @@ class PostgresBackend:
         self.lock_timeout_ms = settings.lock_timeout_ms
         self.statement_timeout_ms = settings.statement_timeout_ms
         self.deadline = CallDeadline(settings.call_timeout_s, self.display_url)
+        self._guard = DriverErrors(self)  # holds nothing between uses: one serves every append
 
     def engine(self, *, create: bool) -> Engine:
         """An engine with every wait bounded by the store settings."""
@@ -210,7 +211,7 @@ class PostgresBackend:
 
     def guard(self) -> AbstractContextManager[None]:
         """Translate driver errors raised inside into the Tally error family."""
-        return DriverErrors(self)
+        return self._guard
 
     def translate(self, error: BaseException) -> TallyError:
         """Classify a psycopg error by SQLSTATE; one without a code by its class."""

@@ -53,59 +53,62 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
-class _Kept:
-    """What a write connection's last committed transaction left for its next one (the
-    appender's head and stream versions), and the connection's ``PRAGMA data_version`` when
-    it was left: that number changes when any other connection commits, and only then."""
+class _Writer:
+    """A write connection and what it keeps between transactions: one cursor (a one-event
+    append's Python is most of its cost beside the SQL: no cursor made and closed each
+    time), and what its last committed transaction left for the next one (the appender's
+    head and stream versions) with the connection's ``PRAGMA data_version`` when it was
+    left: that number changes when any other connection commits, and only then."""
 
-    __slots__ = ("data_version", "memo")
+    __slots__ = ("conn", "cursor", "data_version", "memo")
 
-    def __init__(self) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor()
         self.data_version = -1
         self.memo: object = None
 
 
 class _Transaction:
     """BEGIN IMMEDIATE, the block, COMMIT; ROLLBACK if the block or the commit raises. The
-    connection goes back to its writers when the transaction ends, however it ends; what it
-    kept is dropped unless the transaction committed."""
+    connection goes back to the backend's writers when the transaction ends, however it
+    ends; what it kept is dropped unless the transaction committed."""
 
-    __slots__ = ("conn", "cursor", "kept", "release")
+    __slots__ = ("backend", "writer")
 
-    def __init__(self, conn: sqlite3.Connection, kept: _Kept, release: Callable[[], None]) -> None:
-        self.conn = conn
-        self.kept = kept
-        self.release = release
+    def __init__(self, backend: SqliteBackend, writer: _Writer) -> None:
+        self.backend = backend
+        self.writer = writer
 
     def __enter__(self) -> sqlite3.Cursor:
+        writer = self.writer
         try:
-            self.conn.execute("BEGIN IMMEDIATE")  # the write lock up front: see the module doc
-            self.cursor = self.conn.cursor()
+            writer.cursor.execute("BEGIN IMMEDIATE")  # the write lock up front: see the module doc
         except BaseException:
-            if self.conn.in_transaction:
-                self.conn.rollback()
-            self.release()
+            if writer.conn.in_transaction:
+                writer.conn.rollback()
+            self.backend._release(writer)
             raise
-        return self.cursor
+        return writer.cursor
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        conn = self.conn
+        writer = self.writer
+        conn = writer.conn
         try:
-            self.cursor.close()
             if kind is None:
                 try:
                     conn.commit()
                     return
                 except BaseException:
-                    self.kept.memo = None
+                    writer.memo = None
                     if conn.in_transaction:
                         conn.rollback()
                     raise
-            self.kept.memo = None
+            writer.memo = None
             if conn.in_transaction:
                 conn.rollback()
         finally:
-            self.release()
+            self.backend._release(writer)
 
 
 class SqliteBackend:
@@ -125,10 +128,12 @@ class SqliteBackend:
         # Write connections not in use, outside the pool (see write): at most
         # WRITERS_IDLE_MAX kept. They open the file as the engine's connections do.
         self._connect: Callable[[], sqlite3.Connection] | None = None
-        self._idle: list[sqlite3.Connection] = []
+        self._idle: list[_Writer] = []
         self._idle_lock = threading.Lock()
-        self._kept: dict[sqlite3.Connection, _Kept] = {}  # per write connection, open or idle
+        # Every write connection, open or idle, by its cursor (what memo and keep are given).
+        self._writers: dict[sqlite3.Cursor, _Writer] = {}
         self._closed = False
+        self._guard = DriverErrors(self)  # holds nothing between uses: one serves every append
 
     def engine(self, *, create: bool) -> Engine:
         """An engine with every wait bounded by the store settings."""
@@ -206,21 +211,25 @@ class SqliteBackend:
         not each keep one. ``engine`` is the one ``engine()`` made: its creator opens them.
         """
         with self._idle_lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
+            writer = self._idle.pop() if self._idle else None
+        if writer is None:
             assert self._connect is not None, "write() needs the engine made by engine()"
-            conn = self._connect()
-            self._kept[conn] = _Kept()
-        return _Transaction(conn, self._kept[conn], lambda: self._release(conn))
+            writer = _Writer(self._connect())
+            self._writers[writer.cursor] = writer
+        return _Transaction(self, writer)
 
-    def _release(self, conn: sqlite3.Connection) -> None:
-        """Keep ``conn`` for the next write, or close it (enough are idle, or closed)."""
+    def _release(self, writer: _Writer) -> None:
+        """Keep ``writer`` for the next write, or close it (enough are idle, or closed)."""
         with self._idle_lock:
             if not self._closed and len(self._idle) < WRITERS_IDLE_MAX:
-                self._idle.append(conn)
+                self._idle.append(writer)
                 return
-        self._kept.pop(conn, None)
-        conn.close()
+        self._forget(writer)
+
+    def _forget(self, writer: _Writer) -> None:
+        self._writers.pop(writer.cursor, None)
+        writer.cursor.close()
+        writer.conn.close()
 
     def memo(self, cursor: sqlite3.Cursor) -> object:
         """What this connection's last committed transaction kept, if no other connection
@@ -228,7 +237,7 @@ class SqliteBackend:
         reading (and re-hashing) the head row: one pragma instead of that query, and a row
         changed by anyone else is still re-read and checked, since its commit moved the
         data version."""
-        kept = self._kept[cursor.connection]
+        kept = self._writers[cursor]
         cursor.execute("PRAGMA data_version")
         version = cursor.fetchone()[0]
         memo, kept.memo = kept.memo, None
@@ -237,16 +246,15 @@ class SqliteBackend:
 
     def keep(self, cursor: sqlite3.Cursor, memo: object) -> None:
         """Leave ``memo`` for this connection's next transaction, if this one commits."""
-        self._kept[cursor.connection].memo = memo
+        self._writers[cursor].memo = memo
 
     def close(self) -> None:
         """Close the idle write connections; one still writing closes when it ends."""
         with self._idle_lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for conn in idle:
-            self._kept.pop(conn, None)
-            conn.close()
+        for writer in idle:
+            self._forget(writer)
 
     def cursor(self, conn: Connection) -> sqlite3.Cursor:
         """A plain cursor: SQLite's waits are bounded by busy_timeout, in-process."""
@@ -258,6 +266,9 @@ class SqliteBackend:
         # through SQLite's VM setup) per hundred rows instead of per row. Measured on rows
         # of ~330 bytes (fills with their hashes), 1000 to a transaction: 1.2x the rows a
         # second of executemany. Statements much longer than that gain nothing more.
+        if len(rows) == 1:  # a one-event append: no list to build for executemany
+            cursor.execute(_INSERT_ROW, rows[0])
+            return
         whole = len(rows) - len(rows) % ROWS_PER_STATEMENT
         if whole:
             values = list(chain.from_iterable(rows[:whole]))
@@ -273,7 +284,7 @@ class SqliteBackend:
 
     def guard(self) -> AbstractContextManager[None]:
         """Translate driver errors raised inside into the Tally error family."""
-        return DriverErrors(self)
+        return self._guard
 
     def translate(self, error: BaseException) -> TallyError:
         """Classify a sqlite3 error by its result code (the extended one where it matters)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -469,3 +471,89 @@ def test_a_write_connection_keeps_a_memo_only_while_nobody_else_commits(sqlite_u
         assert memo_after(kept, fail=True) is None  # rolled back: nothing kept
         store.append("y", [deposit("1")], expected_version=0)  # the writes' own commits ...
         assert memo_after(kept) is kept  # ... do not count as someone else's
+
+
+def _random_append(rng: random.Random, versions: dict[str, int], t0: datetime) -> Append:
+    """One append of the paths test: 1 to 3 batches (a stream may recur), 0 to 3 events
+    each, any envelope ids, sometimes its own time, expected versions right, absent or
+    stale, and now and then an amount the ledger refuses."""
+    batches = []
+    for _ in range(rng.randint(1, 3)):
+        stream = rng.choice(["a", "b", "c", "portfolio/main"])
+        made = [
+            deposit(f"{rng.randint(1, 10**6)}.{rng.randint(0, 99):02d}")
+            if rng.random() < 0.5
+            else trade(f"t{rng.randint(1, 10**9)}")
+            for _ in range(rng.choice([0, 1, 1, 1, 2, 3]))
+        ]
+        if made and rng.random() < 0.05:
+            made[-1] = deposit("-1")  # refused: nothing of the append may be written
+        check = rng.choice(["right"] * 6 + ["none"] * 2 + ["stale"])
+        expected = {"right": versions.get(stream, 0), "none": None}.get(check, -1)
+        batches.append(StreamAppend(stream, made, expected))
+    ids = [rng.choice([None, f"id-{rng.randint(1, 99)}"]) for _ in range(3)]
+    at = t0 + timedelta(seconds=rng.randint(0, 10**6)) if rng.random() < 0.3 else None
+    return Append(batches, None, ids[0], ids[1], ids[2], recorded_at=at)
+
+
+@pytest.mark.parametrize("seed", [14, 15, 16])
+def test_the_plain_path_writes_what_the_general_path_writes(
+    ledger_url: str, tmp_path: Path, seed: int
+) -> None:
+    # ``append_all`` takes a shorter path for one append without an idempotency key (every
+    # EventStore.append without one). Two ledgers given the same appends, one through each
+    # path, must hold the same rows, column for column, and refuse the same appends alike.
+    from sqlalchemy import text
+
+    from ledger import init_store
+    from ledger.errors import TallyError
+    from ledger.store.schema import ROW_COLUMNS
+
+    other = f"sqlite:///{tmp_path}/general.db"
+    init_store(other)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    clocks = [SimulatedClock(t0, tick=timedelta(milliseconds=1)) for _ in range(2)]
+    rng = random.Random(seed)
+    versions: dict[str, int] = {}
+    outcomes: list[object] = []
+    with (
+        open_store(ledger_url, clock=clocks[0]) as plain,
+        open_store(other, clock=clocks[1]) as general,
+    ):
+        for turn in range(80):
+            append = _random_append(rng, versions, t0)
+            results: list[object] = []
+            for write in (plain.append_all, general._appender._append_general):
+                try:
+                    results.append(write([append]))
+                except TallyError as refused:
+                    results.append((type(refused).__name__, refused.context))
+            assert results[0] == results[1], f"turn {turn}: {append}"
+            outcomes.append(results[0])
+            if isinstance(results[0], list):
+                for batch in append.batches:
+                    versions[batch.stream] = versions.get(batch.stream, 0) + len(batch.events)
+            if turn == 40:  # half-way, a unit of work on each side: its appends take the path too
+                with plain.unit_of_work():
+                    plain.append("u", [deposit("1")], expected_version=0)
+                with general.unit_of_work():
+                    general._appender._append_general(
+                        [Append([StreamAppend("u", [deposit("1")], 0)])]
+                    )
+                versions["u"] = 1
+        tables = []
+        for store in (plain, general):
+            with store.engine.connect() as conn:
+                rows = conn.execute(text(f"SELECT {ROW_COLUMNS} FROM events ORDER BY position"))
+                tables.append(
+                    [
+                        tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                        for row in rows
+                    ]
+                )
+            assert store.verify().events == len(tables[-1])
+    assert tables[0] == tables[1]
+    # The appends exercised what they were meant to: writes and each kind of refusal.
+    kinds = {o[0] if isinstance(o, tuple) else "written" for o in outcomes}
+    assert kinds == {"written", "ConcurrencyError", "ValueOutOfBounds"}
+    assert len(tables[0]) > 80
