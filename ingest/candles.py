@@ -15,13 +15,13 @@ import random
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ingest.contracts import (
     VOLUME_STEP,
@@ -261,37 +261,25 @@ def _refuse(path: Path, violations: list[Violation]) -> None:
         )
 
 
-class FileBytes(NamedTuple):
-    """An OHLCV file's bytes, read once, and their sha256 (what a run's manifest records)."""
-
-    content: bytes
-    sha256: str
-
-
-def read_files(files: Sequence[tuple[Path, str, str]]) -> dict[Path, FileBytes]:
-    """The bytes and sha256 of each of ``files`` (``ohlcv_files``' list), read once each."""
-    read = {}
-    for path, _, _ in files:
-        try:
-            content = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
-        read[path] = FileBytes(content, hashlib.sha256(content).hexdigest())
-    return read
+def read_file_bytes(path: Path) -> tuple[bytes, str]:
+    """An OHLCV file's bytes, read once, and their sha256 (what a run's manifest records:
+    the sha256 of the very bytes parsed, even if the file is rewritten while it is read)."""
+    try:
+        content = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
+    return content, hashlib.sha256(content).hexdigest()
 
 
-def load_candles(folder: Path, read: Mapping[Path, FileBytes] | None = None) -> CandleSet:
-    """Read every OHLCV file of ``folder`` (or parse ``read``, their bytes already read by
-    ``read_files``); refuse mixed timeframes and broken contracts."""
+def load_candles(folder: Path) -> CandleSet:
+    """Every OHLCV file of ``folder``, whole (every column, as written), one after another;
+    refuse mixed timeframes and broken contracts. A run prices with less
+    (``load_priced_candles``)."""
     files = ohlcv_files(folder)
-    if read is None:
-        read = read_files(files)
     series: dict[str, Candles] = {}
     manifest: list[dict[str, Any]] = []
     for path, symbol, _ in files:
-        # Read once: the sha256 recorded is of the very bytes parsed, even if the file is
-        # rewritten while it is read.
-        content, digest = read[path]
+        content, digest = read_file_bytes(path)
         candles = read_candles_file(path, content)
         series[symbol] = candles
         manifest.append(
@@ -308,62 +296,139 @@ def select_candles(
 ) -> CandleSet:
     """Only ``pairs`` (all when empty) and the candles opening in ``[start, stop]`` (both
     ends included, as freqtrade's ``--timerange`` reads them)."""
-    unknown = sorted(set(pairs) - set(candles.series))
-    if unknown:
-        raise InputError(
-            f"--pairs names {unknown}, which the data has no file for",
-            hint=f"the data holds {', '.join(candles.symbols)}",
-        )
-    first_us = None if start is None else to_micros(start)
-    last_us = None if stop is None else to_micros(stop)
-    series = {}
-    for symbol, held in candles.series.items():
-        if pairs and symbol not in pairs:
-            continue
-        keep = [
-            i
-            for i, ms in enumerate(held.opens)
-            if (first_us is None or ms * 1000 >= first_us)
-            and (last_us is None or ms * 1000 <= last_us)
-        ]
-        series[symbol] = held.rows(keep)
-    if not any(len(c) for c in series.values()):
-        opens = [c.opens for c in candles.series.values() if len(c)]
-        raise InputError(
-            "the time range selects no candles",
-            hint=f"the data runs from {utc_from_ms(min(o[0] for o in opens))} "
-            f"to {utc_from_ms(max(o[-1] for o in opens))}",
-        )
+    _refuse_unknown_pairs(pairs, candles.series)
+    series = {
+        symbol: _opening_within(held, start, stop)
+        for symbol, held in candles.series.items()
+        if not pairs or symbol in pairs
+    }
+    _refuse_empty_range(series, [c.opens for c in candles.series.values()])
     manifest = [e for e in candles.manifest if e["symbol"] in series]
     return CandleSet(candles.timeframe, series, manifest)
 
 
-def round_candles(candles: CandleSet, price_steps: Mapping[str, Decimal]) -> CandleSet:
-    """Each symbol's candles at its market's price step (volumes at ``VOLUME_STEP``), half
-    to even; each manifest entry records the steps, so a run says what it priced with."""
-    series = {}
-    for entry in candles.manifest:
-        symbol = entry["symbol"]
-        rounded = round_candle_columns(candles.series[symbol], price_steps[symbol])
-        zero = next((i for i, low in enumerate(rounded.columns["low"]) if low == 0), None)
-        if zero is not None:
-            raise InputError(
-                f"{entry['name']}: the low of the candle at "
-                f"{utc_from_ms(rounded.opens[zero]).isoformat()} rounds to 0 "
-                f"at {symbol}'s price step {price_steps[symbol]}",
-                hint=f"set a finer run.markets.{symbol}.price_step",
-                file=entry["name"],
-            )
-        series[symbol] = rounded
-    manifest = [
-        {
-            **entry,
-            "price_step": str(price_steps[entry["symbol"]]),
-            "volume_step": str(VOLUME_STEP),
-        }
-        for entry in candles.manifest
+def _refuse_unknown_pairs(pairs: Sequence[str], symbols: Iterable[str]) -> None:
+    unknown = sorted(set(pairs) - set(symbols))
+    if unknown:
+        raise InputError(
+            f"--pairs names {unknown}, which the data has no file for",
+            hint=f"the data holds {', '.join(sorted(symbols))}",
+        )
+
+
+def _opening_within(held: Candles, start: datetime | None, stop: datetime | None) -> Candles:
+    """The candles of ``held`` opening in ``[start, stop]`` (an open end takes all)."""
+    if start is None and stop is None:
+        return held
+    first_us = None if start is None else to_micros(start)
+    last_us = None if stop is None else to_micros(stop)
+    keep = [
+        i
+        for i, ms in enumerate(held.opens)
+        if (first_us is None or ms * 1000 >= first_us) and (last_us is None or ms * 1000 <= last_us)
     ]
-    return CandleSet(candles.timeframe, series, manifest)
+    return held.rows(keep)
+
+
+def _refuse_empty_range(series: Mapping[str, Candles], spans: Iterable[Sequence[int]]) -> None:
+    """Refuse a selection that left no candle at all; ``spans``: the opens it chose from."""
+    if any(len(c) for c in series.values()):
+        return
+    opens = [o for o in spans if len(o)]
+    if not opens:
+        raise InputError(
+            "the data holds no candles", hint="check the files: each has only a header"
+        )
+    raise InputError(
+        "the time range selects no candles",
+        hint=f"the data runs from {utc_from_ms(min(o[0] for o in opens))} "
+        f"to {utc_from_ms(max(o[-1] for o in opens))}",
+    )
+
+
+def _rounded_series(
+    name: str, symbol: str, held: Candles, price_steps: Mapping[str, Decimal]
+) -> Candles:
+    """``held`` at ``symbol``'s price step; refused if a low rounds to 0."""
+    rounded = round_candle_columns(held, price_steps[symbol])
+    zero = next((i for i, low in enumerate(rounded.columns["low"]) if low == 0), None)
+    if zero is not None:
+        raise InputError(
+            f"{name}: the low of the candle at "
+            f"{utc_from_ms(rounded.opens[zero]).isoformat()} rounds to 0 "
+            f"at {symbol}'s price step {price_steps[symbol]}",
+            hint=f"set a finer run.markets.{symbol}.price_step",
+            file=name,
+        )
+    return rounded
+
+
+def _with_steps(entry: dict[str, Any], price_steps: Mapping[str, Decimal]) -> dict[str, Any]:
+    return {
+        **entry,
+        "price_step": str(price_steps[entry["symbol"]]),
+        "volume_step": str(VOLUME_STEP),
+    }
+
+
+def hash_files(files: Sequence[tuple[Path, str, str]]) -> dict[Path, str]:
+    """The sha256 of each of ``files`` (``ohlcv_files``' list), read a block at a time."""
+    digests = {}
+    for path, _, _ in files:
+        try:
+            digests[path] = sha256_file(path)
+        except OSError as e:
+            raise InputError(f"cannot read OHLCV file: {e}", file=str(path)) from e
+    return digests
+
+
+def load_priced_candles(
+    files: Sequence[tuple[Path, str, str]],
+    digests: Mapping[Path, str],
+    price_steps: Mapping[str, Decimal],
+    pairs: Sequence[str] = (),
+    start: datetime | None = None,
+    stop: datetime | None = None,
+) -> CandleSet:
+    """What a run prices with, from ``files``: the candles ``load_candles`` and
+    ``select_candles`` make, rounded to each market's price step (volumes at
+    ``VOLUME_STEP``, half to even; the manifest records both steps, so a run says what it
+    priced with) and kept as their closes only (``closes_only``).
+
+    One file at a time: it is read, checked against its sha256 in ``digests``
+    (``hash_files``: the bytes parsed are the bytes recorded), parsed, cut to ``pairs`` and
+    ``[start, stop]``, rounded (unless ``price_steps`` is empty: runs recorded before the
+    steps were) and cut down to its closes before the next is read, so neither a folder's
+    bytes nor its candles as ``Decimal``s are ever held at once (a year of 50 pairs is five
+    million candles). Files of pairs not chosen are not read.
+    """
+    _refuse_unknown_pairs(pairs, [symbol for _, symbol, _ in files])
+    series: dict[str, Candles] = {}
+    manifest: list[dict[str, Any]] = []
+    spans: list[tuple[int, ...]] = []  # each chosen file's first and last open
+    for path, symbol, _ in files:
+        if pairs and symbol not in pairs:
+            continue
+        content, digest = read_file_bytes(path)
+        if digest != digests[path]:
+            raise InputError(
+                f"{path.name} changed while it was being read",
+                hint="run again once nothing is writing to the data folder",
+                file=str(path),
+            )
+        candles = read_candles_file(path, content)
+        del content
+        entry = {"name": path.name, "symbol": symbol, "rows": len(candles), "sha256": digest}
+        spans.append((candles.opens[0], candles.opens[-1]) if len(candles) else ())
+        candles = _opening_within(candles, start, stop)
+        if price_steps:
+            candles = _rounded_series(path.name, symbol, candles, price_steps)
+            entry = _with_steps(entry, price_steps)
+        series[symbol] = closes_only(candles)
+        manifest.append(entry)
+    if start is not None or stop is not None:
+        _refuse_empty_range(series, spans)
+    return CandleSet(files[0][2], series, manifest)
 
 
 def candles_digest(candles: Candles) -> str:

@@ -80,12 +80,16 @@ class Candles:
 def closes_only(candles: Candles) -> Candles:
     """Only the closes, as integers and decimal exponents (``66301.15`` is 6630115 and -2):
     two machine numbers a candle instead of five ``Decimal`` objects, which is what a long
-    backtest holds in memory."""
+    backtest holds in memory. Candles with a close of more digits than 64 bits hold (a
+    file's float noise, unrounded) are kept whole instead."""
     units, exponents = array("q"), array("b")
-    for close in candles.columns["close"]:
-        exponent = int(close.as_tuple().exponent)
-        units.append(int(close.scaleb(-exponent)))
-        exponents.append(exponent)
+    try:
+        for close in candles.columns["close"]:
+            exponent = int(close.as_tuple().exponent)
+            units.append(int(close.scaleb(-exponent)))
+            exponents.append(exponent)
+    except OverflowError:
+        return candles
     opens = array("q", candles.opens)  # (8 bytes a candle, where a list holds int objects)
     return Candles(opens, {CLOSE_UNITS: units, CLOSE_EXPONENT: exponents})
 

@@ -21,10 +21,9 @@ from ingest.candles import (
     CandleSet,
     CandleSource,
     generate_sample,
-    load_candles,
+    hash_files,
+    load_priced_candles,
     ohlcv_files,
-    read_files,
-    round_candles,
     select_candles,
 )
 from ingest.logs import log_committed
@@ -209,10 +208,11 @@ def _files_as_priced(
     price_steps: Mapping[str, Decimal] | None,
     selection: Selection,
 ) -> CandleSet:
-    """The folder's candles, selected and rounded to the steps (cached, see _PREPARED)."""
+    """The folder's candles, selected, rounded to the steps and cut down to their closes
+    (``load_priced_candles``; cached, see _PREPARED)."""
     files = ohlcv_files(data_dir)
-    read = read_files(files)  # once: hashed for the key, parsed on a miss
-    contents = tuple((path.name, read[path].sha256) for path, _, _ in files)
+    digests = hash_files(files)  # for the key; each file's bytes are checked when parsed
+    contents = tuple((path.name, digests[path]) for path, _, _ in files)
     if price_steps is None:  # the markets' steps (a recorded run passes its own)
         symbols = [s for _, s, _ in files if not selection.pairs or s in selection.pairs]
         specs = market_specs(settings, symbols)
@@ -221,12 +221,8 @@ def _files_as_priced(
     cached = _PREPARED.get(key)
     if cached is not None:
         return cached
-    candles = load_candles(data_dir, read)
-    if selection.recorded():
-        candles = select_candles(candles, selection.pairs, *selection.bounds())
-    if price_steps:
-        candles = round_candles(candles, price_steps)
-    _PREPARED.clear()  # the bytes parsed are the bytes hashed for the key
+    _PREPARED.clear()  # before loading: one data set in memory at a time
+    candles = load_priced_candles(files, digests, price_steps, selection.pairs, *selection.bounds())
     _PREPARED[key] = candles
     return candles
 

@@ -285,3 +285,98 @@ def test_a_folder_prepared_again_is_reused_only_while_its_files_are_the_same(
     assert after["BTC/USDT"]["sha256"] != before["BTC/USDT"]["sha256"]
     assert after["BTC/USDT"]["rows"] == before["BTC/USDT"]["rows"] - 1
     assert after["ETH/USDT"] == before["ETH/USDT"]
+
+
+def _priced_from_whole(
+    folder: Path, steps: dict[str, Decimal], pairs: tuple[str, ...], start: datetime, stop: datetime
+) -> dict[str, list[str]]:
+    """Each chosen symbol's closes as text, the long way: every file whole, selected, then
+    rounded (what a run priced with before files were loaded one at a time)."""
+    from ingest.candles import select_candles
+    from ingest.contracts import round_candle_columns
+
+    chosen = select_candles(load_candles(folder), pairs, start, stop)
+    return {
+        symbol: [str(c) for c in round_candle_columns(held, steps[symbol]).columns["close"]]
+        for symbol, held in chosen.series.items()
+    }
+
+
+def _closes(held: Candles) -> list[str]:
+    from ingest.ohlcv import CLOSE_EXPONENT, CLOSE_UNITS
+
+    if not held.compact:
+        return [str(c) for c in held.columns["close"]]
+    pairs = zip(held.columns[CLOSE_UNITS], held.columns[CLOSE_EXPONENT], strict=True)
+    return [str(Decimal(units).scaleb(exponent)) for units, exponent in pairs]
+
+
+@pytest.mark.parametrize("source", ["generated", "real"])
+def test_priced_candles_are_the_whole_files_selected_rounded_and_cut_to_their_closes(
+    tmp_path: Path, source: str
+) -> None:
+    from ingest.candles import hash_files, load_priced_candles, ohlcv_files
+
+    if source == "real":
+        from tests.conftest import shared_data
+
+        folder = shared_data("ohlcv")  # Binance candles, with their float noise and gaps
+    else:
+        folder = tmp_path
+        write_candles(generate_sample(seed=5, start=START, days=3), folder)
+    files = ohlcv_files(folder)
+    symbols = [symbol for _, symbol, _ in files]
+    steps = {s: Decimal("0.00001") if s.endswith("/BTC") else Decimal("0.01") for s in symbols}
+    whole = load_candles(folder)
+    first, last = (
+        min(h.opens[0] for h in whole.series.values()),
+        max(h.opens[-1] for h in whole.series.values()),
+    )
+    start = datetime.fromtimestamp((first + (last - first) // 4) / 1000, UTC)
+    stop = datetime.fromtimestamp((last - (last - first) // 4) / 1000, UTC)
+    pairs = tuple(symbols[::2])
+    priced = load_priced_candles(files, hash_files(files), steps, pairs, start, stop)
+    assert priced.symbols == sorted(pairs)
+    assert all(held.compact for held in priced.series.values())
+    assert {s: _closes(h) for s, h in priced.series.items()} == _priced_from_whole(
+        folder, steps, pairs, start, stop
+    )
+    # The manifest: each chosen file whole (its rows and the sha256 of its bytes), and the
+    # steps its closes were rounded to.
+    by_symbol = {m["symbol"]: m for m in whole.manifest}
+    assert priced.manifest == [
+        {**by_symbol[s], "price_step": str(steps[s]), "volume_step": "1E-8"} for s in sorted(pairs)
+    ]
+
+
+def test_loading_priced_candles_refuses_a_file_changed_after_it_was_hashed(
+    tmp_path: Path,
+) -> None:
+    from ingest.candles import hash_files, load_priced_candles, ohlcv_files
+
+    write_candles(generate_sample(seed=1, start=START, days=1), tmp_path)
+    files = ohlcv_files(tmp_path)
+    digests = hash_files(files)
+    eth = tmp_path / "ETH_USDT-5m.csv"
+    eth.write_text(eth.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"ETH_USDT-5m\.csv changed while it was being read"):
+        load_priced_candles(files, digests, {})
+    # A file of a pair not chosen is not read at all: broken, it refuses nothing.
+    eth.write_text("timestamp,open\nnot,a candle\n", encoding="utf-8")
+    picked = load_priced_candles(files, digests, {}, ("BTC/USDT",))
+    assert picked.symbols == ["BTC/USDT"] and [m["symbol"] for m in picked.manifest] == ["BTC/USDT"]
+
+
+def test_closes_too_long_for_64_bits_are_kept_whole_and_served_the_same() -> None:
+    from ingest.ohlcv import closes_only
+
+    long = Decimal("12345678.12345678901234")  # 22 digits: no int64 holds its units
+    columns = {c: [long, long + 1] for c in ("open", "high", "low", "close")}
+    held = Candles([0, 300_000], {**columns, "volume": [Decimal(1)] * 2})
+    assert closes_only(held) is held  # kept whole: nothing lost
+    short = closes_only(held.rows([]))  # (an empty series is compact)
+    assert short.compact and len(short) == 0
+    set_ = candles.CandleSet("5m", {"X/USDT": held}, [])
+    clock = SimulatedClock(datetime.fromtimestamp(600, UTC))
+    ticker = CandleSource(set_, clock=clock, seed=1).ticker_now("X/USDT")
+    assert ticker.last == long + 1
