@@ -10,7 +10,8 @@ execution time, so a trade file and a candle folder imported in any order give t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -66,7 +67,34 @@ def equity_series(
     found: Iterable[RecordedEvent], account: str, quote: str | None = None
 ) -> EquitySeries:
     """Equity per price time from money and price events (in any ledger order)."""
-    timeline: list[tuple[datetime, int, int, RecordedEvent]] = []
+    return _fold(sorted(_timeline(found)), account, quote)
+
+
+def streamed_equity_series(
+    read: Callable[[], Iterable[RecordedEvent]], account: str, quote: str | None = None
+) -> EquitySeries:
+    """``equity_series`` of the events ``read()`` gives, holding only the events of the
+    moments not yet passed while they come in market-time order (a run's own events, as it
+    recorded them: a long run's seals would otherwise all be held at once, each with every
+    symbol's mark). At the first event out of that order (an import's, say) the events are
+    read again and sorted whole, as ``equity_series`` does: the same series either way."""
+    try:
+        return _fold(_in_market_order(_timeline(read())), account, quote)
+    except _OutOfOrder:
+        return equity_series(read(), account, quote)
+
+
+# (moment, kind, seq, event): ordered by market time, prices before money at a tie, and
+# then as recorded.
+_Item = tuple[datetime, int, int, RecordedEvent]
+
+
+class _OutOfOrder(Exception):
+    """An event came after a later moment was already folded."""
+
+
+def _timeline(found: Iterable[RecordedEvent]) -> Iterator[_Item]:
+    """Each event with its place in market time."""
     traded_at: dict[str, datetime] = {}
     for seq, recorded in enumerate(found):
         # At a tie, prices first: a price stamped at t is the close of the candle that ends
@@ -78,8 +106,28 @@ def equity_series(
             traded_at[event.trade_id] = moment
         elif isinstance(event, events.FeeCharged):  # a fee is charged when its trade fills
             moment = traded_at.get(event.trade_id, moment)
-        timeline.append((moment, kind, seq, recorded))
-    timeline.sort(key=lambda item: (item[0], item[1], item[2]))
+        yield (moment, kind, seq, recorded)
+
+
+def _in_market_order(items: Iterable[_Item]) -> Iterator[_Item]:
+    """``items`` sorted, if no item's moment is at or before one already let through
+    (``_OutOfOrder`` else): an item waits only until a later moment arrives."""
+    waiting: list[_Item] = []  # a heap
+    passed: datetime | None = None  # the last moment let through
+    for item in items:
+        moment = item[0]
+        if passed is not None and moment <= passed:
+            raise _OutOfOrder
+        while waiting and waiting[0][0] < moment:
+            passed = waiting[0][0]
+            yield heapq.heappop(waiting)
+        heapq.heappush(waiting, item)
+    while waiting:
+        yield heapq.heappop(waiting)
+
+
+def _fold(timeline: Iterable[_Item], account: str, quote: str | None) -> EquitySeries:
+    """The series of ``account`` from its events in market-time order."""
     state = PortfolioState(account=account, quote=quote)
     marks: dict[str, Decimal] = {}
     series = EquitySeries(account, quote or "", [])
@@ -156,8 +204,8 @@ def load_series(
 ) -> EquitySeries:
     """The equity series of ``account`` (only ``run_id``'s events when given, read from its
     ``span``: see ``run_events``)."""
-    found = run_events(store, (*MONEY_TYPES, *PRICE_TYPES, *MARKER_TYPES), run_id, span)
-    return equity_series(found, account, quote)
+    types = (*MONEY_TYPES, *PRICE_TYPES, *MARKER_TYPES)
+    return streamed_equity_series(lambda: run_events(store, types, run_id, span), account, quote)
 
 
 def equity_frame(

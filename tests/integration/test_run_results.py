@@ -70,3 +70,28 @@ def test_a_runs_summary_reads_its_own_stretch_and_equals_the_run_alone(
     # The series and the trips, each asked twice, only from the run's RunStarted to its
     # RunFinished (and the run looked up by its stream, not by reading every run's records).
     assert spans == [(second.first_position, second.last_position)] * 4
+
+
+def test_a_runs_equity_is_folded_as_it_is_read_and_equals_the_sorted_series(
+    ledger_url: str,
+) -> None:
+    # A run's own events come in market-time order: the series is folded as they are read
+    # (one read, no event held past its moment), and it is the series of the same events
+    # sorted whole. The sample has its faults on: stale marks, failed fetches, retries.
+    from projections import reports
+    from projections.portfolio import MONEY_TYPES
+    from projections.runs import run_events
+
+    types = (*MONEY_TYPES, *reports.PRICE_TYPES, *reports.MARKER_TYPES)
+    with open_store(ledger_url) as store:
+        run = backtest(store, seed=4)
+        reads: list[int] = []
+
+        def read() -> Any:
+            reads.append(1)
+            return run_events(store, types, run.run_id)
+
+        streamed = reports.streamed_equity_series(read, run.account)
+        whole = reports.equity_series(list(run_events(store, types, run.run_id)), run.account)
+    assert reads == [1]
+    assert streamed == whole and len(whole.rows) > 250 and whole.stale

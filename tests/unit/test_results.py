@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger import events
 from ledger.recorded import RecordedEvent
@@ -162,3 +166,63 @@ def test_a_row_at_midnight_closes_the_day_before() -> None:
     ]
     out = results.summary(equity_series(found, "a"), [])
     assert [d["date"] for d in out["days"]] == ["2026-01-05"]
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 1)), max_size=30
+    ),  # (moment in hours, kind) in ledger order
+)
+def test_a_timeline_is_let_through_sorted_or_refused_never_misordered(
+    items: list[tuple[int, int]],
+) -> None:
+    from projections.reports import _in_market_order, _OutOfOrder
+
+    timeline = [
+        (T0 + timedelta(hours=hour), kind, seq, None) for seq, (hour, kind) in enumerate(items)
+    ]
+    try:
+        through = list(_in_market_order(iter(timeline)))  # type: ignore[arg-type]
+    except _OutOfOrder:
+        # Refused only when an item came after a later moment had arrived.
+        assert any(b[0] < a[0] for a, b in itertools.combinations(timeline, 2))
+        return
+    assert through == sorted(timeline)  # type: ignore[type-var]
+
+
+def test_a_streamed_series_equals_the_sorted_one_and_reads_again_only_out_of_order() -> None:
+    from projections.reports import equity_series, streamed_equity_series
+
+    bought = events.TradeExecuted(
+        account="a", symbol="ETH/USDT", side="buy", qty=D(1), price=D(100), order_id="o",
+        trade_id="t", executed_at=T0 + timedelta(hours=1),
+    )  # fmt: skip
+    deposit = events.FundsDeposited(account="a", asset="USDT", amount=D(1000))
+    fee = events.FeeCharged(account="a", trade_id="t", asset="USDT", amount=D("0.1"))
+    in_order = [
+        recorded(1, deposit, -1),
+        recorded(2, candle(0, "100")),  # closes at 01:00
+        recorded(3, bought),  # at 01:00, the next candle's open
+        recorded(4, fee, 5),  # charged when its trade filled (01:00), recorded later
+        recorded(5, candle(1, "150")),
+        recorded(6, candle(2, "120")),
+    ]
+    imported = [in_order[0], in_order[1], in_order[4], in_order[5], in_order[2], in_order[3]]
+    for found, reads in ((in_order, 1), (imported, 2)):
+        asked: list[int] = []
+
+        def read(
+            found: list[RecordedEvent] = found, asked: list[int] = asked
+        ) -> list[RecordedEvent]:
+            asked.append(1)
+            return found
+
+        streamed = streamed_equity_series(read, "a")
+        assert len(asked) == reads
+        assert streamed == equity_series(found, "a")
+        assert [(r[0].hour, r[1]) for r in streamed.rows] == [
+            (1, D(1000)),
+            (2, D("1049.9")),
+            (3, D("1019.9")),
+        ]
