@@ -62,6 +62,21 @@ def test_the_same_intent_twice_trades_once() -> None:
     assert client_order_id("r", 3, "BTC/USDT", "enter") == trades(log)[0].client_order_id
 
 
+def test_a_paper_venue_remembers_its_latest_orders_and_keeps_counting_their_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingest import venues
+
+    monkeypatch.setattr(venues, "ORDERS_KEPT_MAX", 3)
+    paper = venue()
+    ids = [run(paper.submit(BUY, f"c{i}")).order_id for i in range(5)]
+    assert ids == [f"{paper.name}-{i}" for i in range(1, 6)]  # as if it held every order
+    assert list(paper.orders) == ["c2", "c3", "c4"] and paper.placed == 5
+    assert run(paper.fetch_order("c0")) is None  # forgotten
+    again = run(paper.submit(BUY, "c4"))  # a recent one still trades once
+    assert again.order_id == ids[4] and paper.placed == 5
+
+
 def test_a_lost_answer_is_resolved_by_asking_the_venue_never_by_resubmitting() -> None:
     paper = venue()
     paper.lose_answers = 1  # the venue fills the order, the answer times out
