@@ -35,7 +35,7 @@ ZERO = Decimal(0)
 DAYS_PER_YEAR = 365
 
 
-@dataclass
+@dataclass(slots=True)  # (slots: a long run's trips hold every one of its fills)
 class Fill:
     position: int
     at: datetime
@@ -45,7 +45,7 @@ class Fill:
     fee_quote: Decimal
 
 
-@dataclass
+@dataclass(slots=True)
 class RoundTrip:
     """One trade: from the position leaving zero to its return to zero."""
 
@@ -96,23 +96,45 @@ def _iso(moment: datetime) -> str:
 
 def round_trips(found: Iterable[RecordedEvent], account: str) -> list[RoundTrip]:
     """The account's round trips, in the order they opened (open ones last, unclosed)."""
-    fills: dict[str, list[tuple[int, datetime, events.TradeExecuted]]] = defaultdict(list)
-    fees_by_trade: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
+    held = list(found)
+    return trips_of_fills(held, account, fees_by_trade(held, account))
+
+
+def fees_by_trade(found: Iterable[RecordedEvent], account: str) -> dict[str, list[Fee]]:
+    """The account's ``FeeCharged`` events, by the trade they were charged for."""
+    fees: dict[str, list[Fee]] = defaultdict(list)
+    for recorded in found:
+        event = recorded.event
+        if isinstance(event, events.FeeCharged) and event.account == account:
+            fees[event.trade_id].append((event.asset, event.amount))
+    return fees
+
+
+def trips_of_fills(
+    found: Iterable[RecordedEvent], account: str, fees: dict[str, list[Fee]]
+) -> list[RoundTrip]:
+    """The account's round trips from its fills, each taken as it comes (with its fees from
+    ``fees``): no fill is held but in the trip it belongs to."""
+    books: dict[str, _SymbolTrips] = {}
     for recorded in found:
         event = recorded.event
         if isinstance(event, events.TradeExecuted) and event.account == account:
+            book = books.get(event.symbol)
+            if book is None:
+                book = books[event.symbol] = _SymbolTrips(event.symbol)
             at = event.executed_at or recorded.recorded_at
-            fills[event.symbol].append((recorded.position, at, event))
-        elif isinstance(event, events.FeeCharged) and event.account == account:
-            fees_by_trade[event.trade_id].append((event.asset, event.amount))
+            book.take(recorded.position, at, event, fees.get(event.trade_id, []))
     trips: list[RoundTrip] = []
-    for symbol in sorted(fills):
-        trips += _trips_of(symbol, fills[symbol], fees_by_trade)
+    for symbol in sorted(books):
+        trips += books[symbol].trips
     trips.sort(key=lambda t: (t.opened_at, t.symbol))
     return trips
 
 
-def _fee_in_quote(event: events.TradeExecuted, fees: list[tuple[str, Decimal]]) -> Decimal:
+Fee = tuple[str, Decimal]  # (asset, amount)
+
+
+def _fee_in_quote(event: events.TradeExecuted, fees: list[Fee]) -> Decimal:
     base, quote = split_symbol(event.symbol)
     paid = list(fees)
     if event.fee is not None:
@@ -126,45 +148,50 @@ def _fee_in_quote(event: events.TradeExecuted, fees: list[tuple[str, Decimal]]) 
     return total
 
 
-def _trips_of(
-    symbol: str,
-    fills: list[tuple[int, datetime, events.TradeExecuted]],
-    fees_by_trade: dict[str, list[tuple[str, Decimal]]],
-) -> list[RoundTrip]:
-    out: list[RoundTrip] = []
-    held, average = ZERO, ZERO
-    trip: RoundTrip | None = None
-    for position, at, event in fills:
+class _SymbolTrips:
+    """One symbol's trips, fill by fill in ledger order: the position held, its average
+    cost and the trip it is in."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.trips: list[RoundTrip] = []
+        self.held, self.average = ZERO, ZERO
+        self.trip: RoundTrip | None = None
+
+    def take(
+        self, position: int, at: datetime, event: events.TradeExecuted, fees: list[Fee]
+    ) -> None:
         delta = event.qty if event.side == "buy" else -event.qty
-        fee = _fee_in_quote(event, fees_by_trade.get(event.trade_id, []))
+        fee = _fee_in_quote(event, fees)
         remaining = delta
         fee_left = fee
         while remaining:
+            held = self.held
             if held == 0:
-                trip = RoundTrip(symbol, "long" if remaining > 0 else "short", at)
-                out.append(trip)
+                self.trip = RoundTrip(self.symbol, "long" if remaining > 0 else "short", at)
+                self.trips.append(self.trip)
+            trip = self.trip
             assert trip is not None
             if held == 0 or (held > 0) == (remaining > 0):  # opening or adding
                 step = remaining
                 cost = abs(step) * event.price
-                average = (average * abs(held) + cost) / (abs(held) + abs(step))
+                self.average = (self.average * abs(held) + cost) / (abs(held) + abs(step))
                 trip.entry_cost += cost
             else:  # reducing: at most what is held; a flip continues with the rest
                 step = -held if abs(remaining) > abs(held) else remaining
-                gain = (event.price - average) * abs(step)
+                gain = (event.price - self.average) * abs(step)
                 trip.profit_abs += gain if held > 0 else -gain
             share = fee_left if step == remaining else fee * abs(step) / abs(delta)
             fee_left -= share
             trip.fees += share
             trip.profit_abs -= share
             trip.fills.append(Fill(position, at, event.side, abs(step), event.price, share))
-            held += step
+            self.held = held = held + step
             remaining -= step
             trip.qty = max(trip.qty, abs(held))
             if held == 0:
                 trip.closed_at = at
-                average = ZERO
-    return out
+                self.average = ZERO
 
 
 # --- the summary ---------------------------------------------------------------------------
@@ -362,8 +389,12 @@ def load_trips(
     span: tuple[int, int | None] | None = None,
 ) -> list[RoundTrip]:
     """The round trips of ``account`` in the ledger (only ``run_id``'s when given, read from
-    its ``span``: see ``run_events``)."""
-    return round_trips(run_events(store, ("TradeExecuted", "FeeCharged"), run_id, span), account)
+    its ``span``: see ``run_events``). Two reads: the fees first, then the fills, each
+    folded into its trip as it comes, so a long run's fills are never all held at once."""
+    if run_id is not None and span is None:
+        span = run_span(store, run_id)
+    fees = fees_by_trade(run_events(store, ("FeeCharged",), run_id, span), account)
+    return trips_of_fills(run_events(store, ("TradeExecuted",), run_id, span), account, fees)
 
 
 def load_summary(

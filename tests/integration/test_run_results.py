@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ledger import open_store
+from ledger import events, open_store
 from ledger.recorded import RecordedEvent
 from ledger.store import EventStore
 from projections import results
@@ -67,9 +67,10 @@ def test_a_runs_summary_reads_its_own_stretch_and_equals_the_run_alone(
             span=(second.first_position, second.last_position),
         )
     assert alone is not None and looked_up == alone and given == alone
-    # The series and the trips, each asked twice, only from the run's RunStarted to its
-    # RunFinished (and the run looked up by its stream, not by reading every run's records).
-    assert spans == [(second.first_position, second.last_position)] * 4
+    # Each summary reads the series once and the trips twice (the fees, then the fills), only
+    # from the run's RunStarted to its RunFinished (and the run is looked up by its stream,
+    # not by reading every run's records).
+    assert spans == [(second.first_position, second.last_position)] * 6
 
 
 def test_a_runs_equity_is_folded_as_it_is_read_and_equals_the_sorted_series(
@@ -95,3 +96,22 @@ def test_a_runs_equity_is_folded_as_it_is_read_and_equals_the_sorted_series(
         whole = reports.equity_series(list(run_events(store, types, run.run_id)), run.account)
     assert reads == [1]
     assert streamed == whole and len(whole.rows) > 250 and whole.stale
+
+
+def test_a_runs_trips_read_fees_then_fills_equal_the_trips_of_its_events_held_whole(
+    ledger_url: str,
+) -> None:
+    # load_trips reads a run's fees, then its fills, folding each fill into its trip as it
+    # comes; round_trips takes the same events held whole. The same trips, fill for fill.
+    from projections.runs import run_events
+
+    with open_store(ledger_url) as store:
+        run = backtest(store, seed=5)
+        streamed = results.load_trips(store, run.account, run_id=run.run_id)
+        found = list(run_events(store, ("TradeExecuted", "FeeCharged"), run.run_id))
+        whole = results.round_trips(found, run.account)
+    assert streamed == whole and len(whole) >= 5
+    # Every fill is in a trip (a fill that flips the side is in two).
+    assert sum(len(t.fills) for t in whole) >= sum(
+        isinstance(r.event, events.TradeExecuted) for r in found
+    )
