@@ -311,11 +311,17 @@ def _closes(held: Candles) -> list[str]:
     return [str(Decimal(units).scaleb(exponent)) for units, exponent in pairs]
 
 
+@pytest.mark.parametrize("whole_max", [None, 0, 500], ids=["whole", "closes", "crossing"])
 @pytest.mark.parametrize("source", ["generated", "real"])
 def test_priced_candles_are_the_whole_files_selected_rounded_and_cut_to_their_closes(
-    tmp_path: Path, source: str
+    tmp_path: Path, source: str, whole_max: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Whole below WHOLE_CANDLES_MAX; beyond it, closes only, every file's (the ones read
+    # before the count crossed it too); the same closes and manifest either way.
     from ingest.candles import hash_files, load_priced_candles, ohlcv_files
+
+    if whole_max is not None:
+        monkeypatch.setattr(candles, "WHOLE_CANDLES_MAX", whole_max)
 
     if source == "real":
         from tests.conftest import shared_data
@@ -337,7 +343,8 @@ def test_priced_candles_are_the_whole_files_selected_rounded_and_cut_to_their_cl
     pairs = tuple(symbols[::2])
     priced = load_priced_candles(files, hash_files(files), steps, pairs, start, stop)
     assert priced.symbols == sorted(pairs)
-    assert all(held.compact for held in priced.series.values())
+    compact = [held.compact for held in priced.series.values()]
+    assert compact == [whole_max is not None] * len(pairs)
     assert {s: _closes(h) for s, h in priced.series.items()} == _priced_from_whole(
         folder, steps, pairs, start, stop
     )
