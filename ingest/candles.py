@@ -417,6 +417,7 @@ def load_priced_candles(
     manifest: list[dict[str, Any]] = []
     spans: list[tuple[int, ...]] = []  # each chosen file's first and last open
     held = 0  # candles chosen so far
+    cutting = False  # beyond WHOLE_CANDLES_MAX: every file's candles cut to their closes
     for path, symbol, _ in files:
         if pairs and symbol not in pairs:
             continue
@@ -435,11 +436,12 @@ def load_priced_candles(
         if price_steps:
             candles = _rounded_series(path.name, symbol, candles, price_steps)
             entry = _with_steps(entry, price_steps)
-        series[symbol] = candles
         held += len(candles)
-        if held > WHOLE_CANDLES_MAX:  # from now on, and for the files before: closes only
+        if held > WHOLE_CANDLES_MAX and not cutting:  # from now on, and the files before
+            cutting = True
             for name, kept in series.items():
-                series[name] = kept if kept.compact else closes_only(kept)
+                series[name] = closes_only(kept)
+        series[symbol] = closes_only(candles) if cutting else candles
         manifest.append(entry)
     if start is not None or stop is not None:
         _refuse_empty_range(series, spans)

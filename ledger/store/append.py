@@ -138,15 +138,11 @@ class Appender:
         """One append without an idempotency key (``EventStore.append``'s common case):
         the rows ``_append_general`` writes, byte for byte (a test compares the two), with
         none of its bookkeeping for keys and for several appends. Beside a one-event
-        append's SQL, its Python is the cost, and between a disk's fsyncs it runs with cold
-        caches: measured there, three times what it costs on a memory file system."""
+        append's SQL, its Python is the cost, and it costs more between a disk's fsyncs
+        than warm: CPU beyond raw sqlite3's, 19 to 24 us an append on disk against 10 to 15
+        on a memory file system."""
         batches = append.batches
-        _check_names(batches, None, append.run_id, append.causation_id, append.correlation_id)
-        sizes = []
-        for batch in batches:
-            for event in batch.events:
-                check_money(event)
-            sizes.append(len(batch.events))
+        sizes, _, _ = _prepare(append)  # names and money checked (no key: nothing encoded)
         if not any(sizes):
             return [[] for _ in sizes]
         backend = self.reader.backend

@@ -208,8 +208,9 @@ def _files_as_priced(
     price_steps: Mapping[str, Decimal] | None,
     selection: Selection,
 ) -> CandleSet:
-    """The folder's candles, selected, rounded to the steps and cut down to their closes
-    (``load_priced_candles``; cached, see _PREPARED)."""
+    """The folder's candles, selected, rounded to the steps and, beyond
+    ``WHOLE_CANDLES_MAX``, cut down to their closes (``load_priced_candles``; cached, see
+    _PREPARED)."""
     files = ohlcv_files(data_dir)
     digests = hash_files(files)  # for the key; each file's bytes are checked when parsed
     contents = tuple((path.name, digests[path]) for path, _, _ in files)
